@@ -1,0 +1,51 @@
+"""HTTP views of the preprocess service: parse and clean the upload, forward it, relay."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from preprocess.forward import forward_to_trainer, trainer_healthy
+from sluice_common.cleaning import clean, resolve_target
+from sluice_common.params import parse_params, read_upload
+from sluice_common.parsing import parse_csv
+from sluice_common.transport import frame_to_arrow
+
+bp = Blueprint("preprocess", __name__)
+
+
+@bp.post("/analyze")
+def analyze():
+    """Clean the CSV (stateless) and hand it to the trainer for the requested phase."""
+    config = current_app.config
+    params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
+    raw, _ = read_upload(request)
+    parsed = parse_csv(raw)
+    target = None
+    if params.phase == "dev":
+        target = resolve_target(list(parsed.frame.columns), params.target)
+    frame, report = clean(parsed.frame, params.phase, target, parsed.delimiter)
+    report.update(encoding=parsed.encoding, delimiter=parsed.delimiter)
+    query = params.as_query()
+    if target is not None:
+        query["target"] = target
+    answer = forward_to_trainer(
+        config["TRAINER_URL"],
+        query,
+        frame_to_arrow(frame, report),
+        request.headers.get("Authorization"),
+        config["TRAINER_CONNECT_TIMEOUT"],
+        config["TRAINER_READ_TIMEOUT"],
+    )
+    # Relay the trainer's answer as it is: re-encoding a large prediction list costs time.
+    return Response(
+        answer.content,
+        status=answer.status_code,
+        content_type=answer.headers.get("Content-Type", "application/json"),
+    )
+
+
+@bp.get("/health")
+def health():
+    """Liveness plus whether the trainer answers."""
+    reachable = trainer_healthy(current_app.config["TRAINER_URL"])
+    return jsonify({"status": "ok", "service": "preprocess", "trainer": {"reachable": reachable}})

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Local mode: the MLflow tracking server, the trainer and preprocess as local processes.
+#   scripts/local.sh start | stop [--purge] | status
+# Every process runs in its own session; its pid file is the process-group id stop.sh kills.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${SLUICE_VENV:-$ROOT/.venv}
+SLUICE_HOME=${SLUICE_HOME:-$ROOT/.sluice}
+mkdir -p "$SLUICE_HOME"
+SLUICE_HOME=$(cd "$SLUICE_HOME" && pwd)
+BIND_HOST=${BIND_HOST:-127.0.0.1}
+MLFLOW_PORT=${MLFLOW_PORT:-5000}
+TRAINER_PORT=${TRAINER_PORT:-8080}
+PREPROCESS_PORT=${PREPROCESS_PORT:-8050}
+START_TIMEOUT=${START_TIMEOUT:-90}
+SERVICES=(mlflow trainer preprocess)
+RUN=$SLUICE_HOME/run
+LOGS=$SLUICE_HOME/logs
+
+port_of() {
+  case $1 in mlflow) echo "$MLFLOW_PORT" ;; trainer) echo "$TRAINER_PORT" ;; preprocess) echo "$PREPROCESS_PORT" ;; esac
+}
+
+health_url() { echo "http://127.0.0.1:$(port_of "$1")/health"; }
+
+# The pid in $RUN/NAME.pid if that process is alive and is the one we started.
+live_pid() {
+  local file=$RUN/$1.pid pid
+  [[ -f $file ]] || return 1
+  pid=$(cat "$file")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  grep -qa -- "$SLUICE_HOME\|$ROOT" "/proc/$pid/environ" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+port_busy() {
+  "$VENV/bin/python" - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+PY
+}
+
+healthy() { "$VENV/bin/python" -c "import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen('$1', timeout=2).status == 200 else 1)
+except Exception:
+    sys.exit(1)"; }
+
+launch() {
+  local name=$1
+  local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --worker-class gthread --no-control-socket)
+  case $name in
+    mlflow)
+      set -- "$VENV/bin/mlflow" server \
+        --backend-store-uri "sqlite:///$SLUICE_HOME/mlflow.db" \
+        --artifacts-destination "$SLUICE_HOME/artifacts" --serve-artifacts \
+        --host "$BIND_HOST" --port "$MLFLOW_PORT" --workers "${MLFLOW_WORKERS:-1}" ;;
+    trainer)
+      export MLFLOW_TRACKING_URI=${TRAINER_MLFLOW_URI:-http://127.0.0.1:$MLFLOW_PORT}
+      export TRAINER_STATE_DIR=${TRAINER_STATE_DIR:-$SLUICE_HOME/trainer}
+      set -- "${gunicorn[@]}" --bind "$BIND_HOST:$TRAINER_PORT" \
+        --workers "${TRAINER_WORKERS:-2}" --threads "${TRAINER_THREADS:-4}" \
+        --timeout "${TRAINER_TIMEOUT:-3600}" 'trainer:create_app()' ;;
+    preprocess)
+      export TRAINER_URL=${TRAINER_URL:-http://127.0.0.1:$TRAINER_PORT}
+      set -- "${gunicorn[@]}" --bind "$BIND_HOST:$PREPROCESS_PORT" \
+        --workers "${PREPROCESS_WORKERS:-2}" --threads "${PREPROCESS_THREADS:-8}" \
+        --timeout "${PREPROCESS_TIMEOUT:-3600}" 'preprocess:create_app()' ;;
+  esac
+  SLUICE_HOME=$SLUICE_HOME PATH="$VENV/bin:$PATH" setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+start() {
+  "$ROOT/scripts/ensure_venv.sh"
+  mkdir -p "$RUN" "$LOGS" "$SLUICE_HOME/artifacts"
+  export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
+  local started=() name
+  for name in "${SERVICES[@]}"; do
+    if live_pid "$name" >/dev/null; then
+      continue
+    fi
+    if port_busy "$(port_of "$name")"; then
+      echo "sluice: port $(port_of "$name") for $name is taken by another program;" \
+        "free it or set ${name^^}_PORT" >&2
+      exit 1
+    fi
+    started+=("$name")
+  done
+  if [[ ${#started[@]} -eq 0 ]]; then
+    echo "sluice: already running (local mode, SLUICE_HOME=$SLUICE_HOME); nothing changed"
+    print_urls
+    return 0
+  fi
+  for name in "${started[@]}"; do
+    launch "$name"
+  done
+  local deadline=$((SECONDS + START_TIMEOUT))
+  for name in "${started[@]}"; do
+    until healthy "$(health_url "$name")"; do
+      if ! live_pid "$name" >/dev/null || ((SECONDS > deadline)); then
+        echo "sluice: $name did not become healthy; last lines of $LOGS/$name.log:" >&2
+        tail -n 30 "$LOGS/$name.log" >&2
+        stop_services "${started[@]}"
+        exit 1
+      fi
+      sleep 0.2
+    done
+  done
+  echo "sluice: started ${started[*]} (local mode, SLUICE_HOME=$SLUICE_HOME)"
+  print_urls
+}
+
+print_urls() {
+  echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
+  echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
+  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+}
+
+stop_services() {
+  local name pid
+  for name in "$@"; do
+    pid=$(live_pid "$name") || { rm -f "$RUN/$name.pid"; continue; }
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for name in "$@"; do
+    [[ -f $RUN/$name.pid ]] || continue
+    pid=$(cat "$RUN/$name.pid")
+    for _ in $(seq 1 100); do
+      kill -0 -- "-$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$RUN/$name.pid"
+  done
+}
+
+status() {
+  local name pid
+  for name in "${SERVICES[@]}"; do
+    if pid=$(live_pid "$name"); then echo "$name: running (pid $pid)"; else echo "$name: stopped"; fi
+  done
+}
+
+case ${1:-start} in
+  start) start ;;
+  stop)
+    stop_services preprocess trainer mlflow
+    if [[ ${2:-} == --purge ]]; then
+      rm -rf "$SLUICE_HOME"
+      echo "sluice: stopped and deleted $SLUICE_HOME"
+    else
+      echo "sluice: stopped (data kept in $SLUICE_HOME)"
+    fi ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop [--purge]|status" >&2; exit 2 ;;
+esac

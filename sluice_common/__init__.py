@@ -1,0 +1,1 @@
+"""Code shared by the preprocess and trainer services: errors, auth, config, tables."""

@@ -1,0 +1,124 @@
+"""Stateless cleaning: normalise cells, infer numeric columns, drop what cannot train (dev only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sluice_common.errors import ApiError
+
+MISSING_TOKENS = frozenset(
+    {"", "na", "n/a", "nan", "null", "none", "nil", "?", "-", "--", "#n/a", "#na", "missing"}
+)
+# A column is numeric when at least this share of its present values parse as numbers;
+# the rest become missing and are reported.
+NUMERIC_SHARE = 0.95
+_NUMBER_NOISE = r"^[\$€£¥]|%$|(?<=\d)[,'_ ](?=\d{3}(?:\D|$))"
+
+
+def resolve_target(columns: list[str], requested: str | None) -> str:
+    """The target column: the requested one, else `target`, else the last column."""
+    if requested:
+        if requested in columns:
+            return requested
+        near = [c for c in columns if c.lower() == requested.lower()]
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ApiError(
+            422,
+            "unknown_target",
+            f"Target column {requested!r} is not in the file.{hint} "
+            f"Columns: {', '.join(map(repr, columns[:50]))}.",
+        )
+    return "target" if "target" in columns else columns[-1]
+
+
+def normalise_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip whitespace and turn the usual missing-value tokens into missing values."""
+    out = {}
+    for name in frame.columns:
+        col = frame[name].astype("str").str.strip()
+        missing = col.str.lower().isin(MISSING_TOKENS) | col.isna()
+        out[name] = col.where(~missing, None)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def to_number(col: pd.Series, decimal_comma: bool = False) -> pd.Series:
+    """Parse text as numbers; currency signs, % and thousands separators are tolerated."""
+    numbers = pd.to_numeric(col, errors="coerce")
+    unparsed = numbers.isna() & col.notna()
+    if unparsed.any():
+        text = col[unparsed].str.replace(_NUMBER_NOISE, "", regex=True)
+        if decimal_comma:
+            text = text.str.replace(",", ".", regex=False)
+        numbers = numbers.copy()
+        numbers[unparsed] = pd.to_numeric(text, errors="coerce")
+    return numbers.astype("float64")
+
+
+def infer_numeric(
+    frame: pd.DataFrame, skip: set[str], decimal_comma: bool
+) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    """Convert mostly-numeric text columns to float64; report values that became missing."""
+    numeric, coerced = [], {}
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        present = int(col.notna().sum())
+        if name in skip or present == 0:
+            out[name] = col
+            continue
+        numbers = to_number(col, decimal_comma)
+        parsed = int(numbers.notna().sum())
+        if parsed >= NUMERIC_SHARE * present:
+            out[name] = numbers
+            numeric.append(name)
+            if parsed < present:
+                coerced[name] = present - parsed
+        else:
+            out[name] = col
+    return pd.DataFrame(out, index=frame.index), numeric, coerced
+
+
+def clean(
+    frame: pd.DataFrame, phase: str, target: str | None = None, delimiter: str = ","
+) -> tuple[pd.DataFrame, dict]:
+    """Clean a parsed table. dev drops unusable rows and columns; prod keeps every row in order.
+
+    The target column (dev) keeps its text so labels come back as the user wrote them.
+    """
+    rows_in, columns_in = len(frame), len(frame.columns)
+    frame = normalise_cells(frame)
+    report: dict = {"rows_in": rows_in, "columns_in": columns_in, "dropped_rows": {}}
+    dropped_columns = []
+    if phase == "dev":
+        empty_cols = [c for c in frame.columns if c != target and frame[c].isna().all()]
+        if target is not None and frame[target].isna().all():
+            raise ApiError(
+                422,
+                "empty_target",
+                f"Target column {target!r} has no values. Pick another column with ?target=NAME.",
+            )
+        frame = frame.drop(columns=empty_cols)
+        dropped_columns = [{"name": c, "reason": "all values missing"} for c in empty_cols]
+        empty_rows = frame.isna().all(axis=1)
+        frame = frame[~empty_rows]
+        duplicates = frame.duplicated(keep="first")
+        frame = frame[~duplicates]
+        no_target = frame[target].isna() if target is not None else np.zeros(len(frame), bool)
+        frame = frame[~no_target]
+        report["dropped_rows"] = {
+            "empty": int(empty_rows.sum()),
+            "duplicate": int(duplicates.sum()),
+            "missing_target": int(no_target.sum()),
+        }
+        frame = frame.reset_index(drop=True)
+    skip = {target} if target is not None else set()
+    frame, numeric, coerced = infer_numeric(frame, skip, decimal_comma=delimiter == ";")
+    report.update(
+        rows_out=len(frame),
+        columns_out=len(frame.columns),
+        dropped_columns=dropped_columns,
+        numeric_columns=numeric,
+        coerced_to_missing=coerced,
+    )
+    return frame, report

@@ -1,0 +1,103 @@
+"""Parse the query parameters and upload shared by /analyze and /ml."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flask import Request
+
+from sluice_common.errors import ApiError
+
+PHASES = ("dev", "prod")
+PROMOTE_MODES = ("auto", "always", "never")
+TASKS = ("auto", "classification", "regression")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Validated request parameters."""
+
+    phase: str
+    model: str
+    target: str | None
+    task: str
+    promote: str
+    proba: bool
+
+    def as_query(self) -> dict[str, str]:
+        """The parameters as a query string mapping, to forward to the trainer."""
+        query = {
+            "phase": self.phase,
+            "model": self.model,
+            "task": self.task,
+            "promote": self.promote,
+            "proba": "true" if self.proba else "false",
+        }
+        if self.target is not None:
+            query["target"] = self.target
+        return query
+
+
+def _choice(args, name: str, choices: tuple[str, ...], default: str | None) -> str:
+    value = args.get(name, default)
+    if value is None:
+        raise ApiError(
+            400, f"missing_{name}", f"Add ?{name}=... to the URL; one of: {', '.join(choices)}."
+        )
+    value = value.strip().lower()
+    if value not in choices:
+        raise ApiError(
+            400,
+            f"invalid_{name}",
+            f"{name} must be one of {', '.join(choices)}; got {value[:40]!r}.",
+        )
+    return value
+
+
+def parse_params(args, default_model: str) -> Params:
+    """Validate phase, model, target, task, promote and proba from the query string."""
+    phase = _choice(args, "phase", PHASES, None)
+    model = args.get("model", default_model).strip()
+    if not MODEL_NAME.match(model):
+        raise ApiError(
+            400,
+            "invalid_model_name",
+            "model must be 1-64 characters of letters, digits, '_', '-' or '.', "
+            f"starting with a letter or digit; got {model[:70]!r}.",
+        )
+    target = args.get("target")
+    if target is not None:
+        target = target.strip()
+        if not target or len(target) > 512:
+            raise ApiError(400, "invalid_target", "target must name a column of the file.")
+    proba_text = args.get("proba", "false").strip().lower()
+    if proba_text not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "invalid_proba", "proba must be true or false.")
+    return Params(
+        phase=phase,
+        model=model,
+        target=target,
+        task=_choice(args, "task", TASKS, "auto"),
+        promote=_choice(args, "promote", PROMOTE_MODES, "auto"),
+        proba=proba_text in TRUE_WORDS,
+    )
+
+
+def read_upload(request: Request) -> tuple[bytes, str]:
+    """The bytes and declared media type of the `data_file` field."""
+    upload = request.files.get("data_file")
+    if upload is None:
+        hint = ""
+        if request.files:
+            hint = f" (got field(s): {', '.join(sorted(request.files)[:5])})"
+        raise ApiError(
+            400,
+            "missing_file",
+            "Send the CSV as a multipart form field named data_file, "
+            f"e.g. curl -F data_file=@data.csv{hint}.",
+        )
+    return upload.read(), (upload.mimetype or "")

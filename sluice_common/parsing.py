@@ -1,0 +1,163 @@
+"""Turn uploaded bytes into a table of strings: encoding, delimiter, header, rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import charset_normalizer
+import pandas as pd
+
+from sluice_common.errors import ApiError
+
+DELIMITERS = (",", ";", "\t", "|")
+SNIFF_BYTES = 64 * 1024
+MAX_COLUMNS = 20_000
+BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class ParsedCsv:
+    """A CSV read as strings, with what was detected about it."""
+
+    frame: pd.DataFrame
+    encoding: str
+    delimiter: str
+
+
+def decode_text(raw: bytes) -> tuple[str, str]:
+    """Decode bytes as text, detecting the encoding; raise ApiError for binary data."""
+    if not raw.strip():
+        raise ApiError(400, "empty_file", "The uploaded file is empty: send a CSV with a header row.")
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            return _decode(raw, encoding), encoding
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(raw[: 4 * SNIFF_BYTES]).best()
+    if best is None:
+        raise _not_text()
+    return _decode(raw, best.encoding), best.encoding
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as err:
+        raise _not_text() from err
+    if _looks_binary(text):
+        raise _not_text()
+    return text
+
+
+def _looks_binary(text: str) -> bool:
+    """True when control characters (other than tab/CR/LF) make up over 1% of a sample."""
+    sample = text[:SNIFF_BYTES]
+    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\r\n")
+    return controls > max(1, len(sample) // 100)
+
+
+def _not_text() -> ApiError:
+    return ApiError(
+        400,
+        "not_csv",
+        "The upload is not readable as text: send a CSV file (UTF-8 or another common text encoding).",
+    )
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter among , ; TAB | that splits the first lines most consistently."""
+    sample_lines = text[:SNIFF_BYTES].splitlines()
+    if len(text) > SNIFF_BYTES:
+        sample_lines = sample_lines[:-1]  # the last sampled line may be cut short
+    sample = "\n".join(sample_lines[:200])
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        width = len(rows[0])
+        if width < 2:
+            continue
+        consistent = sum(1 for r in rows if len(r) == width) / len(rows)
+        score = (round(consistent, 2), width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def read_header(text: str, delimiter: str) -> list[str]:
+    """The header row's column names, stripped; blanks named column_N; duplicates rejected."""
+    reader = csv.reader(io.StringIO(text[: 4 * SNIFF_BYTES]), delimiter=delimiter)
+    try:
+        header = next(r for r in reader if r)
+    except (StopIteration, csv.Error) as err:
+        raise ApiError(400, "empty_file", "The file has no header row.") from err
+    names = [name.strip() or f"column_{i + 1}" for i, name in enumerate(header)]
+    if len(names) > MAX_COLUMNS:
+        raise ApiError(
+            400,
+            "too_many_columns",
+            f"The file has {len(names)} columns; at most {MAX_COLUMNS} are supported.",
+        )
+    seen, duplicates = set(), []
+    for name in names:
+        if name in seen and name not in duplicates:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        raise ApiError(
+            400,
+            "duplicate_columns",
+            f"Column names must be unique; repeated: {', '.join(map(repr, duplicates))}. "
+            "Rename them and upload again.",
+        )
+    return names
+
+
+def parse_csv(raw: bytes) -> ParsedCsv:
+    """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
+    text, encoding = decode_text(raw)
+    delimiter = sniff_delimiter(text)
+    names = read_header(text, delimiter)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=0,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+            engine="c",
+        )
+    except pd.errors.EmptyDataError as err:
+        raise ApiError(400, "empty_file", "The file has no header row.") from err
+    except (pd.errors.ParserError, ValueError, csv.Error) as err:
+        raise ApiError(
+            400,
+            "malformed_csv",
+            f"The CSV could not be parsed ({_first_line(err)}). Check that every row has as many "
+            "fields as the header and that quotes are balanced.",
+        ) from err
+    if frame.empty:
+        raise ApiError(400, "no_rows", "The file has a header but no data rows.")
+    return ParsedCsv(frame=frame, encoding=encoding, delimiter=delimiter)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1][:300] if text else type(err).__name__

@@ -1,0 +1,36 @@
+"""Pass a cleaned table between services as Arrow IPC: typed, binary, no re-parsing."""
+
+from __future__ import annotations
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from sluice_common.errors import ApiError
+
+ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+REPORT_KEY = b"sluice.cleaning"
+
+
+def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
+    """Serialise a DataFrame as an Arrow IPC stream, with the cleaning report as metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if report is not None:
+        table = table.replace_schema_metadata({REPORT_KEY: orjson.dumps(report)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
+    """Read an Arrow IPC stream into a DataFrame and its report; ApiError when it is not one."""
+    try:
+        table = pa.ipc.open_stream(raw).read_all()
+        metadata = table.schema.metadata or {}
+        report = orjson.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else None
+        return table.to_pandas(), report
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, orjson.JSONDecodeError) as err:
+        raise ApiError(
+            400, "malformed_arrow", "The upload declared Arrow IPC but could not be read as it."
+        ) from err

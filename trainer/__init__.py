@@ -1,0 +1,112 @@
+"""Trainer service: fits, tracks, registers and serves XGBoost models.
+
+Endpoints:
+- POST /ml?phase=dev|prod  (multipart field data_file: CSV, or Arrow IPC from preprocess)
+- GET  /health
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from flask import Flask
+
+from sluice_common.auth import install_token_check
+from sluice_common.config import from_env
+from sluice_common.errors import register_error_handlers
+from sluice_common.jsonio import OrjsonProvider
+
+DEFAULTS = {
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    "TRAINER_STATE_DIR": os.path.join(tempfile.gettempdir(), "sluice-trainer"),
+    "DEFAULT_MODEL_NAME": "default",
+    "MAX_UPLOAD_MB": 512,
+    "SLUICE_API_TOKEN": None,
+    "CHAMPION_POLL_SECONDS": 5.0,
+    "TRAIN_SEED": 42,
+    "TRAIN_VALIDATION_FRACTION": 0.2,
+    "TRAIN_MAX_ROUNDS": 1000,
+    "TRAIN_EARLY_STOPPING_ROUNDS": 50,
+    "TRAIN_LEARNING_RATE": 0.1,
+    "TRAIN_MAX_DEPTH": 6,
+    "TRAIN_NTHREAD": 0,
+    "SLUICE_GIT_COMMIT": None,
+    "LOG_LEVEL": "INFO",
+}
+# MLflow's client retries a dead server for minutes by default; fail fast and answer 503.
+MLFLOW_CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+@dataclass
+class TrainerState:
+    """What the views need beyond config: the champion cache and training settings."""
+
+    cache: object
+    training: object
+    state_dir: str
+    tags: dict
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(__file__),
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the trainer app from environment variables (and overrides for tests)."""
+    app = Flask(__name__)
+    app.config.from_mapping(from_env(DEFAULTS))
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
+    for key, value in MLFLOW_CLIENT_ENV.items():
+        os.environ.setdefault(key, value)
+
+    import mlflow
+
+    from trainer.serving import ChampionCache
+    from trainer.training import TrainingConfig
+    from trainer.views import bp
+
+    mlflow.set_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
+    install_token_check(app, app.config["SLUICE_API_TOKEN"])
+
+    state_dir = app.config["TRAINER_STATE_DIR"]
+    os.makedirs(state_dir, exist_ok=True)
+    commit = app.config["SLUICE_GIT_COMMIT"] or _git_commit()
+    app.extensions["sluice"] = TrainerState(
+        cache=ChampionCache(state_dir, app.config["CHAMPION_POLL_SECONDS"]),
+        training=TrainingConfig(
+            seed=app.config["TRAIN_SEED"],
+            validation_fraction=app.config["TRAIN_VALIDATION_FRACTION"],
+            max_rounds=app.config["TRAIN_MAX_ROUNDS"],
+            early_stopping_rounds=app.config["TRAIN_EARLY_STOPPING_ROUNDS"],
+            learning_rate=app.config["TRAIN_LEARNING_RATE"],
+            max_depth=app.config["TRAIN_MAX_DEPTH"],
+            nthread=app.config["TRAIN_NTHREAD"],
+        ),
+        state_dir=state_dir,
+        tags={"mlflow.source.git.commit": commit} if commit else {},
+    )
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,138 @@
+"""MLflow I/O: log a dev run, register its model, read and move the champion alias."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib.metadata import version as package_version
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from trainer.sluice_model import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+from trainer.training import TrainedModel
+
+CHAMPION_ALIAS = "champion"
+MODEL_CODE_PATH = os.path.join(os.path.dirname(__file__), "sluice_model.py")
+# Explicit requirements: MLflow's inference of them costs ~3 s per logged model.
+PIP_REQUIREMENTS = [
+    f"{name}=={package_version(name)}" for name in ("mlflow", "xgboost", "pandas", "numpy")
+]
+
+
+def experiment_name(model_name: str) -> str:
+    """The MLflow experiment that holds a model name's runs."""
+    return f"sluice/{model_name}"
+
+
+def signature_of(spec: dict) -> ModelSignature:
+    """Input columns by name (numbers as double, the rest as text), output, and `proba`."""
+    columns = [
+        ColSpec("double" if item["kind"] == "numeric" else "string", item["name"], required=True)
+        for item in spec["inputs"]
+    ]
+    output = ColSpec("string" if spec["task"] == "classification" else "double", "prediction")
+    params = ParamSchema([ParamSpec("proba", "boolean", False)])
+    return ModelSignature(inputs=Schema(columns), outputs=Schema([output]), params=params)
+
+
+def _input_example(trained: TrainedModel) -> pd.DataFrame:
+    columns = [item["name"] for item in trained.spec["inputs"]]
+    example = trained.validation_frame[columns].head(3).copy()
+    for item in trained.spec["inputs"]:
+        if item["kind"] != "numeric":
+            example[item["name"]] = example[item["name"]].astype("object")
+    return example
+
+
+def log_run(
+    trained: TrainedModel,
+    model_name: str,
+    frame: pd.DataFrame,
+    cleaning: dict,
+    tags: dict[str, str],
+) -> tuple[str, str]:
+    """Log params, metrics, dataset, reports and the model; return (run_id, model_uri)."""
+    experiment = mlflow.set_experiment(experiment_name(model_name))
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+        mlflow.set_tags({"sluice.model": model_name, **tags})
+        mlflow.log_params(
+            {
+                **{f"xgb.{k}": v for k, v in trained.params.items()},
+                "task": trained.task,
+                "target": trained.spec["target"],
+                "rounds": trained.best_rounds,
+                "n_train": trained.n_train,
+                "n_valid": trained.n_valid,
+                "n_features": len(trained.spec["feature_names"]),
+            }
+        )
+        mlflow.log_metrics({f"valid_{k}": v for k, v in trained.metrics.items()})
+        mlflow.log_metric("train_seconds", trained.train_seconds)
+        dataset = mlflow.data.from_pandas(frame, targets=trained.spec["target"], name=model_name)
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(cleaning, "reports/cleaning.json")
+        mlflow.log_dict(trained.spec, "reports/feature_spec.json")
+        with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
+            booster_path = os.path.join(tmp, "booster.ubj")
+            spec_path = os.path.join(tmp, "feature_spec.json")
+            trained.model.booster.save_model(booster_path)
+            with open(spec_path, "w", encoding="utf-8") as handle:
+                json.dump(trained.spec, handle)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=MODEL_CODE_PATH,
+                artifacts={BOOSTER_ARTIFACT: booster_path, SPEC_ARTIFACT: spec_path},
+                signature=signature_of(trained.spec),
+                input_example=_input_example(trained),
+                pip_requirements=PIP_REQUIREMENTS,
+            )
+        return run.info.run_id, info.model_uri
+
+
+def register(model_uri: str, model_name: str, run_id: str, tags: dict[str, str]) -> str:
+    """Register a logged model as a new version of `model_name`; return the version."""
+    version = mlflow.register_model(model_uri, model_name, tags=tags)
+    MlflowClient().update_model_version(
+        model_name, version.version, description=f"Sluice dev run {run_id}"
+    )
+    return str(version.version)
+
+
+def champion_version(model_name: str) -> str | None:
+    """The version the champion alias points at, or None (no model or no alias)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, CHAMPION_ALIAS).version)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def model_exists(model_name: str) -> bool:
+    """Whether the registered model name exists."""
+    try:
+        MlflowClient().get_registered_model(model_name)
+        return True
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
+def set_champion(model_name: str, version: str, decision: dict) -> None:
+    """Point the champion alias at `version` and record why on the version."""
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
+    client.set_model_version_tag(model_name, version, "sluice.promotion", json.dumps(decision))
+
+
+def load_version(model_name: str, version: str):
+    """Load a registered version; return our SluiceModel object inside the pyfunc."""
+    pyfunc_model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    return pyfunc_model.unwrap_python_model()

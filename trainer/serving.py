@@ -1,0 +1,134 @@
+"""Champion models kept in memory, refreshed when the champion alias moves.
+
+A request never reloads a model by itself. The cache notices a new champion two ways:
+- a dev run in any worker of this trainer rewrites a small marker file; a request sees the
+  marker's change with one stat() and reloads once;
+- a background thread asks MLflow every CHAMPION_POLL_SECONDS, which catches aliases moved
+  elsewhere (the MLflow UI, another trainer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from trainer import registry
+from trainer.sluice_model import SluiceModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded champion and what we knew when we loaded it."""
+
+    version: str
+    model: SluiceModel
+    marker: tuple | None
+
+
+class ChampionCache:
+    """Per-process cache of champion models, one per model name."""
+
+    def __init__(self, state_dir: str, poll_seconds: float):
+        self.marker_dir = os.path.join(state_dir, "champions")
+        os.makedirs(self.marker_dir, exist_ok=True)
+        self.poll_seconds = poll_seconds
+        self._entries: dict[str, Champion] = {}
+        self._versions: dict[tuple[str, str], SluiceModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._poller: threading.Thread | None = None
+
+    def _marker_path(self, name: str) -> str:
+        return os.path.join(self.marker_dir, hashlib.sha1(name.encode()).hexdigest())
+
+    def _marker(self, name: str) -> tuple | None:
+        try:
+            stat = os.stat(self._marker_path(name))
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def notify_promoted(self, name: str, version: str) -> None:
+        """Tell every worker of this trainer that `name` has a new champion."""
+        path = self._marker_path(name)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(f"{version} {time.time_ns()}\n")
+        os.replace(tmp, path)
+
+    def model(self, name: str, version: str) -> SluiceModel:
+        """A specific version, loaded once per process."""
+        key = (name, version)
+        model = self._versions.get(key)
+        if model is None:
+            model = registry.load_version(name, version)
+            self._versions[key] = model
+        return model
+
+    def get(self, name: str) -> Champion | None:
+        """The current champion of `name`, or None when it has none."""
+        self._start_poller()
+        entry = self._entries.get(name)
+        marker = self._marker(name)
+        if entry is not None and entry.marker == marker:
+            return entry
+        with self._lock(name):
+            entry = self._entries.get(name)
+            if entry is not None and entry.marker == marker:
+                return entry
+            try:
+                return self._refresh(name, marker)
+            except Exception:
+                if entry is None:
+                    raise
+                # Tracking server unreachable: keep serving what we have.
+                log.warning("could not refresh champion of %r; serving v%s", name, entry.version)
+                return entry
+
+    def _refresh(self, name: str, marker: tuple | None) -> Champion | None:
+        version = registry.champion_version(name)
+        if version is None:
+            self._entries.pop(name, None)
+            return None
+        entry = Champion(version, self.model(name, version), marker)
+        self._entries[name] = entry
+        self._drop_old_versions(name, keep=version)
+        return entry
+
+    def _drop_old_versions(self, name: str, keep: str) -> None:
+        for key in [k for k in self._versions if k[0] == name and k[1] != keep]:
+            self._versions.pop(key, None)
+
+    def _start_poller(self) -> None:
+        if self._poller is not None or self.poll_seconds <= 0:
+            return
+        with self._guard:
+            if self._poller is None:
+                self._poller = threading.Thread(
+                    target=self._poll_forever, name="champion-poller", daemon=True
+                )
+                self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while True:
+            time.sleep(self.poll_seconds)
+            for name in list(self._entries):
+                try:
+                    with self._lock(name):
+                        entry = self._entries.get(name)
+                        version = registry.champion_version(name)
+                        if entry is None or version != entry.version:
+                            self._refresh(name, self._marker(name))
+                            log.info("champion of %r is now v%s", name, version)
+                except Exception as err:  # keep polling through outages
+                    log.debug("champion poll for %r failed: %s", name, err)

@@ -1,0 +1,182 @@
+"""The served model: fitted feature handling + XGBoost booster as one MLflow pyfunc.
+
+This file is logged with every model ("models from code") and must stay self-contained:
+it imports only numpy, pandas, xgboost and mlflow, so `mlflow models serve` and
+`mlflow.pyfunc.load_model` run it without the Sluice packages. Nothing in it is pickled:
+the booster is XGBoost's own UBJSON and the feature spec is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+BOOSTER_ARTIFACT = "booster"
+SPEC_ARTIFACT = "feature_spec"
+DATE_PARTS = ("year", "month", "day", "weekday", "dayofyear", "days_since_epoch")
+TIME_PARTS = ("hour", "minute")
+
+
+class MissingColumnsError(ValueError):
+    """Input lacks columns the model needs."""
+
+    def __init__(self, columns: list[str]):
+        super().__init__(f"missing required columns: {', '.join(columns)}")
+        self.columns = columns
+
+
+@dataclass
+class Scored:
+    """Model outputs for a batch, plus what was noticed about the input."""
+
+    predictions: np.ndarray  # labels (object) for classification, floats for regression
+    probabilities: np.ndarray | None  # (n_rows, n_classes) for classification
+    ignored_columns: list[str] = field(default_factory=list)
+    warnings: dict = field(default_factory=dict)
+
+
+def canonical_text(values: pd.Series) -> pd.Series:
+    """Category keys: text stripped, numbers written one way ("1", "1.0", 1.0 -> "1")."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        values = values.astype("object")
+    numbers = pd.to_numeric(values, errors="coerce")
+    text = values.astype("object").where(values.notna(), None)
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+    is_number = numbers.notna().to_numpy()
+    if is_number.any():
+        nums = numbers.to_numpy(dtype="float64")[is_number]
+        integral = (np.mod(nums, 1) == 0) & (np.abs(nums) < 1e15)
+        formatted = np.where(
+            integral, np.char.mod("%d", np.where(integral, nums, 0).astype("int64")), nums.astype(str)
+        )
+        text = text.copy()
+        text[is_number] = formatted
+    return text
+
+
+def _as_float(values: pd.Series) -> tuple[np.ndarray, int]:
+    """Numeric values as float64, non-numbers as NaN, and how many present values failed."""
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan), 0
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    failed = int(values.notna().sum() - np.count_nonzero(~np.isnan(numbers)))
+    return numbers, failed
+
+
+def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
+    parsed = pd.to_datetime(values.astype("object"), format=spec.get("date_format"), errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parts = []
+    for part in spec["parts"]:
+        if part == "days_since_epoch":
+            stamps = parsed.astype("datetime64[s]").astype("int64").to_numpy().astype("float64")
+            col = stamps / 86400.0
+        else:
+            col = getattr(parsed.dt, part).to_numpy(dtype="float64", na_value=np.nan)
+        col = np.where(parsed.isna().to_numpy(), np.nan, col)
+        parts.append(col)
+    return parts
+
+
+def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
+    """The float32 matrix the booster was trained on, matching input columns by name."""
+    inputs = spec["inputs"]
+    missing = [item["name"] for item in inputs if item["name"] not in frame.columns]
+    if missing:
+        raise MissingColumnsError(missing)
+    matrix = np.empty((len(frame), len(spec["feature_names"])), dtype=np.float32)
+    coerced, unseen = {}, {}
+    position = 0
+    for item in inputs:
+        values = frame[item["name"]]
+        if item["kind"] == "numeric":
+            column, failed = _as_float(values)
+            if failed:
+                coerced[item["name"]] = failed
+            matrix[:, position] = column
+            position += 1
+        elif item["kind"] == "categorical":
+            keys = canonical_text(values)
+            codes = pd.Categorical(keys, categories=item["categories"]).codes
+            present = keys.notna().to_numpy()
+            n_unseen = int(np.count_nonzero(present & (codes < 0)))
+            if n_unseen:
+                unseen[item["name"]] = n_unseen
+            matrix[:, position] = np.where(codes < 0, np.nan, codes)
+            position += 1
+        else:
+            for column in _date_columns(values, item):
+                matrix[:, position] = column
+                position += 1
+    warnings = {}
+    if coerced:
+        warnings["not_numeric_treated_as_missing"] = coerced
+    if unseen:
+        warnings["unseen_categories_treated_as_missing"] = unseen
+    return matrix, warnings
+
+
+class SluiceModel(mlflow.pyfunc.PythonModel):
+    """Feature handling and booster in one servable model."""
+
+    def __init__(self, booster: xgb.Booster | None = None, spec: dict | None = None):
+        self.booster = booster
+        self.spec = spec
+
+    def load_context(self, context) -> None:
+        """Load the booster and feature spec from the model's artifacts."""
+        booster = xgb.Booster()
+        booster.load_model(context.artifacts[BOOSTER_ARTIFACT])
+        with open(context.artifacts[SPEC_ARTIFACT], encoding="utf-8") as handle:
+            self.spec = json.load(handle)
+        self.booster = booster
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class labels in the order of probability columns (None for regression)."""
+        return self.spec.get("classes")
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Input columns the model reads."""
+        return [item["name"] for item in self.spec["inputs"]]
+
+    def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and class probabilities for a prepared feature matrix."""
+        raw = self.booster.inplace_predict(matrix)
+        classes = self.classes
+        if classes is None:
+            return raw.astype("float64"), None
+        if raw.ndim == 1:  # binary: probability of the second class
+            proba = np.column_stack([1.0 - raw, raw])
+        else:
+            proba = raw
+        labels = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
+        return labels, proba
+
+    def score_frame(self, frame: pd.DataFrame) -> Scored:
+        """Score a DataFrame whose columns are matched by name; extra columns are ignored."""
+        matrix, warnings = feature_matrix(frame, self.spec)
+        predictions, proba = self.score_matrix(matrix)
+        required = set(self.required_columns)
+        ignored = [c for c in frame.columns if c not in required]
+        return Scored(predictions, proba, ignored, warnings)
+
+    def predict(self, context, model_input, params=None):
+        """pyfunc entry point: predictions, or class probabilities with params={"proba": True}."""
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        scored = self.score_frame(frame)
+        if params and params.get("proba") and scored.probabilities is not None:
+            return pd.DataFrame(scored.probabilities, columns=[str(c) for c in self.classes])
+        return pd.Series(scored.predictions, name="prediction")
+
+
+# Models-from-code: MLflow runs this file at load time and serves the object set here.
+mlflow.models.set_model(SluiceModel())

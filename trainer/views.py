@@ -1,0 +1,72 @@
+"""HTTP views of the trainer: parse the request, call the phase, return its answer."""
+
+from __future__ import annotations
+
+import requests
+from flask import Blueprint, current_app, jsonify, request
+
+from sluice_common.cleaning import clean, resolve_target
+from sluice_common.errors import ApiError
+from sluice_common.params import parse_params, read_upload
+from sluice_common.parsing import parse_csv
+from sluice_common.transport import ARROW_MEDIA_TYPE, arrow_to_frame
+from trainer.runs import dev_run, prod_run
+
+bp = Blueprint("trainer", __name__)
+
+
+def _table(raw: bytes, media_type: str, phase: str, target: str | None):
+    """The cleaned table, its cleaning report and the resolved target (dev)."""
+    if media_type == ARROW_MEDIA_TYPE:  # already cleaned by the preprocess service
+        frame, report = arrow_to_frame(raw)
+        columns = [str(c) for c in frame.columns]
+        if phase == "dev":
+            target = resolve_target(columns, target)
+        return frame, report or {}, target
+    parsed = parse_csv(raw)
+    if phase == "dev":
+        target = resolve_target(list(parsed.frame.columns), target)
+    frame, report = clean(parsed.frame, phase, target, parsed.delimiter)
+    report.update(encoding=parsed.encoding, delimiter=parsed.delimiter)
+    return frame, report, target
+
+
+@bp.post("/ml")
+def ml():
+    """dev: train and maybe promote; prod: predict with the champion."""
+    state = current_app.extensions["sluice"]
+    params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    raw, media_type = read_upload(request)
+    frame, report, target = _table(raw, media_type, params.phase, params.target)
+    if params.phase == "dev":
+        answer = dev_run(
+            frame,
+            report,
+            model_name=params.model,
+            target=target,
+            task=params.task,
+            promote=params.promote,
+            config=state.training,
+            cache=state.cache,
+            state_dir=state.state_dir,
+            tags=state.tags,
+        )
+    else:
+        if frame.empty:
+            raise ApiError(400, "no_rows", "The file has no data rows to score.")
+        answer = prod_run(
+            frame, report, model_name=params.model, proba=params.proba, cache=state.cache
+        )
+    return jsonify(answer)
+
+
+@bp.get("/health")
+def health():
+    """Liveness plus whether the MLflow tracking server answers."""
+    uri = current_app.config["MLFLOW_TRACKING_URI"]
+    reachable = False
+    try:
+        reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=2).ok
+    except requests.RequestException:
+        reachable = False
+    return jsonify({"status": "ok", "service": "trainer", "mlflow": {"reachable": reachable}})
