@@ -40,9 +40,13 @@ def decode_text(raw: bytes) -> tuple[str, str]:
         if raw.startswith(bom):
             return _decode(raw, encoding), encoding
     try:
-        return raw.decode("utf-8"), "utf-8"
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    else:
+        if _looks_binary(text):
+            raise _not_text()
+        return text, "utf-8"
     best = charset_normalizer.from_bytes(raw[: 4 * SNIFF_BYTES]).best()
     if best is None:
         raise _not_text()

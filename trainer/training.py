@@ -33,7 +33,7 @@ class TrainingConfig:
     learning_rate: float = 0.1
     max_depth: int = 6
     max_rounds: int = 1000
-    early_stopping_rounds: int = 50
+    early_stopping_rounds: int = 100
     refit_max_rows: int = 200_000
     max_categories: int = 1000
     nthread: int = 0
@@ -139,8 +139,8 @@ def booster_params(task: str, n_classes: int, config: TrainingConfig) -> dict:
         "eta": config.learning_rate,
         "max_depth": config.max_depth,
         "min_child_weight": 1,
-        "subsample": 0.9,
-        "colsample_bytree": 0.9,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
         "max_cat_to_onehot": 4,
         "seed": config.seed,
         "nthread": config.nthread,

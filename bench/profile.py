@@ -1,0 +1,136 @@
+"""cProfile the pure steps behind one request, in process and without HTTP.
+
+    .venv/bin/python -m bench.profile prod --rows 100000   # parse, clean, Arrow, score, JSON
+    .venv/bin/python -m bench.profile single --repeat 300  # the same for one row, many times
+    .venv/bin/python -m bench.profile dev --rows 100000    # dev minus HTTP: clean, train, log
+
+`dev` logs to a throwaway SQLite tracking store in a temp dir, so MLflow's server-side work
+runs in this process too; the service's HTTP round trips to the tracking server are not in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+import warnings
+
+import orjson
+
+from bench.data import TARGET, query_csv, train_csv
+
+
+def prod_pipeline(csv: bytes, model) -> bytes:
+    """What preprocess and trainer do for a prod request, minus HTTP and multipart."""
+    from sluice_common.cleaning import clean
+    from sluice_common.parsing import parse_csv
+    from sluice_common.transport import arrow_to_frame, frame_to_arrow
+
+    parsed = parse_csv(csv)
+    frame, report = clean(parsed.frame, "prod", None, parsed.delimiter)
+    report.update(encoding=parsed.encoding, delimiter=parsed.delimiter)
+    received, report = arrow_to_frame(frame_to_arrow(frame, report))
+    scored = model.score_frame(received)
+    predictions = scored.predictions
+    answer = {
+        "predictions": predictions.tolist() if predictions.dtype == object else predictions,
+        "ignored_columns": scored.ignored_columns,
+        "warnings": scored.warnings,
+        "cleaning": report,
+    }
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def trained_model(rows: int):
+    """A champion-like model trained in process on the benchmark table."""
+    from sluice_common.cleaning import clean
+    from sluice_common.parsing import parse_csv
+    from trainer.training import train_model
+
+    parsed = parse_csv(train_csv(rows))
+    frame, _ = clean(parsed.frame, "dev", TARGET, parsed.delimiter)
+    return train_model(frame, TARGET).model
+
+
+def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
+    """What a dev request does after the upload: clean, Arrow, train, log, register, alias."""
+    import mlflow
+
+    from sluice_common.cleaning import clean
+    from sluice_common.parsing import parse_csv
+    from sluice_common.transport import arrow_to_frame, frame_to_arrow
+    from trainer import registry
+    from trainer.training import train_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{tracking_dir}/mlflow.db")
+    marks = {"start": time.perf_counter()}
+    parsed = parse_csv(csv)
+    frame, report = clean(parsed.frame, "dev", TARGET, parsed.delimiter)
+    frame, report = arrow_to_frame(frame_to_arrow(frame, report))
+    marks["cleaned"] = time.perf_counter()
+    trained = train_model(frame, TARGET)
+    marks["trained"] = time.perf_counter()
+    run_id, uri = registry.log_run(trained, "profile", frame, report, {})
+    marks["logged"] = time.perf_counter()
+    version = registry.register(uri, "profile", run_id, {"sluice.run_id": run_id})
+    registry.set_champion("profile", version, {"promoted": True})
+    marks["registered"] = time.perf_counter()
+    steps = list(marks)
+    out = {f"{b}": marks[b] - marks[a] for a, b in zip(steps, steps[1:], strict=False)}
+    out["booster_training"] = trained.train_seconds
+    return out
+
+
+def report(profiler: cProfile.Profile, top: int) -> None:
+    """The functions with the most cumulative and the most own time."""
+    for key in ("cumulative", "tottime"):
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats(key).print_stats(top)
+        print(stream.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile one of prod, single or dev."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("what", choices=("prod", "single", "dev"))
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=300, help="single: requests to profile")
+    parser.add_argument("--top", type=int, default=35)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    profiler = cProfile.Profile()
+    if args.what == "dev":
+        csv = train_csv(args.rows)
+        with tempfile.TemporaryDirectory(prefix="sluice-profile-") as tracking_dir:
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tracking_dir}/mlflow.db"
+            dev_pipeline(train_csv(1000), tracking_dir)  # imports and database set-up
+            profiler.enable()
+            steps = dev_pipeline(csv, tracking_dir)
+            profiler.disable()
+        report(profiler, args.top)
+        print("steps (s):", {k: round(v, 3) for k, v in steps.items()})
+        return 0
+    model = trained_model(20_000)
+    csv = query_csv(1 if args.what == "single" else args.rows)
+    repeat = args.repeat if args.what == "single" else 1
+    prod_pipeline(csv, model)  # warm up
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(repeat):
+        prod_pipeline(csv, model)
+    profiler.disable()
+    per_call = (time.perf_counter() - started) / repeat
+    report(profiler, args.top)
+    print(f"{args.what}: {per_call * 1000:.2f} ms per pipeline call under the profiler")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

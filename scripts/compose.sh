@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Docker mode: the Compose stack (docker-compose.yml) on this machine's Docker engine.
+#   scripts/compose.sh up | down [--purge] | ps
+# Uses `docker compose` (v2) when it works, else `docker-compose` (v1). Honours
+# COMPOSE_PROJECT_NAME and the variables in .env.example (from the environment or ./.env).
+# `up` builds, starts detached and waits for every /health on the published ports (v1 has no
+# `up --wait`); `down` keeps the volumes, `down --purge` deletes them too.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# Same defaults as docker-compose.yml: the ports we poll are the ports Compose publishes.
+# A .env file feeds Compose, so read the ports from it too (the environment wins, as in Compose).
+env_default() {
+  local name=$1 default=$2 line
+  if [[ -n ${!name:-} ]]; then
+    echo "${!name}"
+    return
+  fi
+  if [[ -f .env ]] && line=$(grep -E "^[[:space:]]*${name}=" .env | tail -n 1); then
+    line=${line#*=}
+    line=${line%\"}; line=${line#\"}; line=${line%\'}; line=${line#\'}
+    [[ -n $line ]] && { echo "$line"; return; }
+  fi
+  echo "$default"
+}
+MLFLOW_PORT=$(env_default MLFLOW_PORT 5000)
+TRAINER_PORT=$(env_default TRAINER_PORT 8080)
+PREPROCESS_PORT=$(env_default PREPROCESS_PORT 8050)
+BIND_HOST=$(env_default BIND_HOST 127.0.0.1)
+# Poll where the ports are published; a wildcard bind answers on loopback.
+case $BIND_HOST in 0.0.0.0 | "::" | "[::]") POLL_HOST=127.0.0.1 ;; *) POLL_HOST=$BIND_HOST ;; esac
+START_TIMEOUT=${START_TIMEOUT:-300}
+SERVICES=(mlflow trainer preprocess)
+
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
+else
+  echo "sluice: neither 'docker compose' nor 'docker-compose' is installed" >&2
+  exit 1
+fi
+compose() { "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" "$@"; }
+
+port_of() {
+  case $1 in mlflow) echo "$MLFLOW_PORT" ;; trainer) echo "$TRAINER_PORT" ;; preprocess) echo "$PREPROCESS_PORT" ;; esac
+}
+
+# Python is in every image and on every machine that runs Sluice; curl is not.
+PYTHON=$(command -v python3 || command -v python || echo "$ROOT/.venv/bin/python")
+healthy() { "$PYTHON" -c "import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen('$1', timeout=2).status == 200 else 1)
+except Exception:
+    sys.exit(1)"; }
+
+# Whether the service's container crashed, restarted or was marked unhealthy: no point waiting.
+failed() {
+  local id status restarts health
+  id=$(compose ps -q "$1" 2>/dev/null | head -n 1)
+  [[ -n $id ]] || return 1
+  read -r status restarts health < <(docker inspect -f \
+    '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' \
+    "$id" 2>/dev/null) || return 1
+  [[ $status == exited || $status == dead || ${restarts:-0} != 0 || ${health:-} == unhealthy ]]
+}
+
+print_urls() {
+  echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
+  echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
+  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+}
+
+up() {
+  export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
+  compose build
+  # v1 waits here for the depends_on health conditions; a dependency that turns unhealthy fails it.
+  if ! timeout "$START_TIMEOUT" "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" up -d; then
+    echo "sluice: docker compose up failed; last lines of the logs:" >&2
+    compose ps >&2 || true
+    compose logs --tail=40 >&2 || true
+    echo "sluice: what did start is left running for inspection; scripts/compose.sh down stops it" >&2
+    exit 1
+  fi
+  local started=$SECONDS deadline=$((SECONDS + START_TIMEOUT)) name
+  for name in "${SERVICES[@]}"; do
+    until healthy "http://$POLL_HOST:$(port_of "$name")/health"; do
+      if ((SECONDS > deadline)) || failed "$name"; then
+        echo "sluice: $name did not become healthy (waited $((SECONDS - started))s);" \
+          "last lines of its log:" >&2
+        compose ps >&2 || true
+        compose logs --tail=40 "$name" >&2 || true
+        echo "sluice: the stack is left running for inspection; scripts/compose.sh down stops it" >&2
+        exit 1
+      fi
+      sleep 1
+    done
+  done
+  echo "sluice: started ${SERVICES[*]} (docker mode, project ${COMPOSE_PROJECT_NAME:-$(basename "$ROOT")})"
+  print_urls
+}
+
+case ${1:-up} in
+  up) up ;;
+  down)
+    if [[ ${2:-} == --purge ]]; then
+      compose down -v --remove-orphans
+      echo "sluice: stopped and deleted the volumes"
+    else
+      compose down --remove-orphans
+      echo "sluice: stopped (data kept in the Compose volumes)"
+    fi ;;
+  ps) compose ps ;;
+  *) echo "usage: $0 up|down [--purge]|ps" >&2; exit 2 ;;
+esac

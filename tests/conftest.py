@@ -1,0 +1,23 @@
+"""Fixtures: one real local stack per test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.stack import LocalStack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The running stack: real `mlflow server`, trainer and preprocess under gunicorn."""
+    local = LocalStack(home=str(tmp_path_factory.mktemp("sluice-home")))
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def model_name(request) -> str:
+    """A model name of this test's own, so tests never share champions."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    return name[:60].strip("-_.")

@@ -1,0 +1,38 @@
+"""Small datasets for tests: generated here or bundled with scikit-learn (no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_diabetes, load_iris
+
+from scripts.make_examples import make_churn
+
+
+def to_csv(frame: pd.DataFrame, **kwargs) -> bytes:
+    """A DataFrame as CSV bytes (UTF-8 unless told otherwise)."""
+    encoding = kwargs.pop("encoding", "utf-8")
+    return frame.to_csv(index=False, **kwargs).encode(encoding)
+
+
+def churn(rows: int = 600, seed: int = 7) -> pd.DataFrame:
+    """Binary classification with text labels, categories, dates, ids and gaps."""
+    return make_churn(rows, seed)
+
+
+def iris() -> pd.DataFrame:
+    """Multiclass classification with text labels."""
+    data = load_iris(as_frame=True)
+    frame = data.frame.copy()
+    frame["target"] = np.asarray(data.target_names)[data.target]
+    return frame
+
+
+def diabetes() -> pd.DataFrame:
+    """Regression with a numeric target named `target`."""
+    return load_diabetes(as_frame=True).frame.copy()
+
+
+def shifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same schema with rows resampled: a different training set for a second version."""
+    return frame.sample(frac=1.0, replace=True, random_state=seed).reset_index(drop=True)

@@ -1,0 +1,146 @@
+"""Parsing and cleaning of what people actually upload."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sluice_common.cleaning import clean, resolve_target
+from sluice_common.errors import ApiError
+from sluice_common.parsing import parse_csv
+
+FRAME = pd.DataFrame({"name": ["Zoë", "Łukasz", "Ana"], "amount": [1.5, 2.25, 3.0]})
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"])
+def test_common_encodings_are_decoded(encoding):
+    text = "name,amount\nZoë,1.5\nÉmile,2.25\nAna,3\nRené,4\nJosé,5\n"
+    parsed = parse_csv(text.encode(encoding))
+    assert list(parsed.frame.columns) == ["name", "amount"]
+    assert parsed.frame["name"].tolist()[:2] == ["Zoë", "Émile"]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiters_are_detected(delimiter):
+    raw = FRAME.to_csv(index=False, sep=delimiter).encode()
+    parsed = parse_csv(raw)
+    assert parsed.delimiter == delimiter
+    assert parsed.frame.shape == (3, 2)
+
+
+def test_bom_crlf_and_quoted_newlines():
+    raw = b'\xef\xbb\xbfid,note,value\r\n1,"line one\r\nline two",3\r\n2,"a, b",4\r\n'
+    parsed = parse_csv(raw)
+    assert list(parsed.frame.columns) == ["id", "note", "value"]
+    assert parsed.frame["note"].tolist() == ["line one\r\nline two", "a, b"]
+
+
+def test_missing_tokens_whitespace_and_numbers_as_text():
+    raw = b"a,b,c\n 1 ,NA,x\n\"1,234\",n/a, y \n$5,null,?\n12%,,z\n"
+    frame, report = clean(parse_csv(raw).frame, "prod")
+    assert frame["a"].tolist() == [1.0, 1234.0, 5.0, 12.0]
+    assert frame["b"].isna().all()
+    assert frame["c"].tolist()[:2] == ["x", "y"]
+    assert frame["c"].isna().tolist() == [False, False, True, False]
+    assert report["numeric_columns"] == ["a"]
+
+
+def test_semicolon_files_use_decimal_commas():
+    raw = "x;y\n1,5;a\n2,25;b\n3;c\n".encode()
+    parsed = parse_csv(raw)
+    frame, _ = clean(parsed.frame, "prod", delimiter=parsed.delimiter)
+    assert frame["x"].tolist() == [1.5, 2.25, 3.0]
+
+
+def test_dev_drops_and_reports_unusable_rows_and_columns():
+    raw = b"a,empty,b,target\n1,,x,yes\n,,,\n1,,x,yes\n2,,y,\n3,,z,no\n"
+    parsed = parse_csv(raw)
+    target = resolve_target(list(parsed.frame.columns), None)
+    frame, report = clean(parsed.frame, "dev", target)
+    assert frame["a"].tolist() == [1.0, 3.0]
+    assert report["dropped_rows"] == {"empty": 1, "duplicate": 1, "missing_target": 1}
+    assert report["dropped_columns"] == [{"name": "empty", "reason": "all values missing"}]
+    assert (report["rows_in"], report["rows_out"]) == (5, 2)
+    assert frame["target"].tolist() == ["yes", "no"]  # target text kept as written
+
+
+def test_prod_keeps_every_row_in_order():
+    raw = b"a,b\n3,x\n,\n1,y\n3,x\n"
+    frame, report = clean(parse_csv(raw).frame, "prod")
+    assert len(frame) == 4 and report["rows_out"] == 4
+    assert frame["a"].tolist()[0] == 3.0 and frame["a"].tolist()[2] == 1.0
+
+
+def test_target_defaults_to_target_column_then_last():
+    assert resolve_target(["a", "target", "b"], None) == "target"
+    assert resolve_target(["a", "b"], None) == "b"
+    with pytest.raises(ApiError) as err:
+        resolve_target(["a", "Label"], "label")
+    assert err.value.code == "unknown_target" and "'Label'" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"", "empty_file"),
+        (b"   \n\n", "empty_file"),
+        (b"a,b,c\n", "no_rows"),
+        (b"a,a,b\n1,2,3\n", "duplicate_columns"),
+        (bytes(range(256)) * 20, "not_csv"),
+        (b"\x00\x01\x02\x03binary\x00\x00" * 100, "not_csv"),
+        (b"a,b\n1,2\n3,4,5,6\n", "malformed_csv"),
+    ],
+)
+def test_unreadable_uploads_raise_clear_errors(raw, code):
+    with pytest.raises(ApiError) as err:
+        parse_csv(raw)
+    assert err.value.code == code
+    assert 400 <= err.value.status < 500
+
+
+def test_short_rows_are_padded_with_missing_values():
+    frame = parse_csv(b"a,b,c\n1,2\n3,4,5\n").frame
+    frame, _ = clean(frame, "prod")
+    assert frame["c"].isna().tolist() == [True, False]
+
+
+def test_unicode_headers_are_kept():
+    raw = "größe,日付,value\n1,2020-01-01,3\n2,2020-01-02,4\n".encode()
+    assert list(parse_csv(raw).frame.columns) == ["größe", "日付", "value"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_any_bytes_parse_or_raise_our_error(raw):
+    try:
+        parsed = parse_csv(raw)
+    except ApiError as err:
+        assert 400 <= err.status < 500
+        return
+    frame, report = clean(parsed.frame, "prod")
+    assert len(frame) == report["rows_out"] == len(parsed.frame)
+
+
+csv_cells = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8),
+    st.integers(-1000, 1000).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(str),
+    st.sampled_from(["NA", "", "null", "?", " 1,234 ", "$3", "5%"]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(csv_cells, min_size=3, max_size=3), min_size=1, max_size=20))
+def test_any_table_cleans_or_raises_our_error(rows):
+    frame = pd.DataFrame(rows, columns=["a", "b", "target"])
+    raw = frame.to_csv(index=False).encode()
+    try:
+        parsed = parse_csv(raw)
+        frame, report = clean(parsed.frame, "dev", "target", parsed.delimiter)
+    except ApiError as err:
+        assert 400 <= err.status < 500
+        return
+    assert report["rows_out"] == len(frame) <= len(rows)
+    assert frame["target"].notna().all()
