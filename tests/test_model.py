@@ -139,7 +139,9 @@ def _default_xgboost_score(trained, frame, target):
     model = xgb.XGBClassifier(**kw)
     model.fit(matrix_all[fit_mask], codes[fit_mask])
     valid_codes = pd.Categorical(valid[target].astype(str), categories=classes).codes
-    return float(log_loss(valid_codes, model.predict_proba(valid_matrix), labels=range(len(classes))))
+    return float(
+        log_loss(valid_codes, model.predict_proba(valid_matrix), labels=range(len(classes)))
+    )
 
 
 @pytest.mark.parametrize("name", ["breast_cancer", "wine", "diabetes", "digits", "iris"])

@@ -17,7 +17,6 @@ from sluice_common.errors import ApiError
 from trainer import registry
 from trainer.promotion import decide, schema_difference, schema_of
 from trainer.serving import ChampionCache
-from trainer.sluice_model import MissingColumnsError
 from trainer.training import PRIMARY_METRIC, TrainingConfig, score_on_frame, train_model
 
 log = logging.getLogger(__name__)
@@ -147,15 +146,23 @@ def prod_run(
             f"No model named {model_name!r} has been trained. Train it first with phase=dev "
             f"(model={model_name}).",
         )
-    try:
-        scored = champion.model.score_frame(frame)
-    except MissingColumnsError as err:
+    # Checked by name here: the champion runs its own logged copy of sluice_model, so its
+    # exception classes are not this process's.
+    columns = set(frame.columns)
+    missing = [name for name in champion.model.required_columns if name not in columns]
+    if missing:
         raise ApiError(
             422,
             "missing_columns",
             f"The file lacks columns the model {model_name!r} v{champion.version} needs: "
-            f"{', '.join(map(repr, err.columns))}.",
-            missing_columns=err.columns,
+            f"{', '.join(map(repr, missing))}.",
+            missing_columns=missing,
+        )
+    try:
+        scored = champion.model.score_frame(frame)
+    except (ValueError, TypeError) as err:
+        raise ApiError(
+            422, "invalid_values", f"Some values could not be scored: {str(err)[:300]}"
         ) from err
     predictions = scored.predictions
     answer = {

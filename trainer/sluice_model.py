@@ -175,7 +175,7 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         scored = self.score_frame(frame)
         if params and params.get("proba") and scored.probabilities is not None:
             return pd.DataFrame(scored.probabilities, columns=[str(c) for c in self.classes])
-        return pd.Series(scored.predictions, name="prediction")
+        return scored.predictions  # a flat array: the scoring server answers a flat list
 
 
 # Models-from-code: MLflow runs this file at load time and serves the object set here.
