@@ -71,32 +71,39 @@ print_urls() {
   echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
 }
 
+# Show why the stack did not come up, then stop: what started is left for inspection.
+give_up() {
+  echo "sluice: $1; last lines of the log:" >&2
+  compose ps >&2 || true
+  compose logs --tail=40 ${2:+"$2"} >&2 || true
+  echo "sluice: the stack is left as it is for inspection; scripts/compose.sh down stops it" >&2
+  exit 1
+}
+
 up() {
   export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
   compose build
-  # v1 waits here for the depends_on health conditions; a dependency that turns unhealthy fails it.
-  if ! timeout "$START_TIMEOUT" "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" up -d; then
-    echo "sluice: docker compose up failed; last lines of the logs:" >&2
-    compose ps >&2 || true
-    compose logs --tail=40 >&2 || true
-    echo "sluice: what did start is left running for inspection; scripts/compose.sh down stops it" >&2
-    exit 1
-  fi
-  local started=$SECONDS deadline=$((SECONDS + START_TIMEOUT)) name
+  # v1 blocks in `up -d` until each depends_on condition holds, and waits forever on a container
+  # that crash-loops; so it runs in the background while we poll, and a crash ends the wait.
+  compose up -d &
+  local up_pid=$! up_rc="" started=$SECONDS deadline=$((SECONDS + START_TIMEOUT)) name
   for name in "${SERVICES[@]}"; do
     until healthy "http://$POLL_HOST:$(port_of "$name")/health"; do
-      if ((SECONDS > deadline)) || failed "$name"; then
-        echo "sluice: $name did not become healthy (waited $((SECONDS - started))s);" \
-          "last lines of its log:" >&2
-        compose ps >&2 || true
-        compose logs --tail=40 "$name" >&2 || true
-        echo "sluice: the stack is left running for inspection; scripts/compose.sh down stops it" >&2
-        exit 1
+      if [[ -z $up_rc ]] && ! kill -0 "$up_pid" 2>/dev/null; then
+        wait "$up_pid" && up_rc=0 || up_rc=$?
+      fi
+      if [[ ${up_rc:-0} != 0 ]]; then
+        give_up "compose up failed (exit $up_rc) while $name was starting"
+      elif ((SECONDS > deadline)) || failed "$name"; then
+        [[ -n $up_rc ]] || kill "$up_pid" 2>/dev/null || true
+        give_up "$name did not become healthy (waited $((SECONDS - started))s)" "$name"
       fi
       sleep 1
     done
   done
-  echo "sluice: started ${SERVICES[*]} (docker mode, project ${COMPOSE_PROJECT_NAME:-$(basename "$ROOT")})"
+  [[ -n $up_rc ]] || wait "$up_pid" || give_up "compose up failed"
+  echo "sluice: started ${SERVICES[*]} in $((SECONDS - started))s" \
+    "(docker mode, project ${COMPOSE_PROJECT_NAME:-$(basename "$ROOT")})"
   print_urls
 }
 

@@ -35,7 +35,9 @@ class ParsedCsv:
 def decode_text(raw: bytes) -> tuple[str, str]:
     """Decode bytes as text, detecting the encoding; raise ApiError for binary data."""
     if not raw.strip():
-        raise ApiError(400, "empty_file", "The uploaded file is empty: send a CSV with a header row.")
+        raise ApiError(
+            400, "empty_file", "The uploaded file is empty: send a CSV with a header row."
+        )
     for bom, encoding in BOMS:
         if raw.startswith(bom):
             return _decode(raw, encoding), encoding
@@ -74,7 +76,8 @@ def _not_text() -> ApiError:
     return ApiError(
         400,
         "not_csv",
-        "The upload is not readable as text: send a CSV file (UTF-8 or another common text encoding).",
+        "The upload is not readable as text: send a CSV file "
+        "(UTF-8 or another common text encoding).",
     )
 
 

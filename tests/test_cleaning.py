@@ -38,7 +38,7 @@ def test_bom_crlf_and_quoted_newlines():
 
 
 def test_missing_tokens_whitespace_and_numbers_as_text():
-    raw = b"a,b,c\n 1 ,NA,x\n\"1,234\",n/a, y \n$5,null,?\n12%,,z\n"
+    raw = b'a,b,c\n 1 ,NA,x\n"1,234",n/a, y \n$5,null,?\n12%,,z\n'
     frame, report = clean(parse_csv(raw).frame, "prod")
     assert frame["a"].tolist() == [1.0, 1234.0, 5.0, 12.0]
     assert frame["b"].isna().all()
@@ -48,7 +48,7 @@ def test_missing_tokens_whitespace_and_numbers_as_text():
 
 
 def test_semicolon_files_use_decimal_commas():
-    raw = "x;y\n1,5;a\n2,25;b\n3;c\n".encode()
+    raw = b"x;y\n1,5;a\n2,25;b\n3;c\n"
     parsed = parse_csv(raw)
     frame, _ = clean(parsed.frame, "prod", delimiter=parsed.delimiter)
     assert frame["x"].tolist() == [1.5, 2.25, 3.0]

@@ -71,14 +71,18 @@ def decide(
     if champion_version is None:
         return Decision(True, "no champion yet: first model promoted", **scores)
     if schema_change is not None:
-        return Decision(True, f"schema differs from champion v{champion_version}: {schema_change}",
-                        **scores)
+        return Decision(
+            True, f"schema differs from champion v{champion_version}: {schema_change}", **scores
+        )
     if champion_score is None:
-        return Decision(True, f"champion v{champion_version} could not be scored: promoted",
-                        **scores)
+        return Decision(
+            True, f"champion v{champion_version} could not be scored: promoted", **scores
+        )
     scores["champion_score"] = champion_score
     better_or_equal = (
-        challenger_score >= champion_score if higher_is_better else challenger_score <= champion_score
+        challenger_score >= champion_score
+        if higher_is_better
+        else challenger_score <= champion_score
     )
     relation = "at least as good as" if better_or_equal else "worse than"
     reason = (

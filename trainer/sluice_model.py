@@ -53,7 +53,9 @@ def canonical_text(values: pd.Series) -> pd.Series:
         nums = numbers.to_numpy(dtype="float64")[is_number]
         integral = (np.mod(nums, 1) == 0) & (np.abs(nums) < 1e15)
         formatted = np.where(
-            integral, np.char.mod("%d", np.where(integral, nums, 0).astype("int64")), nums.astype(str)
+            integral,
+            np.char.mod("%d", np.where(integral, nums, 0).astype("int64")),
+            nums.astype(str),
         )
         text = text.copy()
         text[is_number] = formatted
@@ -70,7 +72,9 @@ def _as_float(values: pd.Series) -> tuple[np.ndarray, int]:
 
 
 def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
-    parsed = pd.to_datetime(values.astype("object"), format=spec.get("date_format"), errors="coerce")
+    parsed = pd.to_datetime(
+        values.astype("object"), format=spec.get("date_format"), errors="coerce"
+    )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     parts = []

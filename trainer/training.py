@@ -83,7 +83,10 @@ def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
     if integral and (distinct <= 2 or (distinct <= 20 and distinct * 5 <= len(target))):
         return "classification", f"integer target with {distinct} distinct values"
     if integral:
-        return "regression", f"integer target with {distinct} distinct values (too many for classes)"
+        return (
+            "regression",
+            f"integer target with {distinct} distinct values (too many for classes)",
+        )
     return "regression", "target has continuous numeric values"
 
 
