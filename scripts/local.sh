@@ -37,6 +37,8 @@ port_busy() {
   "$VENV/bin/python" - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+# Like the servers, ignore TIME_WAIT leftovers: only a live listener makes a port busy.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from importlib.metadata import version as package_version
 
@@ -104,6 +106,11 @@ def register(model_uri: str, model_name: str, run_id: str, tags: dict[str, str])
     return str(version.version)
 
 
+def ping() -> None:
+    """Raise when the tracking server cannot be used (one cheap call)."""
+    MlflowClient().search_experiments(max_results=1)
+
+
 def champion_version(model_name: str) -> str | None:
     """The version the champion alias points at, or None (no model or no alias)."""
     try:
@@ -132,7 +139,33 @@ def set_champion(model_name: str, version: str, decision: dict) -> None:
     client.set_model_version_tag(model_name, version, "sluice.promotion", json.dumps(decision))
 
 
-def load_version(model_name: str, version: str):
-    """Load a registered version; return our SluiceModel object inside the pyfunc."""
-    pyfunc_model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
-    return pyfunc_model.unwrap_python_model()
+def local_copy(model_name: str, version: str, models_dir: str) -> str:
+    """A local copy of a registered version, downloaded once; returns its directory.
+
+    Local copies let every worker (and a restarted trainer) load a champion while the
+    tracking server is down.
+    """
+    key = hashlib.sha1(f"{model_name}\0{version}".encode()).hexdigest()
+    path = os.path.join(models_dir, key)
+    if os.path.exists(os.path.join(path, "MLmodel")):
+        return path
+    os.makedirs(models_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".download-", dir=models_dir)
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}", dst_path=staging
+        )
+        try:
+            os.rename(staging, path)
+        except OSError:  # another worker finished first: use its copy
+            if not os.path.exists(os.path.join(path, "MLmodel")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def load_version(model_name: str, version: str, models_dir: str):
+    """Load a registered version (from the local copy); return the SluiceModel inside."""
+    path = local_copy(model_name, version, models_dir)
+    return mlflow.pyfunc.load_model(path).unwrap_python_model()

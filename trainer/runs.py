@@ -65,6 +65,10 @@ def dev_run(
     tags: dict[str, str],
 ) -> dict:
     """Train, log, register and decide promotion; the dev answer."""
+    try:
+        registry.ping()  # fail fast: no point training what cannot be logged
+    except TRACKING_ERRORS as err:
+        raise tracking_unavailable(err) from err
     trained = train_model(frame, target, task, config)
     metric, higher_is_better = PRIMARY_METRIC[trained.task]
     try:

@@ -36,6 +36,7 @@ class ChampionCache:
 
     def __init__(self, state_dir: str, poll_seconds: float):
         self.marker_dir = os.path.join(state_dir, "champions")
+        self.models_dir = os.path.join(state_dir, "models")
         os.makedirs(self.marker_dir, exist_ok=True)
         self.poll_seconds = poll_seconds
         self._entries: dict[str, Champion] = {}
@@ -71,7 +72,7 @@ class ChampionCache:
         key = (name, version)
         model = self._versions.get(key)
         if model is None:
-            model = registry.load_version(name, version)
+            model = registry.load_version(name, version, self.models_dir)
             self._versions[key] = model
         return model
 
@@ -89,11 +90,33 @@ class ChampionCache:
             try:
                 return self._refresh(name, marker)
             except Exception:
-                if entry is None:
+                # Tracking server unreachable: serve what we have, or the last champion
+                # this trainer knew of, from its local copy.
+                fallback = entry or self._last_known(name, marker)
+                if fallback is None:
                     raise
-                # Tracking server unreachable: keep serving what we have.
-                log.warning("could not refresh champion of %r; serving v%s", name, entry.version)
-                return entry
+                log.warning("MLflow unreachable; serving %r v%s", name, fallback.version)
+                return fallback
+
+    def _known_path(self, name: str) -> str:
+        return self._marker_path(name) + ".known"
+
+    def _last_known(self, name: str, marker: tuple | None) -> Champion | None:
+        try:
+            with open(self._known_path(name), encoding="utf-8") as handle:
+                version = handle.read().strip()
+            entry = Champion(version, self.model(name, version), marker)
+        except Exception:
+            return None
+        self._entries[name] = entry
+        return entry
+
+    def _remember(self, name: str, version: str) -> None:
+        path = self._known_path(name)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(version)
+        os.replace(tmp, path)
 
     def _refresh(self, name: str, marker: tuple | None) -> Champion | None:
         version = registry.champion_version(name)
@@ -102,6 +125,7 @@ class ChampionCache:
             return None
         entry = Champion(version, self.model(name, version), marker)
         self._entries[name] = entry
+        self._remember(name, version)
         self._drop_old_versions(name, keep=version)
         return entry
 

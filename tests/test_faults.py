@@ -1,0 +1,126 @@
+"""Faults, limits and auth, on a stack of this module's own (it stops and starts services)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from tests.datasets import churn, iris, to_csv
+from tests.stack import LocalStack, post_csv
+
+TOKEN = "s3cret-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A stack with an API token and a 1 MB upload limit."""
+    local = LocalStack(
+        home=str(tmp_path_factory.mktemp("sluice-faults")),
+        extra_env={"SLUICE_API_TOKEN": TOKEN, "MAX_UPLOAD_MB": "1"},
+    )
+    local.start()
+    yield local
+    local.stop()
+
+
+def dev(stack, name, frame, **params):
+    response = post_csv(
+        stack.analyze_url, to_csv(frame), phase="dev", model=name, headers=AUTH, **params
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def prod(stack, name, frame):
+    return post_csv(stack.analyze_url, to_csv(frame), phase="prod", model=name, headers=AUTH)
+
+
+def wait_healthy(stack, service, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.healthy(service):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{service} did not come back")
+
+
+@pytest.mark.parametrize("service", ["preprocess", "trainer"])
+def test_token_is_required_except_for_health(guarded, service):
+    url = guarded.analyze_url if service == "preprocess" else guarded.ml_url
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = post_csv(url, to_csv(iris()), phase="prod", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert TOKEN not in response.text
+    assert requests.get(f"{guarded.url(service)}/health", timeout=5).status_code == 200
+
+
+def test_upload_over_the_limit_is_413(guarded):
+    big = to_csv(churn(30000))
+    assert len(big) > 1024 * 1024
+    response = post_csv(guarded.analyze_url, big, phase="dev", headers=AUTH)
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "upload_too_large" and "MAX_UPLOAD_MB" in error["message"]
+
+
+def test_restart_keeps_every_champion(guarded):
+    frames = {"restart-a": churn(300), "restart-b": iris()}
+    before = {}
+    for name, frame in frames.items():
+        dev(guarded, name, frame)
+        query = frame.iloc[:, :-1].head(20)
+        before[name] = prod(guarded, name, query).json()
+    guarded.stop()
+    assert all(guarded.pid(s) is None for s in ("mlflow", "trainer", "preprocess"))
+    guarded.start()
+    for name, frame in frames.items():
+        after = prod(guarded, name, frame.iloc[:, :-1].head(20)).json()
+        assert after["version"] == before[name]["version"]
+        assert after["predictions"] == before[name]["predictions"]
+
+
+def test_trainer_down_is_a_quick_503_and_recovers(guarded):
+    name = "trainer-down"
+    dev(guarded, name, iris())
+    query = iris().drop(columns="target").head(5)
+    guarded.kill("trainer")
+    started = time.monotonic()
+    response = prod(guarded, name, query)
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "trainer_unavailable"
+    assert guarded.healthy("preprocess")
+    guarded.start()  # starts only what is missing
+    wait_healthy(guarded, "trainer")
+    assert prod(guarded, name, query).status_code == 200
+
+
+def test_mlflow_down_dev_is_503_prod_keeps_serving(guarded):
+    name = "mlflow-down"
+    dev(guarded, name, iris())
+    query = iris().drop(columns="target").head(5)
+    expected = prod(guarded, name, query).json()
+    guarded.kill("mlflow")
+    try:
+        answer = prod(guarded, name, query)
+        assert answer.status_code == 200 and answer.json()["predictions"] == expected["predictions"]
+        failed = post_csv(
+            guarded.analyze_url, to_csv(iris()), phase="dev", model=name, headers=AUTH
+        )
+        assert failed.status_code == 503
+        assert failed.json()["error"]["code"] == "tracking_unavailable"
+        health = requests.get(f"{guarded.url('trainer')}/health", timeout=10).json()
+        assert health["mlflow"]["reachable"] is False
+    finally:
+        guarded.start()
+    wait_healthy(guarded, "mlflow")
+    client = MlflowClient(guarded.tracking_uri)
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    again = dev(guarded, name, iris())
+    assert again["version"] == "2"
+    assert prod(guarded, name, query).status_code == 200
