@@ -58,6 +58,8 @@ launch() {
   local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --worker-class gthread --no-control-socket)
   case $name in
     mlflow)
+      # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.
+      export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
       set -- "$VENV/bin/mlflow" server \
         --backend-store-uri "sqlite:///$SLUICE_HOME/mlflow.db" \
         --artifacts-destination "$SLUICE_HOME/artifacts" --serve-artifacts \
