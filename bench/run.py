@@ -142,7 +142,10 @@ def dev_request(stack: LocalStack, csv: bytes, model: str, rows: int) -> dict:
     expect_ok(status, body, f"dev {rows} rows")
     answer = orjson.loads(body)
     training = answer["training"]["seconds"]
-    log(f"dev {rows} rows: {seconds:.2f} s end to end, {training:.2f} s booster training")
+    log(
+        f"dev {rows} rows: {seconds:.2f} s end to end, {training:.2f} s booster training, "
+        f"stack peak {sampler.stack_peak / MIB:,.0f} MiB"
+    )
     return {
         "rows": rows,
         "seconds": seconds,
@@ -290,10 +293,10 @@ def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict
     return {"rows": rows, "reps": reps, "median_seconds": medians}
 
 
-def run(plan: Plan, workdir: str) -> dict:
-    """Bring the stack up, measure everything in the plan, bring it down; the results."""
-    results: dict = {
-        "meta": {
+def run(plan: Plan, workdir: str, results: dict) -> dict:
+    """Bring the stack up, measure everything in the plan, bring it down; fill `results`."""
+    results.update(
+        meta={
             "mode": plan.mode,
             "plan": asdict(plan),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -305,7 +308,7 @@ def run(plan: Plan, workdir: str) -> dict:
             "loadavg_start": os.getloadavg(),
             "mlflow_serve_workers": 1,
         }
-    }
+    )
     log(f"generating data in {workdir}")
     data = {"query": query_csv(plan.batch_rows), "dev": train_csv(plan.dev_rows)}
     data["single"] = query_csv(1, seed=11)
@@ -409,6 +412,9 @@ def run(plan: Plan, workdir: str) -> dict:
 
         for _ in range(plan.starts - 1):
             stack.stop()
+            # Fresh ports: local.sh refuses a port whose old connections are still in
+            # TIME_WAIT (its bind check does not set SO_REUSEADDR), for about a minute.
+            stack = LocalStack(home=stack.home, extra_env=stack.extra_env)
             starts.append(timed_start(stack))
             log(f"restart healthy after {starts[-1]['seconds']:.2f} s")
     finally:
@@ -652,6 +658,13 @@ def print_table(rows: list[list[str]], meta: dict) -> None:
     )
 
 
+def write_json(results: dict, path: str) -> None:
+    """The results as indented JSON."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write bench/results/latest.json."""
     parser = argparse.ArgumentParser(
@@ -666,10 +679,14 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([os.path.join(ROOT, "scripts", "ensure_venv.sh")], check=True)
     workdir = tempfile.mkdtemp(prefix="sluice-bench-")
     failed = True
+    results: dict = {}
     try:
-        results = run(plan, workdir)
+        run(plan, workdir, results)
         failed = False
     finally:
+        if failed:
+            write_json(results | {"error": "run failed; partial results"}, args.out)
+            log(f"partial results in {args.out}")
         if failed or args.keep:
             log(f"data and service logs kept in {workdir}")
         else:
@@ -677,9 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, targets = summarise(results)
     results["targets"] = targets
     results["table"] = rows
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "wb") as handle:
-        handle.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    write_json(results, args.out)
     print_table(rows, results["meta"])
     print(
         f"targets met: {sum(targets.values())}/{len(targets)}; JSON in {os.path.relpath(args.out)}"

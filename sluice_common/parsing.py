@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 
 import charset_normalizer
@@ -140,20 +141,25 @@ def parse_csv(raw: bytes) -> ParsedCsv:
     delimiter = sniff_delimiter(text)
     names = read_header(text, delimiter)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            header=0,
-            names=names,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=True,
-            engine="c",
-        )
+        # index_col=False and warnings as errors: rows wider than the header are rejected,
+        # never silently shifted into an index or trimmed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=delimiter,
+                header=0,
+                names=names,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=True,
+                engine="c",
+                index_col=False,
+            )
     except pd.errors.EmptyDataError as err:
         raise ApiError(400, "empty_file", "The file has no header row.") from err
-    except (pd.errors.ParserError, ValueError, csv.Error) as err:
+    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, csv.Error) as err:
         raise ApiError(
             400,
             "malformed_csv",

@@ -27,6 +27,13 @@ def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
     """Read an Arrow IPC stream into a DataFrame and its report; ApiError when it is not one."""
     try:
         table = pa.ipc.open_stream(raw).read_all()
+        names = table.schema.names
+        if len(set(names)) != len(names):
+            raise ApiError(400, "duplicate_columns", "Column names must be unique in the table.")
+        if any(pa.types.is_nested(field.type) for field in table.schema):
+            raise ApiError(
+                400, "malformed_arrow", "Arrow columns must be flat (no lists or structs)."
+            )
         metadata = table.schema.metadata or {}
         report = orjson.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else None
         return table.to_pandas(), report

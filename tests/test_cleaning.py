@@ -144,3 +144,18 @@ def test_any_table_cleans_or_raises_our_error(rows):
         return
     assert report["rows_out"] == len(frame) <= len(rows)
     assert frame["target"].notna().all()
+
+
+def test_large_columns_clean_like_small_ones():
+    # Columns of 1024+ rows take vectorised shortcuts; they must agree with the plain path.
+    values = ["1,234", "$5", "12%", "abc", " 7 ", "NA", "x1", "-3.5", "inf", "1e3"] * 150
+    frame = pd.DataFrame({"mixed": values, "words": ["alpha", "beta", " 9 "] * 500})
+    big, big_report = clean(frame, "prod")
+    pieces = [clean(frame.iloc[i : i + 100], "prod")[0] for i in range(0, len(frame), 100)]
+    for name in frame.columns:
+        small = pd.concat([p[name].astype("object") for p in pieces], ignore_index=True)
+        assert big[name].astype("object").equals(small) or (
+            pd.to_numeric(big[name], errors="coerce").fillna(-1).tolist()
+            == pd.to_numeric(small, errors="coerce").fillna(-1).tolist()
+        )
+    assert "words" not in big_report["numeric_columns"]

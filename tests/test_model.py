@@ -173,3 +173,10 @@ def test_schema_difference_names_the_change():
     assert schema_difference(schema_of(spec), schema_of(spec)) is None
     assert "added: ['b']" in schema_difference(schema_of(other), schema_of(spec))
     assert "target" in schema_difference(schema_of(dict(spec, target="z")), schema_of(spec))
+
+
+def test_canonical_text_is_the_same_for_large_and_small_batches():
+    values = pd.Series([" a ", "1", "1.0", "01", None, "2.5", "Inf", "b2"] * 200, dtype="str")
+    big = canonical_text(values)
+    small = pd.concat([canonical_text(values.iloc[i : i + 8]) for i in range(0, 1600, 8)])
+    assert big.fillna("<na>").tolist() == small.fillna("<na>").tolist()

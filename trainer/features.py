@@ -14,6 +14,8 @@ ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid)([_\s
 ID_UNIQUE_SHARE = 0.95
 MIN_ROWS_FOR_ID = 20
 DATE_SHARE = 0.95
+# XGBoost refuses feature names with [ ] or <; the spec keeps the real column names.
+_XGB_UNSAFE = str.maketrans({"[": "(", "]": ")", "<": "‹"})
 
 
 def _looks_like_id(values: pd.Series, name: str, numeric: bool) -> bool:
@@ -93,9 +95,14 @@ def fit_feature_spec(frame: pd.DataFrame, target: str, max_categories: int = 100
     feature_names = []
     for item in inputs:
         if item["kind"] == "datetime":
-            feature_names += [f"{item['name']}__{part}" for part in item["parts"]]
+            names = [f"{item['name']}__{part}" for part in item["parts"]]
         else:
-            feature_names.append(item["name"])
+            names = [item["name"]]
+        for name in names:
+            safe = name.translate(_XGB_UNSAFE)
+            while safe in feature_names:
+                safe += "_"
+            feature_names.append(safe)
     return {"inputs": inputs, "dropped": dropped, "feature_names": feature_names}
 
 

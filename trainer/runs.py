@@ -121,6 +121,7 @@ def dev_run(
             "rows_validation": trained.n_valid,
             "rounds": trained.best_rounds,
             "seconds": round(trained.train_seconds, 4),
+            "dropped_rows_non_finite_target": trained.dropped_target_rows,
         },
         "cleaning": cleaning,
     }
@@ -168,6 +169,18 @@ def prod_run(
         raise ApiError(
             422, "invalid_values", f"Some values could not be scored: {str(err)[:300]}"
         ) from err
+    warnings = dict(scored.warnings)
+    required = set(champion.model.required_columns)
+    coerced = {
+        name: count
+        for name, count in (cleaning.get("coerced_to_missing") or {}).items()
+        if name in required
+    }
+    if coerced:
+        warnings["not_numeric_treated_as_missing"] = {
+            **coerced,
+            **warnings.get("not_numeric_treated_as_missing", {}),
+        }
     predictions = scored.predictions
     answer = {
         "phase": "prod",
@@ -176,7 +189,7 @@ def prod_run(
         "n_rows": len(frame),
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         "ignored_columns": scored.ignored_columns,
-        "warnings": scored.warnings,
+        "warnings": warnings,
         "cleaning": cleaning,
     }
     if proba and scored.probabilities is not None:

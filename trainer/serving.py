@@ -73,6 +73,9 @@ class ChampionCache:
         model = self._versions.get(key)
         if model is None:
             model = registry.load_version(name, version, self.models_dir)
+            # One OpenMP thread per predict: requests already run in parallel across gunicorn
+            # workers and threads, and waking a thread team costs ~20 ms at p90 on a busy host.
+            model.booster.set_param({"nthread": 1})
             self._versions[key] = model
         return model
 

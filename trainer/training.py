@@ -54,6 +54,7 @@ class TrainedModel:
     n_train: int
     n_valid: int
     validation_frame: pd.DataFrame  # raw validation rows (features + target), for comparisons
+    dropped_target_rows: int = 0  # regression rows whose target is not a finite number
 
 
 def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
@@ -62,7 +63,7 @@ def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
         raise ApiError(
             400, "invalid_task", f"task must be one of {', '.join(TASKS)}; got {requested!r}."
         )
-    numbers = to_number(target)
+    numbers = to_number(target, finite=False)
     all_numeric = bool(numbers.notna().all())
     distinct = int(target.nunique())
     if requested == "regression":
@@ -79,7 +80,8 @@ def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
         return "classification", "requested with task=classification"
     if not all_numeric:
         return "classification", f"target has text values ({distinct} distinct)"
-    integral = bool(np.all(np.mod(numbers.to_numpy(), 1) == 0))
+    with np.errstate(invalid="ignore"):
+        integral = bool(np.all(np.mod(numbers.to_numpy(), 1) == 0))
     if integral and (distinct <= 2 or (distinct <= 20 and distinct * 5 <= len(target))):
         return "classification", f"integer target with {distinct} distinct values"
     if integral:
@@ -93,7 +95,7 @@ def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
 def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, list[str] | None]:
     """Numeric training labels, and the class labels (original text) for classification."""
     if task == "regression":
-        return to_number(target).to_numpy(dtype="float64"), None
+        return to_number(target, finite=False).to_numpy(dtype="float64"), None
     labels = target.astype("object").map(str)
     numbers = to_number(target)
     if numbers.notna().all():  # numeric labels sort by value, not as text
@@ -219,6 +221,16 @@ def train_model(
         )
     task, reason = detect_task(frame[target], task)
     y, classes = encode_target(frame[target], task)
+    finite = np.isfinite(y)
+    dropped_target_rows = int((~finite).sum())
+    if dropped_target_rows:  # inf or overflowing targets: nothing to learn from those rows
+        frame, y = frame[finite].reset_index(drop=True), y[finite]
+        if len(frame) < MIN_ROWS:
+            raise ApiError(
+                422,
+                "too_few_rows",
+                f"Only {len(frame)} rows have a finite target; training needs {MIN_ROWS}.",
+            )
     fit_idx, valid_idx = split_rows(y, task, config.validation_fraction, config.seed)
     fit_rows = frame.iloc[fit_idx]
     spec = fit_feature_spec(fit_rows, target, config.max_categories)
@@ -276,6 +288,7 @@ def train_model(
         n_train=len(fit_idx),
         n_valid=len(valid_idx),
         validation_frame=frame.iloc[valid_idx].reset_index(drop=True),
+        dropped_target_rows=dropped_target_rows,
     )
 
 
