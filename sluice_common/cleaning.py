@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -20,6 +23,17 @@ _NOISE_CHARS = r"[\$€£¥%,'_ ]"
 _MAY_BE_NUMBER = r"\d|inf"
 # Below this many rows the shortcuts cost more (~0.2 ms per regex call) than they save.
 SHORTCUT_MIN_ROWS = 1024
+# Up to this many rows, prod cleaning runs in plain Python: pandas spends ~0.1 ms per call,
+# over 10 ms for one 10-column row, where plain Python needs a few microseconds per cell.
+SMALL_ROWS = 64
+# Python's whitespace, named so the pandas and plain-Python paths strip the same characters.
+WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+# What pd.to_numeric reads: optional sign, decimal or exponent form, or inf/infinity.
+_NUMBER = re.compile(
+    r"[ \t\n\r\f\v]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)[ \t\n\r\f\v]*",
+    re.IGNORECASE | re.ASCII,
+)
+_NOISE = re.compile(_NUMBER_NOISE)
 
 
 def resolve_target(columns: list[str], requested: str | None) -> str:
@@ -42,7 +56,7 @@ def normalise_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Strip whitespace and turn the usual missing-value tokens into missing values."""
     out = {}
     for name in frame.columns:
-        col = frame[name].astype("str").str.strip()
+        col = frame[name].astype("str").str.strip(WHITESPACE)
         missing = col.str.lower().isin(MISSING_TOKENS) | col.isna()
         out[name] = col.where(~missing, None)
     return pd.DataFrame(out, index=frame.index)
@@ -104,6 +118,56 @@ def infer_numeric(
     return pd.DataFrame(out, index=frame.index), numeric, coerced
 
 
+def parse_number(text: str, decimal_comma: bool = False, finite: bool = True) -> float | None:
+    """One cell of `to_number`, in plain Python: the same rules, for small batches."""
+    number = float(text) if _NUMBER.fullmatch(text) else None
+    if number is None:
+        cleaned = _NOISE.sub("", text)
+        if decimal_comma:
+            cleaned = cleaned.replace(",", ".")
+        number = float(cleaned) if _NUMBER.fullmatch(cleaned) else None
+    if number is None or (finite and not math.isfinite(number)):
+        return None
+    return number
+
+
+def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.DataFrame, dict]:
+    """`clean(frame, "prod")` for a few rows, cell by cell; the same result and report."""
+    out, numeric, coerced = {}, [], {}
+    for name in frame.columns:
+        cells = []
+        for value in frame[name].tolist():
+            if isinstance(value, str):
+                value = value.strip(WHITESPACE)
+                cells.append(None if value.lower() in MISSING_TOKENS else value)
+            else:
+                cells.append(None)
+        present = [cell for cell in cells if cell is not None]
+        numbers = [parse_number(cell, decimal_comma) for cell in present]
+        parsed = sum(number is not None for number in numbers)
+        if present and parsed >= NUMERIC_SHARE * len(present):
+            numbers_iter = iter(numbers)
+            column = [np.nan if cell is None else next(numbers_iter) for cell in cells]
+            out[name] = np.array([np.nan if v is None else v for v in column], dtype="float64")
+            numeric.append(name)
+            if parsed < len(present):
+                coerced[name] = len(present) - parsed
+        else:
+            out[name] = pd.array(cells, dtype="str")
+    cleaned = pd.DataFrame(out, index=frame.index)
+    report = {
+        "rows_in": len(frame),
+        "columns_in": len(frame.columns),
+        "dropped_rows": {},
+        "rows_out": len(frame),
+        "columns_out": len(frame.columns),
+        "dropped_columns": [],
+        "numeric_columns": numeric,
+        "coerced_to_missing": coerced,
+    }
+    return cleaned, report
+
+
 def clean(
     frame: pd.DataFrame, phase: str, target: str | None = None, delimiter: str = ","
 ) -> tuple[pd.DataFrame, dict]:
@@ -111,6 +175,8 @@ def clean(
 
     The target column (dev) keeps its text so labels come back as the user wrote them.
     """
+    if phase == "prod" and len(frame) <= SMALL_ROWS:
+        return _clean_prod_small(frame, decimal_comma=delimiter == ";")
     rows_in, columns_in = len(frame), len(frame.columns)
     frame = normalise_cells(frame)
     report: dict = {"rows_in": rows_in, "columns_in": columns_in, "dropped_rows": {}}

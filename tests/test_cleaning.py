@@ -159,3 +159,34 @@ def test_large_columns_clean_like_small_ones():
             == pd.to_numeric(small, errors="coerce").fillna(-1).tolist()
         )
     assert "words" not in big_report["numeric_columns"]
+
+
+noisy_cells = st.one_of(
+    st.text(alphabet="0123456789+-.eE ,$%_€infINFatyNAnul?\t#/x\xa0\u2003\x1c\x85", max_size=9),
+    st.sampled_from(["NA", " 1,234 ", "$5", "12%", "inf", "1e400", "-", "1,5"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(noisy_cells, min_size=3, max_size=3), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_small_prod_batches_clean_exactly_like_large_ones(rows, decimal_comma):
+    # Prod batches of up to SMALL_ROWS rows are cleaned in plain Python; same result required.
+    from sluice_common import cleaning
+
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"]).astype("str")
+    small, small_report = cleaning._clean_prod_small(frame, decimal_comma)
+    saved, cleaning.SMALL_ROWS = cleaning.SMALL_ROWS, -1
+    try:
+        big, big_report = clean(frame, "prod", delimiter=";" if decimal_comma else ",")
+    finally:
+        cleaning.SMALL_ROWS = saved
+    assert small_report == big_report
+    for name in frame.columns:
+        assert str(small[name].dtype) == str(big[name].dtype)
+        as_list = [
+            col.astype(object).where(col.notna(), None).tolist() for col in (small[name], big[name])
+        ]
+        assert as_list[0] == as_list[1]

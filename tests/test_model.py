@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import datasets
 from sklearn.metrics import log_loss, mean_squared_error
 
@@ -180,3 +182,39 @@ def test_canonical_text_is_the_same_for_large_and_small_batches():
     big = canonical_text(values)
     small = pd.concat([canonical_text(values.iloc[i : i + 8]) for i in range(0, 1600, 8)])
     assert big.fillna("<na>").tolist() == small.fillna("<na>").tolist()
+
+
+_cells = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True),
+    st.integers(-(10**17), 10**17),
+    st.booleans(),
+    st.text(alphabet="0123456789+-.eE ,$%_€infINFatyxa\t\xa0\u2003", max_size=8),
+    st.sampled_from(["1", "1.0", " 01 ", "a", "2.5", "x y", "1e20", "$1,234", "inf"]),
+)
+_SPEC = {
+    "inputs": [
+        {"name": "n", "kind": "numeric"},
+        {"name": "c", "kind": "categorical", "categories": ["1", "a", "2.5", "x y", "0", "1e+20"]},
+    ],
+    "feature_names": ["n", "c"],
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_cells, _cells), min_size=1, max_size=10), st.booleans())
+def test_small_batches_score_exactly_like_large_ones(rows, as_text):
+    # Up to SMALL_ROWS rows, feature_matrix converts cells in plain Python; same matrix required.
+    from trainer import sluice_model
+
+    frame = pd.DataFrame(rows, columns=["n", "c"]).astype(object)
+    if as_text:
+        frame = frame.map(lambda v: None if pd.isna(v) else str(v)).astype("str")
+    small, small_warnings = feature_matrix(frame, _SPEC)
+    saved, sluice_model.SMALL_ROWS = sluice_model.SMALL_ROWS, -1
+    try:
+        big, big_warnings = feature_matrix(frame, _SPEC)
+    finally:
+        sluice_model.SMALL_ROWS = saved
+    assert np.array_equal(small, big, equal_nan=True)
+    assert small_warnings == big_warnings

@@ -9,6 +9,8 @@ the booster is XGBoost's own UBJSON and the feature spec is JSON.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 
 import mlflow
@@ -21,6 +23,16 @@ SPEC_ARTIFACT = "feature_spec"
 # Currency signs, % and thousands separators around numbers (as in sluice_common.cleaning;
 # copied because this file must stay self-contained).
 NUMBER_NOISE = r"^[\$€£¥]|%$|(?<=\d)[,'_ ](?=\d{3}(?:\D|$))"
+NOISE = re.compile(NUMBER_NOISE)
+# What pd.to_numeric reads (as in sluice_common.cleaning): sign, decimal/exponent, inf.
+NUMBER = re.compile(
+    r"[ \t\n\r\f\v]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)[ \t\n\r\f\v]*",
+    re.IGNORECASE | re.ASCII,
+)
+WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+# Up to this many rows, scoring converts cells in plain Python: pandas' per-call overhead
+# (~0.1 ms) would dominate a single-row request.
+SMALL_ROWS = 64
 DATE_PARTS = ("year", "month", "day", "weekday", "dayofyear", "days_since_epoch")
 TIME_PARTS = ("hour", "minute")
 
@@ -45,39 +57,45 @@ class Scored:
 
 def canonical_text(values: pd.Series) -> pd.Series:
     """Category keys: text stripped, numbers written one way ("1", "1.0", 1.0 -> "1")."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        values = values.astype("object")
-    present = values.notna()
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype):
+        # Booleans count as the numbers 1 and 0, as pd.to_numeric reads them in bool columns.
+        values = values.astype("object").map(
+            lambda v: float(v) if isinstance(v, (bool, np.bool_)) else v
+        )
+    present = values.notna().to_numpy(dtype=bool)
     is_text = pd.api.types.is_string_dtype(values.dtype)
     if is_text and not pd.api.types.is_object_dtype(values.dtype) and len(values) >= 1024:
         # Vectorised strip, and to_numeric only where a digit (or 'inf') could make a number:
         # the per-cell lambda and to_numeric on words cost ~0.2 s per 100k cells (and the
         # regex ~0.2 ms per call, hence not for small batches).
-        text = values.str.strip().astype("object").where(present, None)
+        text = values.str.strip(WHITESPACE).to_numpy(dtype=object, na_value=None)
         maybe = values.str.contains(r"\d|inf", case=False, regex=True)
         maybe = maybe.fillna(False).to_numpy(dtype=bool)
     else:
-        text = values.astype("object").where(present, None)
+        text = values.astype("object").to_numpy(dtype=object, copy=True)
+        text[~present] = None
         if not pd.api.types.is_numeric_dtype(values.dtype):
-            text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-        maybe = present.to_numpy()
-    numbers = pd.Series(np.nan, index=values.index)
+            text = np.array(
+                [v.strip(WHITESPACE) if isinstance(v, str) else v for v in text], dtype=object
+            )
+        maybe = present
+    numbers = np.full(len(values), np.nan)
     if maybe.any():
-        numbers[maybe] = pd.to_numeric(values[maybe], errors="coerce").to_numpy(
+        subset = values.iloc[np.flatnonzero(maybe)]
+        numbers[maybe] = pd.to_numeric(subset, errors="coerce").to_numpy(
             dtype="float64", na_value=np.nan
         )
-    is_number = numbers.notna().to_numpy()
+    is_number = ~np.isnan(numbers)
     if is_number.any():
-        nums = numbers.to_numpy(dtype="float64")[is_number]
+        nums = numbers[is_number]
         integral = (np.mod(nums, 1) == 0) & (np.abs(nums) < 1e15)
         formatted = np.where(
             integral,
             np.char.mod("%d", np.where(integral, nums, 0).astype("int64")),
             nums.astype(str),
         )
-        text = text.copy()
         text[is_number] = formatted
-    return text
+    return pd.Series(text, index=values.index, dtype=object)
 
 
 def _as_float(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -87,11 +105,53 @@ def _as_float(values: pd.Series) -> tuple[np.ndarray, int]:
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     retry = (numbers.isna() & values.notna()).to_numpy()
     if retry.any():
-        text = values[retry].astype(str).str.strip().str.replace(NUMBER_NOISE, "", regex=True)
+        text = values[retry].astype(str).str.strip(WHITESPACE)
+        text = text.str.replace(NUMBER_NOISE, "", regex=True)
         numbers[retry] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
     numbers = numbers.to_numpy(dtype="float64", na_value=np.nan)
     failed = int(values.notna().sum() - np.count_nonzero(~np.isnan(numbers)))
     return numbers, failed
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value) -> float:
+    """pd.to_numeric(errors="coerce") of one value: NaN when it is not a number."""
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str) and NUMBER.fullmatch(value):
+        return float(value)
+    return math.nan
+
+
+def _as_float_small(cells: list) -> tuple[np.ndarray, int]:
+    """`_as_float` for a few values, in plain Python."""
+    out, failed = np.empty(len(cells), dtype="float64"), 0
+    for i, value in enumerate(cells):
+        if _missing(value):
+            out[i] = math.nan
+            continue
+        number = _number(value)
+        if math.isnan(number) and not isinstance(value, float):
+            text = NOISE.sub("", str(value).strip(WHITESPACE))
+            number = float(text) if NUMBER.fullmatch(text) else math.nan
+        failed += math.isnan(number)
+        out[i] = number
+    return out, failed
+
+
+def _key(value) -> str | None:
+    """`canonical_text` of one value."""
+    if _missing(value):
+        return None
+    number = _number(value)
+    if not math.isnan(number):
+        if number % 1 == 0 and abs(number) < 1e15:
+            return str(int(number))
+        return str(np.float64(number))
+    return value.strip(WHITESPACE) if isinstance(value, str) else value
 
 
 def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
@@ -121,18 +181,27 @@ def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
     matrix = np.empty((len(frame), len(spec["feature_names"])), dtype=np.float32)
     coerced, unseen = {}, {}
     position = 0
+    small = len(frame) <= SMALL_ROWS
     for item in inputs:
         values = frame[item["name"]]
         if item["kind"] == "numeric":
-            column, failed = _as_float(values)
+            column, failed = _as_float_small(values.tolist()) if small else _as_float(values)
             if failed:
                 coerced[item["name"]] = failed
             matrix[:, position] = column
             position += 1
         elif item["kind"] == "categorical":
-            keys = canonical_text(values)
-            codes = pd.Categorical(keys, categories=item["categories"]).codes
-            present = keys.notna().to_numpy()
+            if small:
+                index = item.get("_index")
+                if index is None:  # built once per model, on first use
+                    index = item["_index"] = {c: i for i, c in enumerate(item["categories"])}
+                keys = [_key(value) for value in values.tolist()]
+                codes = np.array([index.get(key, -1) for key in keys], dtype="int64")
+                present = np.array([key is not None for key in keys], dtype=bool)
+            else:
+                keys = canonical_text(values)
+                codes = pd.Categorical(keys, categories=item["categories"]).codes
+                present = keys.notna().to_numpy()
             n_unseen = int(np.count_nonzero(present & (codes < 0)))
             if n_unseen:
                 unseen[item["name"]] = n_unseen
