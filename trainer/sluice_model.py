@@ -88,7 +88,8 @@ def canonical_text(values: pd.Series) -> pd.Series:
     is_number = ~np.isnan(numbers)
     if is_number.any():
         nums = numbers[is_number]
-        integral = (np.mod(nums, 1) == 0) & (np.abs(nums) < 1e15)
+        with np.errstate(invalid="ignore"):  # inf % 1 is NaN: not integral, as wanted
+            integral = (np.mod(nums, 1) == 0) & (np.abs(nums) < 1e15)
         formatted = np.where(
             integral,
             np.char.mod("%d", np.where(integral, nums, 0).astype("int64")),
@@ -154,6 +155,17 @@ def _key(value) -> str | None:
     return value.strip(WHITESPACE) if isinstance(value, str) else value
 
 
+_INDEXES: dict[int, tuple[list, dict]] = {}
+
+
+def _category_index(categories: list[str]) -> dict[str, int]:
+    """Category -> code, built once per categories list (kept out of the logged spec)."""
+    entry = _INDEXES.get(id(categories))
+    if entry is None or entry[0] is not categories:
+        entry = _INDEXES[id(categories)] = (categories, {c: i for i, c in enumerate(categories)})
+    return entry[1]
+
+
 def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
     parsed = pd.to_datetime(
         values.astype("object"), format=spec.get("date_format"), errors="coerce"
@@ -180,8 +192,22 @@ def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
         raise MissingColumnsError(missing)
     matrix = np.empty((len(frame), len(spec["feature_names"])), dtype=np.float32)
     coerced, unseen = {}, {}
-    position = 0
     small = len(frame) <= SMALL_ROWS
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, then missing (below)
+        _fill(matrix, frame, inputs, small, coerced, unseen)
+    # Infinities, and finite numbers beyond float32's range, carry no usable signal.
+    matrix[np.isinf(matrix)] = np.nan
+    warnings = {}
+    if coerced:
+        warnings["not_numeric_treated_as_missing"] = coerced
+    if unseen:
+        warnings["unseen_categories_treated_as_missing"] = unseen
+    return matrix, warnings
+
+
+def _fill(matrix, frame, inputs, small, coerced, unseen) -> None:
+    """Write each input's feature columns into the matrix, counting what was not usable."""
+    position = 0
     for item in inputs:
         values = frame[item["name"]]
         if item["kind"] == "numeric":
@@ -192,9 +218,7 @@ def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
             position += 1
         elif item["kind"] == "categorical":
             if small:
-                index = item.get("_index")
-                if index is None:  # built once per model, on first use
-                    index = item["_index"] = {c: i for i, c in enumerate(item["categories"])}
+                index = _category_index(item["categories"])
                 keys = [_key(value) for value in values.tolist()]
                 codes = np.array([index.get(key, -1) for key in keys], dtype="int64")
                 present = np.array([key is not None for key in keys], dtype=bool)
@@ -211,14 +235,6 @@ def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
             for column in _date_columns(values, item):
                 matrix[:, position] = column
                 position += 1
-    # Infinities, and finite numbers beyond float32's range, carry no usable signal.
-    matrix[np.isinf(matrix)] = np.nan
-    warnings = {}
-    if coerced:
-        warnings["not_numeric_treated_as_missing"] = coerced
-    if unseen:
-        warnings["unseen_categories_treated_as_missing"] = unseen
-    return matrix, warnings
 
 
 class SluiceModel(mlflow.pyfunc.PythonModel):
