@@ -218,3 +218,23 @@ def test_small_batches_score_exactly_like_large_ones(rows, as_text):
         sluice_model.SMALL_ROWS = saved
     assert np.array_equal(small, big, equal_nan=True)
     assert small_warnings == big_warnings
+
+
+def test_dates_with_mixed_utc_offsets_train_and_score():
+    rng = np.random.default_rng(3)
+    stamps = pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 10_000, 200), "h")
+    offsets = rng.choice(["+0000", "+0530", "-0800"], 200)
+    frame = pd.DataFrame(
+        {
+            "when": [f"{t:%Y-%m-%dT%H:%M:%S}{o}" for t, o in zip(stamps, offsets, strict=True)],
+            "x": rng.normal(size=200),
+        }
+    )
+    frame["target"] = np.where(frame["x"] > 0, "up", "down")
+    trained = train_model(frame, "target")
+    kinds = {item["name"]: item["kind"] for item in trained.spec["inputs"]}
+    assert kinds["when"] == "datetime"
+    matrix, _ = feature_matrix(frame.head(2), trained.spec)
+    hour = trained.spec["feature_names"].index("when__hour")
+    expected = pd.to_datetime(frame["when"].head(2), utc=True).dt.hour.tolist()
+    assert matrix[:, hour].tolist() == expected

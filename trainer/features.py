@@ -42,12 +42,12 @@ def _date_format(values: pd.Series) -> str | None:
     fmt = guess_datetime_format(str(sample.iloc[0]))
     if fmt is None:
         return None
-    parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
+    parsed = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
     return fmt if parsed.notna().mean() >= DATE_SHARE else None
 
 
 def _date_spec(name: str, values: pd.Series, fmt: str) -> dict:
-    parsed = pd.to_datetime(values.dropna().astype("object"), format=fmt, errors="coerce")
+    parsed = pd.to_datetime(values.dropna().astype("object"), format=fmt, errors="coerce", utc=True)
     has_time = bool(((parsed.dt.hour != 0) | (parsed.dt.minute != 0)).any())
     parts = list(DATE_PARTS) + (list(TIME_PARTS) if has_time else [])
     return {"name": name, "kind": "datetime", "date_format": fmt, "parts": parts}

@@ -167,21 +167,32 @@ def _category_index(categories: list[str]) -> dict[str, int]:
 
 
 def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
+    """Date parts as float columns; computed on datetime64 directly (pandas' .dt accessor
+    costs ~0.2 ms a part, which dominates small batches)."""
+    # utc=True: offsets may differ row to row; naive times are taken as UTC, as they were.
     parsed = pd.to_datetime(
-        values.astype("object"), format=spec.get("date_format"), errors="coerce"
-    )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    parts = []
-    for part in spec["parts"]:
-        if part == "days_since_epoch":
-            stamps = parsed.astype("datetime64[s]").astype("int64").to_numpy().astype("float64")
-            col = stamps / 86400.0
-        else:
-            col = getattr(parsed.dt, part).to_numpy(dtype="float64", na_value=np.nan)
-        col = np.where(parsed.isna().to_numpy(), np.nan, col)
-        parts.append(col)
-    return parts
+        np.asarray(values.astype("object")),
+        format=spec.get("date_format"),
+        errors="coerce",
+        utc=True,
+    ).tz_localize(None)
+    stamps = parsed.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(stamps)
+    days = stamps.astype("datetime64[D]")
+    months = stamps.astype("datetime64[M]")
+    day_count = days.astype("int64")
+    minutes = (stamps - days).astype("timedelta64[m]").astype("int64")
+    computed = {
+        "year": stamps.astype("datetime64[Y]").astype("int64") + 1970,
+        "month": months.astype("int64") % 12 + 1,
+        "day": (days - months).astype("int64") + 1,
+        "weekday": (day_count + 3) % 7,  # 1970-01-01 was a Thursday; Monday is 0
+        "dayofyear": (days - stamps.astype("datetime64[Y]")).astype("int64") + 1,
+        "hour": minutes // 60,
+        "minute": minutes % 60,
+        "days_since_epoch": stamps.astype("datetime64[s]").astype("int64") / 86400.0,
+    }
+    return [np.where(missing, np.nan, computed[part].astype("float64")) for part in spec["parts"]]
 
 
 def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
