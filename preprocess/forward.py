@@ -28,13 +28,18 @@ def forward_to_trainer(
     connect_timeout: float,
     read_timeout: float,
 ) -> requests.Response:
-    """POST the Arrow payload to the trainer's /ml; ApiError 503 when it cannot be reached."""
-    headers = {"Authorization": authorization} if authorization else {}
+    """POST the Arrow payload to the trainer's /ml; ApiError 503 when it cannot be reached.
+
+    The table goes as the raw body (not multipart): no encoding or form parsing on either side.
+    """
+    headers = {"Content-Type": ARROW_MEDIA_TYPE}
+    if authorization:
+        headers["Authorization"] = authorization
     try:
         return _session().post(
             f"{trainer_url.rstrip('/')}/ml",
             params=query,
-            files={"data_file": ("table.arrow", payload, ARROW_MEDIA_TYPE)},
+            data=payload,
             headers=headers,
             timeout=(connect_timeout, read_timeout),
         )

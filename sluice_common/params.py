@@ -87,8 +87,13 @@ def parse_params(args, default_model: str) -> Params:
     )
 
 
-def read_upload(request: Request) -> tuple[bytes, str]:
-    """The bytes and declared media type of the `data_file` field."""
+def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """The bytes and declared media type of the `data_file` field.
+
+    A request whose own media type is in `raw_types` carries the data as its whole body.
+    """
+    if request.mimetype in raw_types:
+        return request.get_data(cache=False), request.mimetype
     upload = request.files.get("data_file")
     if upload is None:
         hint = ""

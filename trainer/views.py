@@ -36,7 +36,7 @@ def ml():
     """dev: train and maybe promote; prod: predict with the champion."""
     state = current_app.extensions["sluice"]
     params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
-    raw, media_type = read_upload(request)
+    raw, media_type = read_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
     frame, report, target = _table(raw, media_type, params.phase, params.target)
     if params.phase == "dev":
         answer = dev_run(
