@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sluice_common.errors import ApiError
 
@@ -19,8 +21,12 @@ NUMERIC_SHARE = 0.95
 _NUMBER_NOISE = r"^[\$€£¥]|%$|(?<=\d)[,'_ ](?=\d{3}(?:\D|$))"
 # Text the noise pattern (or the decimal comma) can change; other unparsed text stays unparsed.
 _NOISE_CHARS = r"[\$€£¥%,'_ ]"
-# Text with neither a digit nor 'inf' never parses as a number.
-_MAY_BE_NUMBER = r"\d|inf"
+# A superset of what to_number reads (signs, currency, separators, %, exponent, inf): text
+# that does not fully match it never parses as a number.
+_MAY_BE_NUMBER = (
+    r"^\s*[\$€£¥]?\s*[+-]?"
+    r"(?:inf(?:inity)?|[\d.,'_ ]*\d[\d.,'_ ]*(?:e[+-]?[\d.,'_ ]*\d[\d.,'_ ]*)?)\s*%?\s*$"
+)
 # Below this many rows the shortcuts cost more (~0.2 ms per regex call) than they save.
 SHORTCUT_MIN_ROWS = 1024
 # Up to this many rows, prod cleaning runs in plain Python: pandas spends ~0.1 ms per call,
@@ -67,6 +73,9 @@ def to_number(col: pd.Series, decimal_comma: bool = False, finite: bool = True) 
 
     With finite=True, infinities and overflowing values become missing.
     """
+    numbers = _plain_numbers(col)
+    if numbers is not None:
+        return numbers.where(np.isfinite(numbers)) if finite else numbers
     numbers = pd.to_numeric(col, errors="coerce")
     unparsed = numbers.isna() & col.notna()
     if len(col) >= SHORTCUT_MIN_ROWS and unparsed.any():
@@ -85,13 +94,32 @@ def to_number(col: pd.Series, decimal_comma: bool = False, finite: bool = True) 
     return numbers
 
 
+def _plain_numbers(col: pd.Series) -> pd.Series | None:
+    """The column as float64 when every present value is a plain number, else None.
+
+    Arrow's C++ cast reads a text column ~10x faster than pd.to_numeric, but fails as a whole
+    on any other text; the caller then takes the tolerant path.
+    """
+    if len(col) < SHORTCUT_MIN_ROWS or not pd.api.types.is_string_dtype(col.dtype):
+        return None
+    if pd.api.types.is_object_dtype(col.dtype):
+        return None
+    try:
+        numbers = pc.cast(pa.array(col), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    return pd.Series(numbers.to_numpy(zero_copy_only=False), index=col.index, dtype="float64")
+
+
 def _may_be_numeric(col: pd.Series, present: int) -> bool:
     """False when too few values hold a digit to ever reach NUMERIC_SHARE (a cheap upper bound:
     pd.to_numeric on a text column costs ~100 ms per 100k cells, this check ~5 ms)."""
     if pd.api.types.is_numeric_dtype(col.dtype) or len(col) < SHORTCUT_MIN_ROWS:
         return True
-    candidates = col.astype("str").str.contains(_MAY_BE_NUMBER, case=False, regex=True)
-    return int(candidates.sum()) >= NUMERIC_SHARE * present
+    matches = pc.match_substring_regex(
+        pa.array(col.astype("str")), _MAY_BE_NUMBER, ignore_case=True
+    )
+    return int(pc.sum(matches).as_py() or 0) >= NUMERIC_SHARE * present
 
 
 def infer_numeric(

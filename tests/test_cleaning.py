@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -149,7 +150,10 @@ def test_any_table_cleans_or_raises_our_error(rows):
 def test_large_columns_clean_like_small_ones():
     # Columns of 1024+ rows take vectorised shortcuts; they must agree with the plain path.
     values = ["1,234", "$5", "12%", "abc", " 7 ", "NA", "x1", "-3.5", "inf", "1e3"] * 150
-    frame = pd.DataFrame({"mixed": values, "words": ["alpha", "beta", " 9 "] * 500})
+    plain = ["1.5", "2", "-3e2", "+.5", "NA", "00012", "3.25", "7."] * 187 + ["4"] * 4
+    frame = pd.DataFrame(
+        {"mixed": values, "words": ["alpha", "beta", " 9 "] * 500, "plain": plain}
+    ).astype("str")
     big, big_report = clean(frame, "prod")
     pieces = [clean(frame.iloc[i : i + 100], "prod")[0] for i in range(0, len(frame), 100)]
     for name in frame.columns:
@@ -159,6 +163,7 @@ def test_large_columns_clean_like_small_ones():
             == pd.to_numeric(small, errors="coerce").fillna(-1).tolist()
         )
     assert "words" not in big_report["numeric_columns"]
+    assert "plain" in big_report["numeric_columns"]
 
 
 noisy_cells = st.one_of(
@@ -190,3 +195,20 @@ def test_small_prod_batches_clean_exactly_like_large_ones(rows, decimal_comma):
             col.astype(object).where(col.notna(), None).tolist() for col in (small[name], big[name])
         ]
         assert as_list[0] == as_list[1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789+-.eE ,$%_'€£infINFty\t\x0b", max_size=12), st.booleans())
+def test_numeric_precheck_never_skips_a_readable_number(text, decimal_comma):
+    # Large columns skip number parsing when too few values match _MAY_BE_NUMBER (with Arrow's
+    # RE2, on stripped cells): that is only exact if everything to_number reads matches it.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sluice_common.cleaning import _MAY_BE_NUMBER, WHITESPACE, to_number
+
+    text = text.strip(WHITESPACE)
+    value = to_number(pd.Series([text], dtype="str"), decimal_comma, finite=False)[0]
+    if not np.isnan(value):
+        matched = pc.match_substring_regex(pa.array([text]), _MAY_BE_NUMBER, ignore_case=True)
+        assert matched[0].as_py()
