@@ -24,8 +24,9 @@ _NOISE_CHARS = r"[\$€£¥%,'_ ]"
 # A superset of what to_number reads (signs, currency, separators, %, exponent, inf): text
 # that does not fully match it never parses as a number.
 _MAY_BE_NUMBER = (
-    r"^\s*[\$€£¥]?\s*[+-]?"
-    r"(?:inf(?:inity)?|[\d.,'_ ]*\d[\d.,'_ ]*(?:e[+-]?[\d.,'_ ]*\d[\d.,'_ ]*)?)\s*%?\s*$"
+    r"^[ \t\n\r\f\v]*[\$€£¥]?[ \t\n\r\f\v]*[+-]?"
+    r"(?:inf(?:inity)?|[\d.,'_ ]*\d[\d.,'_ ]*(?:e[+-]?[\d.,'_ ]*\d[\d.,'_ ]*)?)"
+    r"[ \t\n\r\f\v]*%?[ \t\n\r\f\v]*$"
 )
 # Below this many rows the shortcuts cost more (~0.2 ms per regex call) than they save.
 SHORTCUT_MIN_ROWS = 1024
