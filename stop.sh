@@ -15,7 +15,9 @@ for arg in "$@"; do
   esac
 done
 if [[ $mode != docker ]]; then
-  "$ROOT/scripts/local.sh" stop "${purge[@]}"
+  # In auto mode, say nothing about local mode when it was never started.
+  quiet=$([[ $mode == auto ]] && echo 1 || true)
+  SLUICE_QUIET_STOP=$quiet "$ROOT/scripts/local.sh" stop "${purge[@]}"
 fi
 if [[ $mode != local && -x $ROOT/scripts/compose.sh ]] && command -v docker >/dev/null 2>&1 \
   && timeout 5 docker info >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
-"""Send a CSV to the Sluice stack and print the JSON answer.
+"""Send a CSV to the Sluice stack and print the JSON answer (standard library only).
 
-    python client/request.py FILE PHASE [--target COL] [--model NAME] [--url URL] ...
+    python3 client/request.py FILE PHASE [--target COL] [--model NAME] [--url URL] ...
 
 PHASE is dev (train, log, register, maybe promote) or prod (predict with the champion).
 Exits 0 on success, 1 on an error answer, 2 when the stack cannot be reached.
@@ -13,18 +13,17 @@ import argparse
 import json
 import os
 import sys
-
-import requests
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 
 DEFAULT_URL = "http://127.0.0.1:8050/analyze"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments: the seed's positional FILE PHASE plus options."""
-    parser = argparse.ArgumentParser(
-        description="Post a CSV to Sluice and print the answer.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description="Post a CSV to Sluice and print the answer.")
     parser.add_argument("file", help="the CSV file to send")
     parser.add_argument("phase", choices=["dev", "prod"], help="dev trains, prod predicts")
     parser.add_argument("--target", help="target column (dev; default: 'target', else the last)")
@@ -39,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def multipart(field: str, filename: str, content: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file field, and its content type."""
+    boundary = uuid.uuid4().hex
+    safe_name = os.path.basename(filename).replace('"', "_")
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="{field}"; filename="{safe_name}"\r\n'.encode(),
+            b"Content-Type: text/csv\r\n\r\n",
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Post the file and print the answer; the exit code says how it went."""
     args = build_parser().parse_args(argv)
@@ -48,39 +63,41 @@ def main(argv: list[str] | None = None) -> int:
             params[key] = getattr(args, key)
     if args.proba:
         params["proba"] = "true"
-    headers = {}
-    if token := os.environ.get("SLUICE_API_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
     try:
         with open(args.file, "rb") as handle:
-            response = requests.post(
-                args.url,
-                params=params,
-                files={"data_file": (os.path.basename(args.file), handle, "text/csv")},
-                headers=headers,
-                timeout=args.timeout,
-            )
-    except FileNotFoundError:
-        print(f"request.py: no such file: {args.file}", file=sys.stderr)
+            content = handle.read()
+    except OSError as err:
+        print(f"request.py: cannot read {args.file}: {err.strerror}", file=sys.stderr)
         return 2
-    except requests.ConnectionError:
+    body, content_type = multipart("data_file", args.file, content)
+    headers = {"Content-Type": content_type}
+    if token := os.environ.get("SLUICE_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"{args.url}?{urllib.parse.urlencode(params)}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            status, payload = response.status, response.read()
+    except urllib.error.HTTPError as err:  # an answer, with an error status
+        status, payload = err.code, err.read()
+    except TimeoutError:
+        print(f"request.py: no answer from {args.url} within {args.timeout} s", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, ConnectionError) as err:
         print(
-            f"request.py: cannot reach Sluice at {args.url}. Is the stack running? "
-            "Start it with ./start.sh",
+            f"request.py: cannot reach Sluice at {args.url} ({getattr(err, 'reason', err)}). "
+            "Is the stack running? Start it with ./start.sh",
             file=sys.stderr,
         )
         return 2
-    except requests.Timeout:
-        print(f"request.py: no answer from {args.url} within {args.timeout} s", file=sys.stderr)
-        return 2
     try:
-        answer = response.json()
+        answer = json.loads(payload)
     except ValueError:
-        print(f"request.py: HTTP {response.status_code}, not JSON:", file=sys.stderr)
-        print(response.text[:2000], file=sys.stderr)
+        print(f"request.py: HTTP {status}, not JSON:", file=sys.stderr)
+        print(payload[:2000].decode(errors="replace"), file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2, ensure_ascii=False))
-    return 0 if response.ok else 1
+    return 0 if 200 <= status < 300 else 1
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SLUICE_VENV:-$ROOT/.venv}
-SLUICE_HOME=${SLUICE_HOME:-$ROOT/.sluice}
-mkdir -p "$SLUICE_HOME"
-SLUICE_HOME=$(cd "$SLUICE_HOME" && pwd)
+SLUICE_HOME=$(realpath -m "${SLUICE_HOME:-$ROOT/.sluice}")
 BIND_HOST=${BIND_HOST:-127.0.0.1}
 MLFLOW_PORT=${MLFLOW_PORT:-5000}
 TRAINER_PORT=${TRAINER_PORT:-8080}
@@ -154,6 +152,10 @@ status() {
 case ${1:-start} in
   start) start ;;
   stop)
+    if [[ ! -d $RUN && ${2:-} != --purge ]]; then
+      [[ ${SLUICE_QUIET_STOP:-} ]] || echo "sluice: nothing running in local mode ($SLUICE_HOME)"
+      exit 0
+    fi
     stop_services preprocess trainer mlflow
     if [[ ${2:-} == --purge ]]; then
       rm -rf "$SLUICE_HOME"
