@@ -73,9 +73,14 @@ class ChampionCache:
         model = self._versions.get(key)
         if model is None:
             model = registry.load_version(name, version, self.models_dir)
-            # One OpenMP thread per predict: requests already run in parallel across gunicorn
-            # workers and threads, and waking a thread team costs ~20 ms at p90 on a busy host.
-            model.booster.set_param({"nthread": 1})
+            # One OpenMP thread for small requests: they already run in parallel across
+            # gunicorn workers and threads, and waking a thread team costs ~20 ms at p90 on a
+            # busy host. Large batches use every core (models logged before use_threads
+            # existed stay on one thread).
+            if hasattr(model, "use_threads"):
+                model.use_threads(small=1, large=0)
+            else:
+                model.booster.set_param({"nthread": 1})
             self._versions[key] = model
         return model
 

@@ -33,6 +33,8 @@ WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
 # Up to this many rows, scoring converts cells in plain Python: pandas' per-call overhead
 # (~0.1 ms) would dominate a single-row request.
 SMALL_ROWS = 64
+# From this many rows a batch is scored on every core (when use_threads() was called).
+PARALLEL_ROWS = 10_000
 DATE_PARTS = ("year", "month", "day", "weekday", "dayofyear", "days_since_epoch")
 TIME_PARTS = ("hour", "minute")
 
@@ -254,6 +256,18 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
     def __init__(self, booster: xgb.Booster | None = None, spec: dict | None = None):
         self.booster = booster
         self.spec = spec
+        self._parallel_booster: xgb.Booster | None = None
+
+    def use_threads(self, small: int = 1, large: int = 0) -> None:
+        """Score small batches on `small` OpenMP threads and large ones on `large` (0: all).
+
+        One thread suits single rows served side by side (waking a thread team costs more than
+        the prediction); a large batch is faster on every core.
+        """
+        parallel = self.booster.copy()
+        parallel.set_param({"nthread": large})
+        self.booster.set_param({"nthread": small})
+        self._parallel_booster = parallel
 
     def load_context(self, context) -> None:
         """Load the booster and feature spec from the model's artifacts."""
@@ -262,6 +276,7 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         with open(context.artifacts[SPEC_ARTIFACT], encoding="utf-8") as handle:
             self.spec = json.load(handle)
         self.booster = booster
+        self._parallel_booster = None
 
     @property
     def classes(self) -> list[str] | None:
@@ -275,7 +290,10 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
 
     def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions and class probabilities for a prepared feature matrix."""
-        raw = self.booster.inplace_predict(matrix)
+        booster = self.booster
+        if self._parallel_booster is not None and len(matrix) >= PARALLEL_ROWS:
+            booster = self._parallel_booster
+        raw = booster.inplace_predict(matrix)
         classes = self.classes
         if classes is None:
             return raw.astype("float64"), None
