@@ -7,14 +7,9 @@ Endpoints:
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
-from sluice_common.auth import install_token_check
-from sluice_common.config import from_env
-from sluice_common.errors import register_error_handlers
-from sluice_common.jsonio import OrjsonProvider
+from sluice_common.app import build_app
 
 DEFAULTS = {
     "TRAINER_URL": "http://127.0.0.1:8080",
@@ -29,17 +24,9 @@ DEFAULTS = {
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the preprocess app from environment variables (and overrides for tests)."""
-    app = Flask(__name__)
-    app.config.from_mapping(from_env(DEFAULTS))
-    if test_config:
-        app.config.update(test_config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
+    app = build_app(__name__, DEFAULTS, test_config)
 
     from preprocess.views import bp
 
-    app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
-    register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
-    install_token_check(app, app.config["SLUICE_API_TOKEN"])
     app.register_blueprint(bp)
     return app

@@ -238,3 +238,15 @@ def test_dates_with_mixed_utc_offsets_train_and_score():
     hour = trained.spec["feature_names"].index("when__hour")
     expected = pd.to_datetime(frame["when"].head(2), utc=True).dt.hour.tolist()
     assert matrix[:, hour].tolist() == expected
+
+
+def test_number_rules_copied_into_the_model_file_match_the_cleaning():
+    # sluice_model.py must stay self-contained (it is logged with every model), so it keeps
+    # copies of the cleaning's number rules; they must not drift apart.
+    from sluice_common import cleaning
+    from trainer import sluice_model
+
+    assert sluice_model.NUMBER.pattern == cleaning._NUMBER.pattern
+    assert sluice_model.NUMBER.flags == cleaning._NUMBER.flags
+    assert sluice_model.NUMBER_NOISE == cleaning._NUMBER_NOISE
+    assert sluice_model.WHITESPACE == cleaning.WHITESPACE

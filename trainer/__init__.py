@@ -7,7 +7,6 @@ Endpoints:
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import tempfile
@@ -15,10 +14,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from sluice_common.auth import install_token_check
-from sluice_common.config import from_env
-from sluice_common.errors import register_error_handlers
-from sluice_common.jsonio import OrjsonProvider
+from sluice_common.app import build_app
 
 DEFAULTS = {
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
@@ -71,11 +67,7 @@ def _git_commit() -> str | None:
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the trainer app from environment variables (and overrides for tests)."""
-    app = Flask(__name__)
-    app.config.from_mapping(from_env(DEFAULTS))
-    if test_config:
-        app.config.update(test_config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
+    app = build_app(__name__, DEFAULTS, test_config)
     for key, value in MLFLOW_CLIENT_ENV.items():
         os.environ.setdefault(key, value)
 
@@ -86,10 +78,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     from trainer.views import bp
 
     mlflow.set_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
-    app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
-    register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
-    install_token_check(app, app.config["SLUICE_API_TOKEN"])
 
     state_dir = app.config["TRAINER_STATE_DIR"]
     os.makedirs(state_dir, exist_ok=True)
