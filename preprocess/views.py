@@ -37,11 +37,7 @@ def analyze():
         config["TRAINER_READ_TIMEOUT"],
     )
     # Relay the trainer's answer as it is: re-encoding a large prediction list costs time.
-    return Response(
-        answer.content,
-        status=answer.status_code,
-        content_type=answer.headers.get("Content-Type", "application/json"),
-    )
+    return Response(answer.body, status=answer.status, content_type=answer.content_type)
 
 
 @bp.get("/health")
