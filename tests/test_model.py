@@ -250,3 +250,21 @@ def test_number_rules_copied_into_the_model_file_match_the_cleaning():
     assert sluice_model.NUMBER.flags == cleaning._NUMBER.flags
     assert sluice_model.NUMBER_NOISE == cleaning._NUMBER_NOISE
     assert sluice_model.WHITESPACE == cleaning.WHITESPACE
+
+
+def test_large_text_categories_take_the_arrow_path_with_the_same_codes(monkeypatch):
+    from trainer import sluice_model
+
+    categories = ["north", "south", "ch29", "x y"]
+    values = ["north", " south ", "ch29", None, "east", "x y", "\u2003north"] * 300
+    spec = {
+        "inputs": [{"name": "c", "kind": "categorical", "categories": categories}],
+        "feature_names": ["c"],
+    }
+    frame = pd.DataFrame({"c": pd.array(values, dtype="str")})
+    assert sluice_model._arrow_codes(frame["c"], categories) is not None  # the fast path runs
+    fast, fast_warnings = feature_matrix(frame, spec)
+    monkeypatch.setattr(sluice_model, "_arrow_codes", lambda values, categories: None)
+    slow, slow_warnings = feature_matrix(frame, spec)
+    assert np.array_equal(fast, slow, equal_nan=True)
+    assert fast_warnings == slow_warnings == {"unseen_categories_treated_as_missing": {"c": 300}}

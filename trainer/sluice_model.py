@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import xgboost as xgb
 
 BOOSTER_ARTIFACT = "booster"
@@ -158,6 +160,24 @@ def _key(value) -> str | None:
 
 
 _INDEXES: dict[int, tuple[list, dict]] = {}
+_VALUE_SETS: dict[int, tuple[list, pa.Array]] = {}
+
+
+def _arrow_codes(values: pd.Series, categories: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Category codes (NaN where unknown) and presence for a large text column, in Arrow's
+    C++ kernels; None when a value reads as a number (those take the exact pandas path)."""
+    if not pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype):
+        return None
+    trimmed = pc.utf8_trim(pa.array(values), WHITESPACE)
+    numeric = pc.match_substring_regex(trimmed, f"^(?:{NUMBER.pattern})$", ignore_case=True)
+    if pc.any(numeric).as_py():
+        return None
+    entry = _VALUE_SETS.get(id(categories))
+    if entry is None or entry[0] is not categories:
+        entry = _VALUE_SETS[id(categories)] = (categories, pa.array(categories, pa.string()))
+    codes = pc.index_in(trimmed, value_set=entry[1]).to_numpy(zero_copy_only=False)
+    present = pc.is_valid(trimmed).to_numpy(zero_copy_only=False)
+    return codes.astype("float64"), present
 
 
 def _category_index(categories: list[str]) -> dict[str, int]:
@@ -236,9 +256,14 @@ def _fill(matrix, frame, inputs, small, coerced, unseen) -> None:
                 codes = np.array([index.get(key, -1) for key in keys], dtype="int64")
                 present = np.array([key is not None for key in keys], dtype=bool)
             else:
-                keys = canonical_text(values)
-                codes = pd.Categorical(keys, categories=item["categories"]).codes
-                present = keys.notna().to_numpy()
+                fast = _arrow_codes(values, item["categories"])
+                if fast is not None:
+                    codes, present = fast
+                    codes = np.where(np.isnan(codes), -1, codes)
+                else:
+                    keys = canonical_text(values)
+                    codes = pd.Categorical(keys, categories=item["categories"]).codes
+                    present = keys.notna().to_numpy()
             n_unseen = int(np.count_nonzero(present & (codes < 0)))
             if n_unseen:
                 unseen[item["name"]] = n_unseen
