@@ -137,16 +137,19 @@ def read_header(text: str, delimiter: str) -> list[str]:
 
 def parse_csv(raw: bytes) -> ParsedCsv:
     """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
-    text, encoding = decode_text(raw)
-    delimiter = sniff_delimiter(text)
-    names = read_header(text, delimiter)
+    text, encoding = decode_text(raw)  # validates the whole upload decodes
+    sample = text[: 4 * SNIFF_BYTES]
+    del text  # pandas reads the bytes itself: no second copy of a large upload
+    delimiter = sniff_delimiter(sample)
+    names = read_header(sample, delimiter)
     try:
         # index_col=False and warnings as errors: rows wider than the header are rejected,
         # never silently shifted into an index or trimmed.
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
-                io.StringIO(text),
+                io.BytesIO(raw),
+                encoding=encoding,
                 sep=delimiter,
                 header=0,
                 names=names,
