@@ -77,6 +77,13 @@ def to_number(col: pd.Series, decimal_comma: bool = False, finite: bool = True) 
     numbers = _plain_numbers(col)
     if numbers is not None:
         return numbers.where(np.isfinite(numbers)) if finite else numbers
+    candidates = _number_candidates(col)
+    if candidates is not None and not candidates.all():
+        # Only values matching the superset pattern can parse: skip the rest (exact).
+        numbers = pd.Series(np.nan, index=col.index, dtype="float64")
+        if candidates.any():
+            numbers[candidates] = to_number(col[candidates], decimal_comma, finite).to_numpy()
+        return numbers
     numbers = pd.to_numeric(col, errors="coerce")
     unparsed = numbers.isna() & col.notna()
     if len(col) >= SHORTCUT_MIN_ROWS and unparsed.any():
@@ -110,6 +117,16 @@ def _plain_numbers(col: pd.Series) -> pd.Series | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     return pd.Series(numbers.to_numpy(zero_copy_only=False), index=col.index, dtype="float64")
+
+
+def _number_candidates(col: pd.Series) -> np.ndarray | None:
+    """For a large text column, which values match _MAY_BE_NUMBER (None for other columns)."""
+    if len(col) < SHORTCUT_MIN_ROWS or not pd.api.types.is_string_dtype(col.dtype):
+        return None
+    if pd.api.types.is_object_dtype(col.dtype):
+        return None
+    matches = pc.match_substring_regex(pa.array(col), _MAY_BE_NUMBER, ignore_case=True)
+    return matches.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _may_be_numeric(col: pd.Series, present: int) -> bool:

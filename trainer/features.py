@@ -6,9 +6,10 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from pandas.tseries.api import guess_datetime_format
 
-from trainer.sluice_model import DATE_PARTS, TIME_PARTS, canonical_text
+from trainer.sluice_model import DATE_PARTS, TIME_PARTS, canonical_text, text_keys
 
 ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
 ID_UNIQUE_SHARE = 0.95
@@ -53,9 +54,24 @@ def _date_spec(name: str, values: pd.Series, fmt: str) -> dict:
     return {"name": name, "kind": "datetime", "date_format": fmt, "parts": parts}
 
 
+def _category_counts(values: pd.Series) -> dict[str, int]:
+    """How often each category key occurs (keys as the served model computes them)."""
+    keys = text_keys(values)
+    if keys is not None:  # Arrow's kernels: ~10x faster on large text columns
+        counted = pc.value_counts(keys.drop_null())
+        return dict(
+            zip(
+                counted.field("values").to_pylist(),
+                counted.field("counts").to_pylist(),
+                strict=True,
+            )
+        )
+    return canonical_text(values).value_counts(dropna=True).to_dict()
+
+
 def _categories(values: pd.Series, max_categories: int) -> tuple[list[str], int]:
     """Most frequent categories first (ties by text); how many rarer ones were left out."""
-    counts = canonical_text(values).value_counts(dropna=True)
+    counts = _category_counts(values)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     kept = [str(key) for key, _ in ordered[:max_categories]]
     return kept, max(0, len(ordered) - max_categories)

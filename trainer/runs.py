@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 
 import pandas as pd
 import requests
@@ -65,16 +66,29 @@ def dev_run(
     tags: dict[str, str],
 ) -> dict:
     """Train, log, register and decide promotion; the dev answer."""
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
     try:
         registry.ping()  # fail fast: no point training what cannot be logged
     except TRACKING_ERRORS as err:
         raise tracking_unavailable(err) from err
+    lap("tracking_check")
     trained = train_model(frame, target, task, config)
+    lap("train")
     metric, higher_is_better = PRIMARY_METRIC[trained.task]
     try:
         run_id, model_uri = registry.log_run(trained, model_name, frame, cleaning, tags)
+        lap("log_run")
         with promotion_lock(state_dir, model_name):
             version = registry.register(model_uri, model_name, run_id, {"sluice.run_id": run_id})
+            lap("register")
             current = registry.champion_version(model_name)
             schema_change = champion_score = None
             if current is not None and promote == "auto":
@@ -93,7 +107,9 @@ def dev_run(
             )
             if decision.promoted:
                 registry.set_champion(model_name, version, decision.to_dict())
+                cache.adopt(model_name, version, trained.model)
                 cache.notify_promoted(model_name, version)
+            lap("promotion")
     except TRACKING_ERRORS as err:
         raise tracking_unavailable(err) from err
     champion_version = version if decision.promoted else current
@@ -122,6 +138,8 @@ def dev_run(
             "rounds": trained.best_rounds,
             "seconds": round(trained.train_seconds, 4),
             "dropped_rows_non_finite_target": trained.dropped_target_rows,
+            "booster_seconds": round(trained.train_seconds, 4),
+            "stage_seconds": timings,
         },
         "cleaning": cleaning,
     }

@@ -67,6 +67,13 @@ class ChampionCache:
             handle.write(f"{version} {time.time_ns()}\n")
         os.replace(tmp, path)
 
+    def adopt(self, name: str, version: str, model: SluiceModel) -> None:
+        """Keep a model this process just trained and registered as `version`: the next
+        comparison or prod request needs no download (other workers load it as usual)."""
+        if hasattr(model, "use_threads"):
+            model.use_threads(small=1, large=0)
+        self._versions[(name, version)] = model
+
     def model(self, name: str, version: str) -> SluiceModel:
         """A specific version, loaded once per process."""
         key = (name, version)

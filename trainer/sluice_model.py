@@ -163,14 +163,23 @@ _INDEXES: dict[int, tuple[list, dict]] = {}
 _VALUE_SETS: dict[int, tuple[list, pa.Array]] = {}
 
 
-def _arrow_codes(values: pd.Series, categories: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Category codes (NaN where unknown) and presence for a large text column, in Arrow's
-    C++ kernels; None when a value reads as a number (those take the exact pandas path)."""
+def text_keys(values: pd.Series) -> pa.Array | None:
+    """`canonical_text` of a text column as an Arrow array, computed in C++ kernels; None when
+    the column is not Arrow-backed text or a value reads as a number (use canonical_text)."""
     if not pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype):
         return None
     trimmed = pc.utf8_trim(pa.array(values), WHITESPACE)
     numeric = pc.match_substring_regex(trimmed, f"^(?:{NUMBER.pattern})$", ignore_case=True)
     if pc.any(numeric).as_py():
+        return None
+    return trimmed
+
+
+def _arrow_codes(values: pd.Series, categories: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Category codes (NaN where unknown) and presence for a large text column, in Arrow's
+    C++ kernels; None when text_keys cannot be used (those take the exact pandas path)."""
+    trimmed = text_keys(values)
+    if trimmed is None:
         return None
     entry = _VALUE_SETS.get(id(categories))
     if entry is None or entry[0] is not categories:
