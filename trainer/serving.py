@@ -61,33 +61,19 @@ class ChampionCache:
 
     def notify_promoted(self, name: str, version: str) -> None:
         """Tell every worker of this trainer that `name` has a new champion."""
-        path = self._marker_path(name)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(f"{version} {time.time_ns()}\n")
-        os.replace(tmp, path)
+        _write_atomically(self._marker_path(name), f"{version} {time.time_ns()}\n")
 
     def adopt(self, name: str, version: str, model: SluiceModel) -> None:
         """Keep a model this process just trained and registered as `version`: the next
         comparison or prod request needs no download (other workers load it as usual)."""
-        if hasattr(model, "use_threads"):
-            model.use_threads(small=1, large=0)
-        self._versions[(name, version)] = model
+        self._versions[(name, version)] = _tuned(model)
 
     def model(self, name: str, version: str) -> SluiceModel:
         """A specific version, loaded once per process."""
         key = (name, version)
         model = self._versions.get(key)
         if model is None:
-            model = registry.load_version(name, version, self.models_dir)
-            # One OpenMP thread for small requests: they already run in parallel across
-            # gunicorn workers and threads, and waking a thread team costs ~20 ms at p90 on a
-            # busy host. Large batches use every core (models logged before use_threads
-            # existed stay on one thread).
-            if hasattr(model, "use_threads"):
-                model.use_threads(small=1, large=0)
-            else:
-                model.booster.set_param({"nthread": 1})
+            model = _tuned(registry.load_version(name, version, self.models_dir))
             self._versions[key] = model
         return model
 
@@ -127,11 +113,7 @@ class ChampionCache:
         return entry
 
     def _remember(self, name: str, version: str) -> None:
-        path = self._known_path(name)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(version)
-        os.replace(tmp, path)
+        _write_atomically(self._known_path(name), version)
 
     def _refresh(self, name: str, marker: tuple | None) -> Champion | None:
         version = registry.champion_version(name)
@@ -171,3 +153,22 @@ class ChampionCache:
                             log.info("champion of %r is now v%s", name, version)
                 except Exception as err:  # keep polling through outages
                     log.debug("champion poll for %r failed: %s", name, err)
+
+
+def _tuned(model: SluiceModel) -> SluiceModel:
+    """Set a served model's OpenMP threads: one for small requests (they already run side by
+    side across workers and threads, and waking a thread team costs ~20 ms at p90 on a busy
+    host), every core for large batches. Models logged before use_threads stay on one."""
+    if hasattr(model, "use_threads"):
+        model.use_threads(small=1, large=0)
+    else:
+        model.booster.set_param({"nthread": 1})
+    return model
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Replace a small file so readers see the old or the new content, never a part."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

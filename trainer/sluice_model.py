@@ -159,8 +159,16 @@ def _key(value) -> str | None:
     return value.strip(WHITESPACE) if isinstance(value, str) else value
 
 
-_INDEXES: dict[int, tuple[list, dict]] = {}
-_VALUE_SETS: dict[int, tuple[list, pa.Array]] = {}
+_DERIVED: dict[tuple[int, str], tuple[list, object]] = {}
+
+
+def _derived(categories: list[str], kind: str, build):
+    """`build(categories)`, computed once per categories list (kept out of the logged spec)."""
+    key = (id(categories), kind)
+    entry = _DERIVED.get(key)
+    if entry is None or entry[0] is not categories:
+        entry = _DERIVED[key] = (categories, build(categories))
+    return entry[1]
 
 
 def text_keys(values: pd.Series) -> pa.Array | None:
@@ -181,20 +189,15 @@ def _arrow_codes(values: pd.Series, categories: list[str]) -> tuple[np.ndarray, 
     trimmed = text_keys(values)
     if trimmed is None:
         return None
-    entry = _VALUE_SETS.get(id(categories))
-    if entry is None or entry[0] is not categories:
-        entry = _VALUE_SETS[id(categories)] = (categories, pa.array(categories, pa.string()))
-    codes = pc.index_in(trimmed, value_set=entry[1]).to_numpy(zero_copy_only=False)
+    value_set = _derived(categories, "arrow", lambda cats: pa.array(cats, pa.string()))
+    codes = pc.index_in(trimmed, value_set=value_set).to_numpy(zero_copy_only=False)
     present = pc.is_valid(trimmed).to_numpy(zero_copy_only=False)
     return codes.astype("float64"), present
 
 
 def _category_index(categories: list[str]) -> dict[str, int]:
     """Category -> code, built once per categories list (kept out of the logged spec)."""
-    entry = _INDEXES.get(id(categories))
-    if entry is None or entry[0] is not categories:
-        entry = _INDEXES[id(categories)] = (categories, {c: i for i, c in enumerate(categories)})
-    return entry[1]
+    return _derived(categories, "index", lambda cats: {c: i for i, c in enumerate(cats)})
 
 
 def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:

@@ -13,10 +13,10 @@ from sklearn.model_selection import train_test_split
 
 from sluice_common.cleaning import to_number
 from sluice_common.errors import ApiError
+from sluice_common.params import TASKS
 from trainer.features import feature_types, fit_feature_spec
 from trainer.sluice_model import SluiceModel, feature_matrix
 
-TASKS = ("auto", "classification", "regression")
 MAX_CLASSES = 200
 MIN_ROWS = 10
 # Metric used to compare a new model with the champion, and whether lower is better.
