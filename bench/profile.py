@@ -68,6 +68,10 @@ def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
     from trainer.training import train_model
 
     mlflow.set_tracking_uri(f"sqlite:///{tracking_dir}/mlflow.db")
+    # Artifacts in the temp dir too: a SQLite store's default artifact root is ./mlruns.
+    mlflow.create_experiment(
+        registry.experiment_name("profile"), artifact_location=f"{tracking_dir}/artifacts"
+    )
     marks = {"start": time.perf_counter()}
     parsed = parse_csv(csv)
     frame, report = clean(parsed.frame, "dev", TARGET, parsed.delimiter)

@@ -177,12 +177,15 @@ def parse_number(text: str, decimal_comma: bool = False, finite: bool = True) ->
     return number
 
 
-def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.DataFrame, dict]:
-    """`clean(frame, "prod")` for a few rows, cell by cell; the same result and report."""
+def clean_small(columns: dict[str, list], decimal_comma: bool) -> tuple[dict[str, list], dict]:
+    """`clean(frame, "prod")` for a few rows given as lists per column, cell by cell: the same
+    values (floats with NaN for numeric columns, text or None otherwise) and the same report."""
     out, numeric, coerced = {}, [], {}
-    for name in frame.columns:
+    n_rows = 0
+    for name, values in columns.items():
+        n_rows = len(values)
         cells = []
-        for value in frame[name].tolist():
+        for value in values:
             if isinstance(value, str):
                 value = value.strip(WHITESPACE)
                 cells.append(None if value.lower() in MISSING_TOKENS else value)
@@ -193,24 +196,42 @@ def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.Data
         parsed = sum(number is not None for number in numbers)
         if present and parsed >= NUMERIC_SHARE * len(present):
             numbers_iter = iter(numbers)
-            column = [np.nan if cell is None else next(numbers_iter) for cell in cells]
-            out[name] = np.array([np.nan if v is None else v for v in column], dtype="float64")
+            column = [math.nan if cell is None else next(numbers_iter) for cell in cells]
+            out[name] = [math.nan if v is None else v for v in column]
             numeric.append(name)
             if parsed < len(present):
                 coerced[name] = len(present) - parsed
         else:
-            out[name] = pd.array(cells, dtype="str")
-    cleaned = pd.DataFrame(out, index=frame.index)
+            out[name] = cells
     report = {
-        "rows_in": len(frame),
-        "columns_in": len(frame.columns),
+        "rows_in": n_rows,
+        "columns_in": len(columns),
         "dropped_rows": {},
-        "rows_out": len(frame),
-        "columns_out": len(frame.columns),
+        "rows_out": n_rows,
+        "columns_out": len(columns),
         "dropped_columns": [],
         "numeric_columns": numeric,
         "coerced_to_missing": coerced,
     }
+    return out, report
+
+
+def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.DataFrame, dict]:
+    """`clean_small` on a DataFrame's cells, back as a DataFrame."""
+    columns, report = clean_small(
+        {name: frame[name].tolist() for name in frame.columns}, decimal_comma
+    )
+    numeric = set(report["numeric_columns"])
+    cleaned = pd.DataFrame(
+        {
+            name: np.array(values, dtype="float64")
+            if name in numeric
+            else pd.array(values, dtype="str")
+            for name, values in columns.items()
+        },
+        index=frame.index,
+    )
+    report["rows_in"] = report["rows_out"] = len(frame)
     return cleaned, report
 
 

@@ -14,7 +14,24 @@ REPORT_KEY = b"sluice.cleaning"
 
 def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
     """Serialise a DataFrame as an Arrow IPC stream, with the cleaning report as metadata."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return _write(pa.Table.from_pandas(frame, preserve_index=False), report)
+
+
+def columns_to_arrow(columns: dict[str, list], report: dict) -> bytes:
+    """Serialise `clean_small`'s columns (report["numeric_columns"] are floats, the rest text)
+    the way `frame_to_arrow` writes the same table, without building a DataFrame."""
+    numeric = set(report["numeric_columns"])
+    arrays = {
+        # from_pandas: NaN is written as null, as pandas' conversion does.
+        name: pa.array(
+            values, pa.float64() if name in numeric else pa.large_string(), from_pandas=True
+        )
+        for name, values in columns.items()
+    }
+    return _write(pa.table(arrays), report)
+
+
+def _write(table: pa.Table, report: dict | None) -> bytes:
     if report is not None:
         table = table.replace_schema_metadata({REPORT_KEY: orjson.dumps(report)})
     sink = pa.BufferOutputStream()
@@ -23,8 +40,8 @@ def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
-    """Read an Arrow IPC stream into a DataFrame and its report; ApiError when it is not one."""
+def read_arrow(raw: bytes) -> tuple[pa.Table, dict | None]:
+    """Read an Arrow IPC stream into a table and its report; ApiError when it is not one."""
     try:
         table = pa.ipc.open_stream(raw).read_all()
         names = table.schema.names
@@ -36,8 +53,21 @@ def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
             )
         metadata = table.schema.metadata or {}
         report = orjson.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else None
-        return table.to_pandas(), report
+        return table, report
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, orjson.JSONDecodeError) as err:
-        raise ApiError(
-            400, "malformed_arrow", "The upload declared Arrow IPC but could not be read as it."
-        ) from err
+        raise _malformed() from err
+
+
+def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
+    """Read an Arrow IPC stream into a DataFrame and its report; ApiError when it is not one."""
+    table, report = read_arrow(raw)
+    try:
+        return table.to_pandas(), report
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+        raise _malformed() from err
+
+
+def _malformed() -> ApiError:
+    return ApiError(
+        400, "malformed_arrow", "The upload declared Arrow IPC but could not be read as it."
+    )

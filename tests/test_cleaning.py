@@ -212,3 +212,75 @@ def test_numeric_precheck_never_skips_a_readable_number(text, decimal_comma):
     if not np.isnan(value):
         matched = pc.match_substring_regex(pa.array([text]), _MAY_BE_NUMBER, ignore_case=True)
         assert matched[0].as_py()
+
+
+def _cells_of(frame: pd.DataFrame) -> dict[str, list]:
+    return {
+        name: [None if not isinstance(v, str) else v for v in frame[name].tolist()]
+        for name in frame.columns
+    }
+
+
+# Lines of fields with what pandas' C parser treats specially: quotes, CR, blank-looking
+# lines, ragged rows, other delimiters, whitespace and line-like separators.
+_raw_fields = st.text(alphabet="ab1.2 ,;\t|\"\r\x0c\x0b\x1c\u2028\xa0é#'", max_size=6)
+_raw_lines = st.lists(
+    st.lists(_raw_fields, min_size=0, max_size=4).map(lambda fs: ",".join(fs)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_raw_lines, st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_small_uploads_parse_exactly_like_pandas(lines, newline, trailing_newline):
+    # The plain-Python parser takes an upload only when pandas' C parser would read the
+    # same cells; otherwise it declines (None) and parse_csv decides.
+    from sluice_common.parsing import parse_small_csv
+
+    text = "h1,h2,h3" + newline + newline.join(lines) + (newline if trailing_newline else "")
+    raw = text.encode("utf-8")
+    try:
+        small = parse_small_csv(raw)
+    except ApiError as small_err:
+        with pytest.raises(ApiError) as err:
+            parse_csv(raw)
+        assert err.value.code == small_err.code
+        return
+    if small is None:
+        return
+    parsed = parse_csv(raw)
+    assert (small.encoding, small.delimiter) == (parsed.encoding, parsed.delimiter)
+    assert small.n_rows == len(parsed.frame)
+    assert small.columns == _cells_of(parsed.frame)
+
+
+def test_small_upload_fast_path_covers_simple_files():
+    from sluice_common.parsing import parse_small_csv
+
+    small = parse_small_csv("a;b;c\r\n1,5;x;\r\n\r\n2;y\r\n".encode("utf-16"))
+    assert small is not None and small.delimiter == ";" and small.encoding == "utf-16"
+    assert small.columns == {"a": ["1,5", "2"], "b": ["x", "y"], "c": ["", ""]}
+    assert parse_small_csv(b'a,b\n"1",2\n') is None  # quotes: pandas decides
+    assert parse_small_csv(b"a,b\n1,2,3\n") is None  # too wide: pandas raises the error
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(noisy_cells, min_size=3, max_size=3), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_small_batches_reach_the_trainer_as_the_same_arrow_table(rows, decimal_comma):
+    # preprocess sends small prod batches without pandas; the trainer must get the same table.
+    from sluice_common import cleaning
+    from sluice_common.transport import columns_to_arrow, frame_to_arrow, read_arrow
+
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"]).astype("str")
+    columns, report = cleaning.clean_small(_cells_of(frame), decimal_comma)
+    cleaned, frame_report = cleaning._clean_prod_small(frame, decimal_comma)
+    assert report == frame_report
+    fast, fast_report = read_arrow(columns_to_arrow(columns, report))
+    slow, slow_report = read_arrow(frame_to_arrow(cleaned, frame_report))
+    assert fast_report == slow_report
+    assert fast.schema.remove_metadata() == slow.schema.remove_metadata()
+    assert fast.to_pydict() == slow.to_pydict()

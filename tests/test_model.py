@@ -218,6 +218,14 @@ def test_small_batches_score_exactly_like_large_ones(rows, as_text):
         sluice_model.SMALL_ROWS = saved
     assert np.array_equal(small, big, equal_nan=True)
     assert small_warnings == big_warnings
+    # Small prod batches reach the model as a dict of column lists (nulls as None).
+    columns = {
+        name: frame[name].astype(object).where(frame[name].notna(), None).tolist()
+        for name in frame.columns
+    }
+    as_dict, dict_warnings = feature_matrix(columns, _SPEC)
+    assert np.array_equal(as_dict, big, equal_nan=True)
+    assert dict_warnings == big_warnings
 
 
 def test_dates_with_mixed_utc_offsets_train_and_score():

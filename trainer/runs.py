@@ -145,10 +145,26 @@ def dev_run(
     }
 
 
+def table_rows(frame: pd.DataFrame | dict[str, list]) -> int:
+    """Rows of a DataFrame or of a dict of column lists."""
+    if isinstance(frame, dict):
+        return len(next(iter(frame.values()))) if frame else 0
+    return len(frame)
+
+
 def prod_run(
-    frame: pd.DataFrame, cleaning: dict, *, model_name: str, proba: bool, cache: ChampionCache
+    frame: pd.DataFrame | dict[str, list],
+    cleaning: dict,
+    *,
+    model_name: str,
+    proba: bool,
+    cache: ChampionCache,
 ) -> dict:
-    """Score every row with the champion, in input order; the prod answer."""
+    """Score every row with the champion, in input order; the prod answer.
+
+    `frame` may be a dict of column lists (small batches); champions logged before models
+    accepted one get a DataFrame.
+    """
     try:
         champion = cache.get(model_name)
         if champion is None:
@@ -171,8 +187,9 @@ def prod_run(
         )
     # Checked by name here: the champion runs its own logged copy of sluice_model, so its
     # exception classes are not this process's.
-    columns = set(frame.columns)
-    missing = [name for name in champion.model.required_columns if name not in columns]
+    if isinstance(frame, dict) and not getattr(champion.model, "accepts_columns", False):
+        frame = pd.DataFrame(frame)
+    missing = [name for name in champion.model.required_columns if name not in frame]
     if missing:
         raise ApiError(
             422,
@@ -204,7 +221,7 @@ def prod_run(
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
-        "n_rows": len(frame),
+        "n_rows": table_rows(frame),
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         "ignored_columns": scored.ignored_columns,
         "warnings": warnings,

@@ -204,8 +204,9 @@ def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
     """Date parts as float columns; computed on datetime64 directly (pandas' .dt accessor
     costs ~0.2 ms a part, which dominates small batches)."""
     # utc=True: offsets may differ row to row; naive times are taken as UTC, as they were.
+    cells = values if isinstance(values, list) else values.astype("object")
     parsed = pd.to_datetime(
-        np.asarray(values.astype("object")),
+        np.asarray(cells, dtype=object),
         format=spec.get("date_format"),
         errors="coerce",
         utc=True,
@@ -229,15 +230,28 @@ def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
     return [np.where(missing, np.nan, computed[part].astype("float64")) for part in spec["parts"]]
 
 
-def feature_matrix(frame: pd.DataFrame, spec: dict) -> tuple[np.ndarray, dict]:
-    """The float32 matrix the booster was trained on, matching input columns by name."""
+def _n_rows(frame: pd.DataFrame | dict[str, list]) -> int:
+    if isinstance(frame, dict):
+        return len(next(iter(frame.values()))) if frame else 0
+    return len(frame)
+
+
+def feature_matrix(frame: pd.DataFrame | dict[str, list], spec: dict) -> tuple[np.ndarray, dict]:
+    """The float32 matrix the booster was trained on, matching input columns by name.
+
+    `frame` is a DataFrame or, for a few rows, a dict of column name -> list of cells (no
+    DataFrame to build: pandas' per-call overhead dominates a single-row request).
+    """
     inputs = spec["inputs"]
-    missing = [item["name"] for item in inputs if item["name"] not in frame.columns]
+    missing = [item["name"] for item in inputs if item["name"] not in frame]
     if missing:
         raise MissingColumnsError(missing)
-    matrix = np.empty((len(frame), len(spec["feature_names"])), dtype=np.float32)
+    n_rows = _n_rows(frame)
+    small = n_rows <= SMALL_ROWS
+    if isinstance(frame, dict) and not small:
+        frame = pd.DataFrame(frame)
+    matrix = np.empty((n_rows, len(spec["feature_names"])), dtype=np.float32)
     coerced, unseen = {}, {}
-    small = len(frame) <= SMALL_ROWS
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, then missing (below)
         _fill(matrix, frame, inputs, small, coerced, unseen)
     # Infinities, and finite numbers beyond float32's range, carry no usable signal.
@@ -255,8 +269,10 @@ def _fill(matrix, frame, inputs, small, coerced, unseen) -> None:
     position = 0
     for item in inputs:
         values = frame[item["name"]]
+        if small and not isinstance(values, list):
+            values = values.tolist()
         if item["kind"] == "numeric":
-            column, failed = _as_float_small(values.tolist()) if small else _as_float(values)
+            column, failed = _as_float_small(values) if small else _as_float(values)
             if failed:
                 coerced[item["name"]] = failed
             matrix[:, position] = column
@@ -264,7 +280,7 @@ def _fill(matrix, frame, inputs, small, coerced, unseen) -> None:
         elif item["kind"] == "categorical":
             if small:
                 index = _category_index(item["categories"])
-                keys = [_key(value) for value in values.tolist()]
+                keys = [_key(value) for value in values]
                 codes = np.array([index.get(key, -1) for key in keys], dtype="int64")
                 present = np.array([key is not None for key in keys], dtype=bool)
             else:
@@ -341,12 +357,16 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         labels = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
         return labels, proba
 
-    def score_frame(self, frame: pd.DataFrame) -> Scored:
-        """Score a DataFrame whose columns are matched by name; extra columns are ignored."""
+    # score_frame takes a dict of column lists too (models logged before this took DataFrames).
+    accepts_columns = True
+
+    def score_frame(self, frame: pd.DataFrame | dict[str, list]) -> Scored:
+        """Score a DataFrame (or a dict of column lists) whose columns are matched by name;
+        extra columns are ignored."""
         matrix, warnings = feature_matrix(frame, self.spec)
         predictions, proba = self.score_matrix(matrix)
         required = set(self.required_columns)
-        ignored = [c for c in frame.columns if c not in required]
+        ignored = [c for c in frame.keys() if c not in required]
         return Scored(predictions, proba, ignored, warnings)
 
     def predict(self, context, model_input, params=None):

@@ -5,24 +5,35 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, current_app, jsonify, request
 
-from sluice_common.cleaning import clean, resolve_target
+from sluice_common.cleaning import clean, clean_small, resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
-from sluice_common.parsing import parse_csv
-from sluice_common.transport import ARROW_MEDIA_TYPE, arrow_to_frame
-from trainer.runs import dev_run, prod_run
+from sluice_common.parsing import SMALL_ROWS, parse_csv, parse_small_csv
+from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
+from trainer.runs import dev_run, prod_run, table_rows
 
 bp = Blueprint("trainer", __name__)
 
 
 def _table(raw: bytes, media_type: str, phase: str, target: str | None):
-    """The cleaned table, its cleaning report and the resolved target (dev)."""
+    """The cleaned table, its cleaning report and the resolved target (dev).
+
+    A prod batch of a few rows comes back as a dict of column lists, not a DataFrame:
+    building one costs more than scoring the rows.
+    """
     if media_type == ARROW_MEDIA_TYPE:  # already cleaned by the preprocess service
-        frame, report = arrow_to_frame(raw)
-        columns = [str(c) for c in frame.columns]
+        table, report = read_arrow(raw)
+        if phase == "prod" and table.num_rows <= SMALL_ROWS:
+            return table.to_pydict(), report or {}, None
+        frame = table.to_pandas()
         if phase == "dev":
-            target = resolve_target(columns, target)
+            target = resolve_target([str(c) for c in frame.columns], target)
         return frame, report or {}, target
+    small = parse_small_csv(raw) if phase == "prod" else None
+    if small is not None:
+        columns, report = clean_small(small.columns, decimal_comma=small.delimiter == ";")
+        report.update(encoding=small.encoding, delimiter=small.delimiter)
+        return columns, report, None
     parsed = parse_csv(raw)
     if phase == "dev":
         target = resolve_target(list(parsed.frame.columns), target)
@@ -52,7 +63,7 @@ def ml():
             tags=state.tags,
         )
     else:
-        if frame.empty:
+        if table_rows(frame) == 0:
             raise ApiError(400, "no_rows", "The file has no data rows to score.")
         answer = prod_run(
             frame, report, model_name=params.model, proba=params.proba, cache=state.cache
