@@ -66,7 +66,7 @@ launch() {
       export MLFLOW_TRACKING_URI=${TRAINER_MLFLOW_URI:-http://127.0.0.1:$MLFLOW_PORT}
       export TRAINER_STATE_DIR=${TRAINER_STATE_DIR:-$SLUICE_HOME/trainer}
       set -- "${gunicorn[@]}" --bind "$BIND_HOST:$TRAINER_PORT" \
-        --workers "${TRAINER_WORKERS:-2}" --threads "${TRAINER_THREADS:-4}" \
+        --workers "${TRAINER_WORKERS:-1}" --threads "${TRAINER_THREADS:-8}" \
         --timeout "${TRAINER_TIMEOUT:-3600}" 'trainer:create_app()' ;;
     preprocess)
       export TRAINER_URL=${TRAINER_URL:-http://127.0.0.1:$TRAINER_PORT}

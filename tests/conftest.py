@@ -10,7 +10,11 @@ from tests.stack import LocalStack
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The running stack: real `mlflow server`, trainer and preprocess under gunicorn."""
-    local = LocalStack(home=str(tmp_path_factory.mktemp("sluice-home")))
+    # Two trainer workers (the default is one): tests see that champions stay coherent
+    # across worker processes.
+    local = LocalStack(
+        home=str(tmp_path_factory.mktemp("sluice-home")), extra_env={"TRAINER_WORKERS": "2"}
+    )
     local.start()
     yield local
     local.stop()

@@ -185,4 +185,6 @@ def local_copy(model_name: str, version: str, models_dir: str) -> str:
 def load_version(model_name: str, version: str, models_dir: str):
     """Load a registered version (from the local copy); return the SluiceModel inside."""
     path = local_copy(model_name, version, models_dir)
-    return mlflow.pyfunc.load_model(path).unwrap_python_model()
+    # suppress_warnings: the requirement check scans every installed package (~0.7 s per
+    # load, paid by the first prod request after a promotion); Sluice logs exact pins.
+    return mlflow.pyfunc.load_model(path, suppress_warnings=True).unwrap_python_model()
