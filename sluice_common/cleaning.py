@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,11 @@ _NUMBER = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 _NOISE = re.compile(_NUMBER_NOISE)
+# From this many rows, columns are cleaned side by side on a small pool: the Arrow string
+# kernels doing most of the work release the GIL.
+PARALLEL_ROWS = 20_000
+_COLUMN_THREADS = min(4, os.cpu_count() or 1)
+_COLUMN_POOL = ThreadPoolExecutor(max_workers=_COLUMN_THREADS, thread_name_prefix="clean")
 
 
 def resolve_target(columns: list[str], requested: str | None) -> str:
@@ -59,14 +66,24 @@ def resolve_target(columns: list[str], requested: str | None) -> str:
     return "target" if "target" in columns else columns[-1]
 
 
+def _each_column(fn, frame: pd.DataFrame) -> list:
+    """fn(name, column) for every column, in order; side by side for large frames."""
+    items = [(name, frame[name]) for name in frame.columns]  # taken here: one thread reads
+    if len(frame) >= PARALLEL_ROWS and len(items) > 1 and _COLUMN_THREADS > 1:
+        return list(_COLUMN_POOL.map(lambda item: fn(*item), items))
+    return [fn(name, col) for name, col in items]
+
+
+def _normalise_column(_name: str, col: pd.Series) -> pd.Series:
+    col = col.astype("str").str.strip(WHITESPACE)
+    missing = col.str.lower().isin(MISSING_TOKENS) | col.isna()
+    return col.where(~missing, None)
+
+
 def normalise_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Strip whitespace and turn the usual missing-value tokens into missing values."""
-    out = {}
-    for name in frame.columns:
-        col = frame[name].astype("str").str.strip(WHITESPACE)
-        missing = col.str.lower().isin(MISSING_TOKENS) | col.isna()
-        out[name] = col.where(~missing, None)
-    return pd.DataFrame(out, index=frame.index)
+    columns = _each_column(_normalise_column, frame)
+    return pd.DataFrame(dict(zip(frame.columns, columns, strict=True)), index=frame.index)
 
 
 def to_number(col: pd.Series, decimal_comma: bool = False, finite: bool = True) -> pd.Series:
@@ -144,23 +161,25 @@ def infer_numeric(
     frame: pd.DataFrame, skip: set[str], decimal_comma: bool
 ) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
     """Convert mostly-numeric text columns to float64; report values that became missing."""
-    numeric, coerced = [], {}
-    out = {}
-    for name in frame.columns:
-        col = frame[name]
+
+    def infer(name: str, col: pd.Series) -> tuple[pd.Series, int | None]:
+        """The column as numbers and how many values were lost, or as it was and None."""
         present = int(col.notna().sum())
         if name in skip or present == 0 or not _may_be_numeric(col, present):
-            out[name] = col
-            continue
+            return col, None
         numbers = to_number(col, decimal_comma)
         parsed = int(numbers.notna().sum())
         if parsed >= NUMERIC_SHARE * present:
-            out[name] = numbers
+            return numbers, present - parsed
+        return col, None
+
+    numeric, coerced, out = [], {}, {}
+    for name, (col, lost) in zip(frame.columns, _each_column(infer, frame), strict=True):
+        out[name] = col
+        if lost is not None:
             numeric.append(name)
-            if parsed < present:
-                coerced[name] = present - parsed
-        else:
-            out[name] = col
+            if lost:
+                coerced[name] = lost
     return pd.DataFrame(out, index=frame.index), numeric, coerced
 
 

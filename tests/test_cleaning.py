@@ -284,3 +284,27 @@ def test_small_batches_reach_the_trainer_as_the_same_arrow_table(rows, decimal_c
     assert fast_report == slow_report
     assert fast.schema.remove_metadata() == slow.schema.remove_metadata()
     assert fast.to_pydict() == slow.to_pydict()
+
+
+@pytest.mark.parametrize("phase", ["dev", "prod"])
+def test_large_frames_clean_the_same_on_the_column_pool(phase, monkeypatch):
+    # From PARALLEL_ROWS rows, columns are cleaned side by side; the result must not change.
+    from sluice_common import cleaning
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "num": rng.normal(size=n).round(3).astype(str),
+            "noisy": rng.choice(["1,234", "$5", "NA", " 7 ", "x"], n),
+            "cat": rng.choice(["a", "b", " c ", "null", ""], n),
+            "target": rng.choice(["yes", "no"], n),
+        }
+    ).astype("str")
+    target = "target" if phase == "dev" else None
+    monkeypatch.setattr(cleaning, "PARALLEL_ROWS", 10**9)
+    one_by_one, one_report = clean(frame, phase, target)
+    monkeypatch.setattr(cleaning, "PARALLEL_ROWS", 1)
+    side_by_side, pool_report = clean(frame, phase, target)
+    assert pool_report == one_report
+    pd.testing.assert_frame_equal(side_by_side, one_by_one)
