@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice_common.errors import ApiError
+from sluice_common.parsing import SMALL_ROWS
 
 MISSING_TOKENS = frozenset(
     {"", "na", "n/a", "nan", "null", "none", "nil", "?", "-", "--", "#n/a", "#na", "missing"}
@@ -32,9 +33,6 @@ _MAY_BE_NUMBER = (
 )
 # Below this many rows the shortcuts cost more (~0.2 ms per regex call) than they save.
 SHORTCUT_MIN_ROWS = 1024
-# Up to this many rows, prod cleaning runs in plain Python: pandas spends ~0.1 ms per call,
-# over 10 ms for one 10-column row, where plain Python needs a few microseconds per cell.
-SMALL_ROWS = 64
 # Python's whitespace, named so the pandas and plain-Python paths strip the same characters.
 WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
 # What pd.to_numeric reads: optional sign, decimal or exponent form, or inf/infinity.
@@ -196,13 +194,13 @@ def parse_number(text: str, decimal_comma: bool = False, finite: bool = True) ->
     return number
 
 
-def clean_small(columns: dict[str, list], decimal_comma: bool) -> tuple[dict[str, list], dict]:
+def clean_small(
+    columns: dict[str, list], n_rows: int, decimal_comma: bool
+) -> tuple[dict[str, list], dict]:
     """`clean(frame, "prod")` for a few rows given as lists per column, cell by cell: the same
     values (floats with NaN for numeric columns, text or None otherwise) and the same report."""
     out, numeric, coerced = {}, [], {}
-    n_rows = 0
     for name, values in columns.items():
-        n_rows = len(values)
         cells = []
         for value in values:
             if isinstance(value, str):
@@ -210,16 +208,14 @@ def clean_small(columns: dict[str, list], decimal_comma: bool) -> tuple[dict[str
                 cells.append(None if value.lower() in MISSING_TOKENS else value)
             else:
                 cells.append(None)
-        present = [cell for cell in cells if cell is not None]
-        numbers = [parse_number(cell, decimal_comma) for cell in present]
+        numbers = [None if cell is None else parse_number(cell, decimal_comma) for cell in cells]
+        present = sum(cell is not None for cell in cells)
         parsed = sum(number is not None for number in numbers)
-        if present and parsed >= NUMERIC_SHARE * len(present):
-            numbers_iter = iter(numbers)
-            column = [math.nan if cell is None else next(numbers_iter) for cell in cells]
-            out[name] = [math.nan if v is None else v for v in column]
+        if present and parsed >= NUMERIC_SHARE * present:
+            out[name] = [math.nan if number is None else number for number in numbers]
             numeric.append(name)
-            if parsed < len(present):
-                coerced[name] = len(present) - parsed
+            if parsed < present:
+                coerced[name] = present - parsed
         else:
             out[name] = cells
     report = {
@@ -238,7 +234,7 @@ def clean_small(columns: dict[str, list], decimal_comma: bool) -> tuple[dict[str
 def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.DataFrame, dict]:
     """`clean_small` on a DataFrame's cells, back as a DataFrame."""
     columns, report = clean_small(
-        {name: frame[name].tolist() for name in frame.columns}, decimal_comma
+        {name: frame[name].tolist() for name in frame.columns}, len(frame), decimal_comma
     )
     numeric = set(report["numeric_columns"])
     cleaned = pd.DataFrame(
@@ -250,7 +246,6 @@ def _clean_prod_small(frame: pd.DataFrame, decimal_comma: bool) -> tuple[pd.Data
         },
         index=frame.index,
     )
-    report["rows_in"] = report["rows_out"] = len(frame)
     return cleaned, report
 
 

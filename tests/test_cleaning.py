@@ -276,7 +276,7 @@ def test_small_batches_reach_the_trainer_as_the_same_arrow_table(rows, decimal_c
     from sluice_common.transport import columns_to_arrow, frame_to_arrow, read_arrow
 
     frame = pd.DataFrame(rows, columns=["a", "b", "c"]).astype("str")
-    columns, report = cleaning.clean_small(_cells_of(frame), decimal_comma)
+    columns, report = cleaning.clean_small(_cells_of(frame), len(frame), decimal_comma)
     cleaned, frame_report = cleaning._clean_prod_small(frame, decimal_comma)
     assert report == frame_report
     fast, fast_report = read_arrow(columns_to_arrow(columns, report))

@@ -18,6 +18,7 @@ from sluice_common.errors import ApiError
 from trainer import registry
 from trainer.promotion import decide, schema_difference, schema_of
 from trainer.serving import ChampionCache
+from trainer.sluice_model import table_rows
 from trainer.training import PRIMARY_METRIC, TrainingConfig, score_on_frame, train_model
 
 log = logging.getLogger(__name__)
@@ -143,13 +144,6 @@ def dev_run(
         },
         "cleaning": cleaning,
     }
-
-
-def table_rows(frame: pd.DataFrame | dict[str, list]) -> int:
-    """Rows of a DataFrame or of a dict of column lists."""
-    if isinstance(frame, dict):
-        return len(next(iter(frame.values()))) if frame else 0
-    return len(frame)
 
 
 def prod_run(

@@ -230,7 +230,8 @@ def _date_columns(values: pd.Series, spec: dict) -> list[np.ndarray]:
     return [np.where(missing, np.nan, computed[part].astype("float64")) for part in spec["parts"]]
 
 
-def _n_rows(frame: pd.DataFrame | dict[str, list]) -> int:
+def table_rows(frame: pd.DataFrame | dict[str, list]) -> int:
+    """Rows of a DataFrame or of a dict of column lists."""
     if isinstance(frame, dict):
         return len(next(iter(frame.values()))) if frame else 0
     return len(frame)
@@ -246,7 +247,7 @@ def feature_matrix(frame: pd.DataFrame | dict[str, list], spec: dict) -> tuple[n
     missing = [item["name"] for item in inputs if item["name"] not in frame]
     if missing:
         raise MissingColumnsError(missing)
-    n_rows = _n_rows(frame)
+    n_rows = table_rows(frame)
     small = n_rows <= SMALL_ROWS
     if isinstance(frame, dict) and not small:
         frame = pd.DataFrame(frame)

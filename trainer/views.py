@@ -5,12 +5,14 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, current_app, jsonify, request
 
-from sluice_common.cleaning import clean, clean_small, resolve_target
+from sluice_common.cleaning import resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
-from sluice_common.parsing import SMALL_ROWS, parse_csv, parse_small_csv
-from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
-from trainer.runs import dev_run, prod_run, table_rows
+from sluice_common.parsing import SMALL_ROWS
+from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow, table_to_frame
+from sluice_common.upload import clean_upload
+from trainer.runs import dev_run, prod_run
+from trainer.sluice_model import table_rows
 
 bp = Blueprint("trainer", __name__)
 
@@ -21,25 +23,15 @@ def _table(raw: bytes, media_type: str, phase: str, target: str | None):
     A prod batch of a few rows comes back as a dict of column lists, not a DataFrame:
     building one costs more than scoring the rows.
     """
-    if media_type == ARROW_MEDIA_TYPE:  # already cleaned by the preprocess service
-        table, report = read_arrow(raw)
-        if phase == "prod" and table.num_rows <= SMALL_ROWS:
-            return table.to_pydict(), report or {}, None
-        frame = table.to_pandas()
-        if phase == "dev":
-            target = resolve_target([str(c) for c in frame.columns], target)
-        return frame, report or {}, target
-    small = parse_small_csv(raw) if phase == "prod" else None
-    if small is not None:
-        columns, report = clean_small(small.columns, decimal_comma=small.delimiter == ";")
-        report.update(encoding=small.encoding, delimiter=small.delimiter)
-        return columns, report, None
-    parsed = parse_csv(raw)
+    if media_type != ARROW_MEDIA_TYPE:
+        return clean_upload(raw, phase, target)
+    table, report = read_arrow(raw)  # already cleaned by the preprocess service
+    if phase == "prod" and table.num_rows <= SMALL_ROWS:
+        return table.to_pydict(), report or {}, None
+    frame = table_to_frame(table)
     if phase == "dev":
-        target = resolve_target(list(parsed.frame.columns), target)
-    frame, report = clean(parsed.frame, phase, target, parsed.delimiter)
-    report.update(encoding=parsed.encoding, delimiter=parsed.delimiter)
-    return frame, report, target
+        target = resolve_target([str(c) for c in frame.columns], target)
+    return frame, report or {}, target
 
 
 @bp.post("/ml")
