@@ -7,21 +7,14 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import charset_normalizer
 import pandas as pd
 
+from sluice_common.encoding import decode_text
 from sluice_common.errors import ApiError
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 20_000
-BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
 
 
 # Up to this many rows, small batches skip pandas (parsing simple uploads, prod cleaning,
@@ -48,55 +41,6 @@ class ParsedCsv:
     frame: pd.DataFrame
     encoding: str
     delimiter: str
-
-
-def decode_text(raw: bytes) -> tuple[str, str]:
-    """Decode bytes as text, detecting the encoding; raise ApiError for binary data."""
-    if not raw.strip():
-        raise ApiError(
-            400, "empty_file", "The uploaded file is empty: send a CSV with a header row."
-        )
-    for bom, encoding in BOMS:
-        if raw.startswith(bom):
-            return _decode(raw, encoding), encoding
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if _looks_binary(text):
-            raise _not_text()
-        return text, "utf-8"
-    best = charset_normalizer.from_bytes(raw[: 4 * SNIFF_BYTES]).best()
-    if best is None:
-        raise _not_text()
-    return _decode(raw, best.encoding), best.encoding
-
-
-def _decode(raw: bytes, encoding: str) -> str:
-    try:
-        text = raw.decode(encoding)
-    except (UnicodeDecodeError, LookupError) as err:
-        raise _not_text() from err
-    if _looks_binary(text):
-        raise _not_text()
-    return text
-
-
-def _looks_binary(text: str) -> bool:
-    """True when control characters (other than tab/CR/LF) make up over 1% of a sample."""
-    sample = text[:SNIFF_BYTES]
-    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\r\n")
-    return controls > max(1, len(sample) // 100)
-
-
-def _not_text() -> ApiError:
-    return ApiError(
-        400,
-        "not_csv",
-        "The upload is not readable as text: send a CSV file "
-        "(UTF-8 or another common text encoding).",
-    )
 
 
 def sniff_delimiter(text: str) -> str:
