@@ -1,4 +1,4 @@
-"""HTTP views of the preprocess service: parse and clean the upload, forward it, relay."""
+"""HTTP views of the preprocess service: parse the upload, forward it, relay the answer."""
 
 from __future__ import annotations
 
@@ -7,25 +7,28 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from preprocess.forward import forward_to_trainer, trainer_healthy
 from sluice_common.params import parse_params, read_upload
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
-from sluice_common.upload import clean_upload
+from sluice_common.upload import parse_upload
 
 bp = Blueprint("preprocess", __name__)
 
 
 @bp.post("/analyze")
 def analyze():
-    """Clean the CSV (stateless) and hand it to the trainer for the requested phase."""
+    """Parse the CSV into a table of text cells (stateless) and hand it to the trainer, whose
+    model decides what the cells mean."""
     config = current_app.config
     params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
     raw, _ = read_upload(request)
-    table, report, target = clean_upload(raw, params.phase, params.target)
+    table, report, target = parse_upload(raw, params.phase, params.target)
+    del raw
     query = params.as_query()
     if target is not None:
         query["target"] = target
-    if isinstance(table, dict):  # a few rows, cleaned without pandas
+    if isinstance(table, dict):  # a few rows, parsed without pandas
         payload = columns_to_arrow(table, report)
     else:
         payload = frame_to_arrow(table, report)
+    del table
     answer = forward_to_trainer(
         config["TRAINER_URL"],
         query,

@@ -1,4 +1,4 @@
-"""Pass a cleaned table between services as Arrow IPC: typed, binary, no re-parsing."""
+"""Pass a parsed table between services as Arrow IPC: text cells, binary, no re-parsing."""
 
 from __future__ import annotations
 
@@ -13,21 +13,17 @@ REPORT_KEY = b"sluice.cleaning"
 
 
 def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
-    """Serialise a DataFrame as an Arrow IPC stream, with the cleaning report as metadata."""
-    return _write(pa.Table.from_pandas(frame, preserve_index=False), report)
+    """Serialise a DataFrame of text cells as an Arrow IPC stream, with the parsing report
+    as metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    text = pa.schema([pa.field(name, pa.large_string()) for name in table.column_names])
+    return _write(table.cast(text), report)
 
 
-def columns_to_arrow(columns: dict[str, list], report: dict) -> bytes:
-    """Serialise `clean_small`'s columns (report["numeric_columns"] are floats, the rest text)
-    the way `frame_to_arrow` writes the same table, without building a DataFrame."""
-    numeric = set(report["numeric_columns"])
-    arrays = {
-        # from_pandas: NaN is written as null, as pandas' conversion does.
-        name: pa.array(
-            values, pa.float64() if name in numeric else pa.large_string(), from_pandas=True
-        )
-        for name, values in columns.items()
-    }
+def columns_to_arrow(columns: dict[str, list[str]], report: dict) -> bytes:
+    """Serialise a few rows of text cells (lists per column) the way `frame_to_arrow` writes
+    the same table, without building a DataFrame."""
+    arrays = {name: pa.array(values, pa.large_string()) for name, values in columns.items()}
     return _write(pa.table(arrays), report)
 
 
@@ -47,15 +43,31 @@ def read_arrow(raw: bytes) -> tuple[pa.Table, dict | None]:
         names = table.schema.names
         if len(set(names)) != len(names):
             raise ApiError(400, "duplicate_columns", "Column names must be unique in the table.")
-        if any(pa.types.is_nested(field.type) for field in table.schema):
+        if not all(_readable(field.type) for field in table.schema):
             raise ApiError(
-                400, "malformed_arrow", "Arrow columns must be flat (no lists or structs)."
+                400,
+                "malformed_arrow",
+                "Arrow columns must hold text, numbers, booleans or timestamps (no lists, "
+                "structs, dictionaries or binary).",
             )
         metadata = table.schema.metadata or {}
         report = orjson.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else None
         return table, report
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, orjson.JSONDecodeError) as err:
         raise _malformed() from err
+
+
+def _readable(kind: pa.DataType) -> bool:
+    """Column types the model's cell readers take."""
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_timestamp(kind)
+    )
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:

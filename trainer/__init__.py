@@ -30,6 +30,10 @@ DEFAULTS = {
     "TRAIN_LEARNING_RATE": 0.1,
     "TRAIN_MAX_DEPTH": 6,
     "TRAIN_NTHREAD": 0,
+    "TRAIN_MIN_CATEGORY_ROWS": 5,
+    "PROMOTION_MIN_ROWS": 100,
+    "PROMOTION_CONFIDENCE": 0.95,
+    "PROMOTION_RESAMPLES": 1000,
     "SLUICE_GIT_COMMIT": None,
     "LOG_LEVEL": "INFO",
 }
@@ -47,6 +51,7 @@ class TrainerState:
 
     cache: object
     training: object
+    gate: object
     state_dir: str
     tags: dict
 
@@ -73,6 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     import mlflow
 
+    from trainer.promotion import GateConfig
     from trainer.serving import ChampionCache
     from trainer.training import TrainingConfig
     from trainer.views import bp
@@ -92,6 +98,13 @@ def create_app(test_config: dict | None = None) -> Flask:
             learning_rate=app.config["TRAIN_LEARNING_RATE"],
             max_depth=app.config["TRAIN_MAX_DEPTH"],
             nthread=app.config["TRAIN_NTHREAD"],
+            min_category_rows=app.config["TRAIN_MIN_CATEGORY_ROWS"],
+        ),
+        gate=GateConfig(
+            min_rows=app.config["PROMOTION_MIN_ROWS"],
+            confidence=app.config["PROMOTION_CONFIDENCE"],
+            resamples=app.config["PROMOTION_RESAMPLES"],
+            seed=app.config["TRAIN_SEED"],
         ),
         state_dir=state_dir,
         tags={"mlflow.source.git.commit": commit} if commit else {},

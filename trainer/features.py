@@ -1,125 +1,354 @@
-"""Decide how each input column becomes features (pure; fitted on training rows only)."""
+"""Decide, once at training time, what each input column is (pure; no MLflow, no Flask).
+
+Kinds and formats (number, number format, date formats, category, dropped) are decided on
+every row of the upload: they use no labels. Category levels are fitted on the training rows
+only. The result is the model's feature spec; the model reads prod cells with it and never
+re-infers a type from a batch.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
-from pandas.tseries.api import guess_datetime_format
 
-from trainer.sluice_model import DATE_PARTS, TIME_PARTS, canonical_text, text_keys
+from trainer import sluice_cells as cells
+from trainer.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
 
 ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
-ID_UNIQUE_SHARE = 0.95
 MIN_ROWS_FOR_ID = 20
+ID_SHARE = 0.95  # text this unique is an identifier rather than a name
+# A text column is numeric when a number format reads at least this share of its cells (the
+# rest are counted as unreadable); a date column likewise.
+NUMERIC_SHARE = 0.95
 DATE_SHARE = 0.95
+# Text with more distinct values than this share of its cells, whose frequent values cover
+# less than COVERAGE_SHARE of the cells, is name-like or free text: dropped, with the numbers.
+UNIQUE_SHARE = 0.5
+COVERAGE_SHARE = 0.5
+DATE_SAMPLE = 2000
 # XGBoost refuses feature names with [ ] or <; the spec keeps the real column names.
 _XGB_UNSAFE = str.maketrans({"[": "(", "]": ")", "<": "‹"})
+_MONTH_FIRST = {"%m/%d/%Y": "%d/%m/%Y", "%m/%d/%y": "%d/%m/%y", "%m-%d-%Y": "%d-%m-%Y"}
 
 
-def _looks_like_id(values: pd.Series, name: str, numeric: bool) -> bool:
-    present = values.dropna()
-    if len(present) < MIN_ROWS_FOR_ID:
-        return False
-    unique = present.nunique()
-    if not numeric:
-        return unique >= ID_UNIQUE_SHARE * len(present)
-    if unique < len(present):
-        return False
-    as_float = present.to_numpy(dtype="float64")
-    if not np.all(np.mod(as_float, 1) == 0):
-        return False
-    steps = np.diff(np.sort(as_float))
-    return bool(ID_NAME.search(name)) or bool(np.all(steps == 1))
+@dataclass(frozen=True)
+class Distinct:
+    """A column's distinct present cells (cleaned) and how often each occurs."""
+
+    values: pa.Array
+    counts: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
 
 
-def _date_format(values: pd.Series) -> str | None:
-    """The strftime format of a text column of dates, or None when it is not one."""
-    sample = values.dropna().astype("object").iloc[:1000]
-    if sample.empty or sample.map(lambda v: any(ch.isdigit() for ch in str(v))).mean() < 0.9:
+def distinct_of(column: pa.Array) -> Distinct:
+    """Distinct present cells of a cleaned column, with counts."""
+    counted = pc.value_counts(column.drop_null())
+    counts = counted.field("counts").to_numpy(zero_copy_only=False).astype("int64")
+    return Distinct(counted.field("values"), counts)
+
+
+def clean_table(table: pa.Table) -> pa.Table:
+    """Every text column cleaned (stripped, missing tokens as null); typed columns as they are."""
+    columns = []
+    for column in table.columns:
+        column = column.combine_chunks()
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = cells.clean_array(column)
+        elif pa.types.is_null(column.type):
+            column = column.cast(pa.large_string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def fit_number_format(
+    distinct: Distinct, prefer_comma: bool, share: float = NUMERIC_SHARE
+) -> dict | None:
+    """The number format that reads the most cells, when it reads at least `share` of them.
+
+    Decided from the whole column, once: `3,750` alone is a thousands separator or a decimal
+    comma; `0,125` or `1.234,5` elsewhere in the column settles it. A tie between formats that
+    read some cell differently is broken by the file (a `;` file prefers decimal commas) and
+    reported as ambiguous.
+    """
+    if distinct.total == 0:
         return None
-    fmt = guess_datetime_format(str(sample.iloc[0]))
-    if fmt is None:
+    order = sorted(NUMBER_FORMATS, key=lambda f: (f.decimal != ",") if prefer_comma else 0)
+    results = []
+    for fmt in order:
+        values, bad = fmt.parse_array(distinct.values)
+        read = int(distinct.counts[~bad].sum())
+        results.append((read, fmt, values, bad))
+    best = max(read for read, *_ in results)
+    if best < share * distinct.total:
         return None
-    parsed = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
-    return fmt if parsed.notna().mean() >= DATE_SHARE else None
+    tied = [(fmt, values, bad) for read, fmt, values, bad in results if read == best]
+    fmt, values, bad = tied[0]
+    ambiguous = any(
+        not np.array_equal(values, other_values, equal_nan=True) for _, other_values, _ in tied[1:]
+    )
+    return {
+        "format": fmt,
+        "unreadable": distinct.total - best,
+        "ambiguous": ambiguous,
+        "values": values,
+        "bad": bad,
+    }
 
 
-def _date_spec(name: str, values: pd.Series, fmt: str) -> dict:
-    parsed = pd.to_datetime(values.dropna().astype("object"), format=fmt, errors="coerce", utc=True)
-    has_time = bool(((parsed.dt.hour != 0) | (parsed.dt.minute != 0)).any())
-    parts = list(DATE_PARTS) + (list(TIME_PARTS) if has_time else [])
-    return {"name": name, "kind": "datetime", "date_format": fmt, "parts": parts}
+def _date_reads(texts: np.ndarray) -> dict[str, np.ndarray]:
+    """Which of the texts each candidate format reads."""
+    return {fmt: ~np.isnat(cells._parse_dates(texts, fmt)) for fmt in DATE_FORMATS}
 
 
-def _category_counts(values: pd.Series) -> dict[str, int]:
-    """How often each category key occurs (keys as the served model computes them)."""
-    keys = text_keys(values)
-    if keys is not None:  # Arrow's kernels: ~10x faster on large text columns
-        counted = pc.value_counts(keys.drop_null())
-        return dict(
-            zip(
-                counted.field("values").to_pylist(),
-                counted.field("counts").to_pylist(),
-                strict=True,
-            )
-        )
-    return canonical_text(values).value_counts(dropna=True).to_dict()
+def fit_date_formats(distinct: Distinct, prefer_day_first: bool) -> dict | None:
+    """The date formats (at most three, most common first) that read at least DATE_SHARE of the
+    column's cells, or None when it is not a column of dates."""
+    if distinct.total == 0:
+        return None
+    order = np.argsort(-distinct.counts, kind="stable")[:DATE_SAMPLE]
+    texts = np.asarray(distinct.values.take(pa.array(order)).to_pylist(), dtype=object)
+    counts = distinct.counts[order]
+    has_digit = np.array([any(ch.isdigit() for ch in text) for text in texts])
+    if counts[has_digit].sum() < 0.9 * counts.sum():
+        return None
+    read = _date_reads(texts)
+    formats: list[str] = []
+    left = np.ones(len(texts), dtype=bool)
+    for _ in range(3):
+        gains = {fmt: int(counts[mask & left].sum()) for fmt, mask in read.items()}
+        best = max(gains.values())
+        if best == 0:
+            break
+        tied = [fmt for fmt, gain in gains.items() if gain == best]
+        if prefer_day_first:
+            tied.sort(key=lambda fmt: fmt in _MONTH_FIRST)
+        formats.append(tied[0])
+        left &= ~read[tied[0]]
+        if counts[left].sum() <= (1 - DATE_SHARE) * counts.sum():
+            break
+    if not formats:
+        return None
+    values, other = cells.read_distinct_dates(list(distinct.values.to_pylist()), formats)
+    readable = ~np.isnat(values) & ~other
+    read_count = int(distinct.counts[readable].sum())
+    if read_count < DATE_SHARE * distinct.total:
+        return None
+    twins = {fmt: _MONTH_FIRST.get(fmt) or _day_first_twin(fmt) for fmt in formats}
+    ambiguous = any(
+        twin is not None and np.array_equal(read[fmt], read[twin]) for fmt, twin in twins.items()
+    )
+    return {
+        "formats": formats,
+        "unreadable": distinct.total - read_count,
+        "ambiguous": ambiguous,
+        "has_time": _has_time(values[readable]),
+    }
 
 
-def _categories(values: pd.Series, max_categories: int) -> tuple[list[str], int]:
-    """Most frequent categories first (ties by text); how many rarer ones were left out."""
-    counts = _category_counts(values)
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept = [str(key) for key, _ in ordered[:max_categories]]
-    return kept, max(0, len(ordered) - max_categories)
+def _day_first_twin(fmt: str) -> str | None:
+    for month_first, day_first in _MONTH_FIRST.items():
+        if fmt.startswith(day_first):
+            return month_first + fmt[len(day_first) :]
+        if fmt.startswith(month_first):
+            return day_first + fmt[len(month_first) :]
+    return None
 
 
-def fit_feature_spec(frame: pd.DataFrame, target: str, max_categories: int = 1000) -> dict:
-    """How every non-target column is used or why it is dropped."""
-    inputs, dropped = [], []
-    for name in frame.columns:
+def _has_time(stamps: np.ndarray) -> bool:
+    if not len(stamps):
+        return False
+    return bool(np.any(stamps != stamps.astype("datetime64[D]")))
+
+
+def _numeric_id(values: np.ndarray, name: str) -> bool:
+    """Unique integers that count rows (consecutive) or are named like an identifier."""
+    present = values[~np.isnan(values)]
+    if len(present) < MIN_ROWS_FOR_ID or len(np.unique(present)) < len(present):
+        return False
+    if not np.all(np.mod(present, 1) == 0):
+        return False
+    return bool(ID_NAME.search(name)) or bool(np.all(np.diff(np.sort(present)) == 1))
+
+
+@dataclass
+class ColumnKind:
+    """What a column is, decided on all rows, before the split."""
+
+    name: str
+    kind: str  # numeric, categorical, datetime
+    detail: dict
+
+
+def fit_kinds(
+    table: pa.Table, target: str, delimiter: str
+) -> tuple[list[ColumnKind], list[dict], dict[str, int]]:
+    """Each non-target column's kind and format, the dropped columns with reasons, and the
+    unreadable cells per kept column (cells the chosen format does not read)."""
+    prefer_comma = delimiter == ";"
+    kinds, dropped, unreadable = [], [], {}
+    for name in table.column_names:
         if name == target:
             continue
-        values = frame[name]
-        numeric = pd.api.types.is_numeric_dtype(values.dtype)
-        present = int(values.notna().sum())
+        column = table.column(name).combine_chunks()
+        present = len(column) - column.null_count
         if present == 0:
             dropped.append({"name": name, "reason": "all values missing"})
-        elif values.nunique(dropna=True) <= 1:
+            continue
+        typed = not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+        distinct = distinct_of(column)
+        if len(distinct.counts) <= 1:
             dropped.append({"name": name, "reason": "constant: a single distinct value"})
-        elif numeric:
-            if _looks_like_id(values, name, numeric=True):
+            continue
+        if typed and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            if _numeric_id(numbers, name):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
             else:
-                inputs.append({"name": name, "kind": "numeric"})
-        elif (fmt := _date_format(values)) is not None:
-            inputs.append(_date_spec(name, values, fmt))
-        elif _looks_like_id(values, name, numeric=False):
-            unique = values.nunique(dropna=True)
-            dropped.append(
-                {"name": name, "reason": f"id-like: {unique} distinct values in {present} rows"}
-            )
+                kinds.append(ColumnKind(name, "numeric", {}))
+            continue
+        if typed and pa.types.is_timestamp(column.type):
+            kinds.append(ColumnKind(name, "datetime", {"date_formats": ["ISO8601"]}))
+            continue
+        if typed:
+            column = column.cast(pa.large_string())
+            distinct = distinct_of(column)
+        number = fit_number_format(distinct, prefer_comma)
+        if number is not None:
+            fmt = number["format"]
+            numbers, _ = fmt.parse_array(column)
+            if _numeric_id(numbers, name):
+                dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
+                continue
+            detail = {"number_format": fmt.to_dict()}
+            if number["ambiguous"]:
+                detail["ambiguous_format"] = True
+            kinds.append(ColumnKind(name, "numeric", detail))
+            if number["unreadable"]:
+                unreadable[name] = number["unreadable"]
+            continue
+        dates = fit_date_formats(distinct, prefer_day_first=prefer_comma)
+        if dates is not None:
+            detail = {"date_formats": dates["formats"], "has_time": dates["has_time"]}
+            if dates["ambiguous"]:
+                detail["ambiguous_format"] = True
+            kinds.append(ColumnKind(name, "datetime", detail))
+            if dates["unreadable"]:
+                unreadable[name] = dates["unreadable"]
+            continue
+        kinds.append(ColumnKind(name, "categorical", {"distinct": len(distinct.counts)}))
+    return kinds, dropped, unreadable
+
+
+def min_level_rows(n_train: int, configured: int) -> int:
+    """Rows a category level needs to be kept: `configured`, fewer for small files (one in 20
+    training rows, at least 2)."""
+    return max(2, min(configured, n_train // 20))
+
+
+def fit_levels(
+    name: str, column: pa.Array, min_rows: int, max_categories: int
+) -> tuple[dict | None, dict | None]:
+    """A categorical input fitted on the training rows (levels seen at least `min_rows` times,
+    most frequent first; rarer ones grouped as one "other" level), or the reason to drop it."""
+    distinct, positions = cells.distinct_cells(column)
+    per_cell = np.bincount(positions[positions >= 0], minlength=len(distinct))
+    counted: dict[str, int] = {}
+    for value, count in zip(distinct, per_cell.tolist(), strict=True):
+        key = cells.category_key(value)
+        if key is not None:
+            counted[key] = counted.get(key, 0) + count
+    present = sum(counted.values())
+    if present == 0:
+        return None, {"name": name, "reason": "no values in the training rows"}
+    ordered = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = [key for key, count in ordered if count >= min_rows][:max_categories]
+    covered = sum(counted[key] for key in kept)
+    share_distinct = len(ordered) / present
+    if (
+        present >= MIN_ROWS_FOR_ID
+        and share_distinct > UNIQUE_SHARE
+        and covered < (COVERAGE_SHARE * present)
+    ):
+        what = "id-like" if share_distinct >= ID_SHARE else "mostly unique text"
+        return None, {
+            "name": name,
+            "reason": (
+                f"{what}: {len(ordered)} distinct values in {present} training rows; values "
+                f"seen at least {min_rows} times cover {covered / present:.0%} of them"
+            ),
+        }
+    if not kept:
+        return None, {
+            "name": name,
+            "reason": f"every value is rare (each seen fewer than {min_rows} times)",
+        }
+    item = {"name": name, "kind": "categorical", "categories": [str(k) for k in kept]}
+    if len(kept) < len(ordered):
+        item["other"] = True  # rare and unseen levels share one code
+        item["rare_levels"] = len(ordered) - len(kept)
+    return item, None
+
+
+def fit_feature_spec(
+    table: pa.Table,
+    target: str,
+    train_rows: np.ndarray,
+    kinds: list[ColumnKind],
+    dropped: list[dict],
+    min_category_rows: int = 5,
+    max_categories: int = 1000,
+) -> dict:
+    """The feature spec: each kept column's kind and how to read it, levels from the training
+    rows, and every dropped column with its reason."""
+    dropped = list(dropped)
+    inputs = []
+    train_index = pa.array(np.flatnonzero(train_rows))
+    min_rows = min_level_rows(len(train_index), min_category_rows)
+    for kind in kinds:
+        if kind.kind == "numeric":
+            item = {"name": kind.name, "kind": "numeric"}
+            if kind.detail.get("number_format"):
+                item["number_format"] = kind.detail["number_format"]
+        elif kind.kind == "datetime":
+            parts = list(DATE_PARTS) + (list(TIME_PARTS) if kind.detail.get("has_time") else [])
+            item = {
+                "name": kind.name,
+                "kind": "datetime",
+                "date_formats": kind.detail["date_formats"],
+                "parts": parts,
+            }
         else:
-            categories, left_out = _categories(values, max_categories)
-            item = {"name": name, "kind": "categorical", "categories": categories}
-            if left_out:
-                item["rare_categories_as_missing"] = left_out
-            inputs.append(item)
-    feature_names = []
+            column = table.column(kind.name).combine_chunks().take(train_index)
+            item, reason = fit_levels(kind.name, column, min_rows, max_categories)
+            if item is None:
+                dropped.append(reason)
+                continue
+        if kind.detail.get("ambiguous_format"):
+            item["ambiguous_format"] = True
+        inputs.append(item)
+    return {"inputs": inputs, "dropped": dropped, "feature_names": _feature_names(inputs)}
+
+
+def _feature_names(inputs: list[dict]) -> list[str]:
+    names = []
     for item in inputs:
         if item["kind"] == "datetime":
-            names = [f"{item['name']}__{part}" for part in item["parts"]]
+            parts = [f"{item['name']}__{part}" for part in item["parts"]]
         else:
-            names = [item["name"]]
-        for name in names:
-            safe = name.translate(_XGB_UNSAFE)
-            while safe in feature_names:
+            parts = [item["name"]]
+        for part in parts:
+            safe = part.translate(_XGB_UNSAFE)
+            while safe in names:
                 safe += "_"
-            feature_names.append(safe)
-    return {"inputs": inputs, "dropped": dropped, "feature_names": feature_names}
+            names.append(safe)
+    return names
 
 
 def feature_types(spec: dict) -> list[str]:

@@ -1,35 +1,142 @@
-"""Promotion rule: when a newly registered version becomes the champion (pure)."""
+"""Promotion gate: when a newly registered version becomes the champion (pure).
+
+A decision carries its evidence. The challenger and the champion are compared on the same
+rows, which neither was trained on (the split is decided by row content, so a challenger's
+validation rows were validation rows for a champion trained on the same kind of upload).
+The comparison is paired: each row's loss under both models, the difference of the scores and
+a bootstrap interval for it. Too few rows, no skill over the trivial baseline, or a schema
+change mean no automatic promotion, and the answer says which.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 MODES = ("auto", "always", "never")
+# Above this many rows the interval comes from the normal approximation: the bootstrap would
+# cost seconds and says the same thing there.
+BOOTSTRAP_MAX_ROWS = 20_000
+_Z = {0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How much evidence automatic promotion needs."""
+
+    min_rows: int = 100
+    confidence: float = 0.95
+    resamples: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two models' scores on the same rows, lower is better, and how sure the difference is."""
+
+    metric: str
+    rows: int
+    score: float  # the challenger's
+    other: float  # the champion's or the baseline's
+    difference: float  # score - other: negative means the challenger is better
+    interval: tuple[float, float]
+    method: str
+
+    @property
+    def worse(self) -> bool:
+        """The challenger is worse beyond the noise."""
+        return self.interval[0] > 0
+
+    @property
+    def better(self) -> bool:
+        """The challenger is better beyond the noise."""
+        return self.interval[1] < 0
+
+    def to_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            "rows": self.rows,
+            "difference": self.difference,
+            "interval": list(self.interval),
+            "method": self.method,
+        }
+
+
+def _score(metric: str, losses: np.ndarray) -> np.ndarray:
+    """The metric from per-row losses (along the last axis): mean log loss, or root mean
+    squared error."""
+    mean = losses.mean(axis=-1)
+    return np.sqrt(mean) if metric == "rmse" else mean
+
+
+def compare(metric: str, ours: np.ndarray, theirs: np.ndarray, config: GateConfig) -> Comparison:
+    """Paired comparison of per-row losses on the same rows."""
+    n = len(ours)
+    score, other = float(_score(metric, ours)), float(_score(metric, theirs))
+    difference = score - other
+    if n < 2:
+        return Comparison(metric, n, score, other, difference, (-np.inf, np.inf), "none")
+    alpha = 1 - config.confidence
+    if n <= BOOTSTRAP_MAX_ROWS:
+        rng = np.random.default_rng(config.seed)
+        diffs = []
+        chunk = max(1, 2_000_000 // n)  # bounded memory: chunk x n indices at a time
+        for start in range(0, config.resamples, chunk):
+            size = min(chunk, config.resamples - start)
+            index = rng.integers(0, n, size=(size, n))
+            diffs.append(_score(metric, ours[index]) - _score(metric, theirs[index]))
+        diffs = np.concatenate(diffs)
+        low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+        method = f"paired bootstrap, {config.resamples} resamples"
+    else:
+        z = _Z.get(config.confidence, 1.96)
+        if metric == "rmse":  # delta method for the difference of square roots
+            per_row = ours / (2 * max(score, 1e-12)) - theirs / (2 * max(other, 1e-12))
+        else:
+            per_row = ours - theirs
+        half = z * float(np.std(per_row, ddof=1)) / np.sqrt(n)
+        low, high = difference - half, difference + half
+        method = "paired normal approximation"
+    return Comparison(metric, n, score, other, difference, (float(low), float(high)), method)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The promotion decision and the facts behind it."""
+    """The promotion decision and the numbers behind it."""
 
     promoted: bool
     reason: str
-    metric: str | None = None
+    metric: str
     challenger_score: float | None = None
     champion_score: float | None = None
+    champion: Comparison | None = None
+    baseline: Comparison | None = None
+    min_rows: int | None = None
+    rule: str | None = None
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON form for answers and tags."""
-        return {
+        out = {
             "promoted": self.promoted,
             "reason": self.reason,
+            "rule": self.rule,
             "metric": self.metric,
             "challenger_score": self.challenger_score,
             "champion_score": self.champion_score,
+            "min_rows": self.min_rows,
         }
+        if self.champion is not None:
+            out["comparison"] = self.champion.to_dict()
+        if self.baseline is not None:
+            out["baseline"] = {"score": self.baseline.other, **self.baseline.to_dict()}
+        out.update(self.extra)
+        return out
 
 
 def schema_of(spec: dict) -> dict:
-    """What makes two models interchangeable: target, task, classes and input columns."""
+    """What prod clients depend on: target, task, classes and input columns."""
     return {
         "target": spec["target"],
         "task": spec["task"],
@@ -49,44 +156,104 @@ def schema_difference(new: dict, old: dict) -> str | None:
     if new["inputs"] != old["inputs"]:
         added = sorted(set(new["inputs"]) - set(old["inputs"]))
         removed = sorted(set(old["inputs"]) - set(new["inputs"]))
-        return f"feature set changed (added: {added or 'none'}, removed: {removed or 'none'})"
+        return f"input columns changed (added: {added or 'none'}, removed: {removed or 'none'})"
+    return None
+
+
+def split_mismatch(new_split: dict | None, old_split: dict | None) -> str | None:
+    """Why the champion's training rows cannot be told apart from the challenger's validation
+    rows, or None when they can (same split rule over the same columns)."""
+    if not old_split or old_split.get("method") != (new_split or {}).get("method"):
+        return "it was trained before rows were split by content, so its training rows are unknown"
+    if old_split.get("columns") != new_split.get("columns"):
+        return (
+            "its upload had other columns, so the same rows may have landed on other sides of "
+            "the split"
+        )
     return None
 
 
 def decide(
     mode: str,
     champion_version: str | None,
-    schema_change: str | None,
     metric: str,
-    challenger_score: float,
-    champion_score: float | None,
-    higher_is_better: bool,
+    challenger_score: float | None,
+    *,
+    config: GateConfig,
+    baseline: Comparison | None = None,
+    schema_change: str | None = None,
+    unfair: str | None = None,
+    champion: Comparison | None = None,
 ) -> Decision:
-    """Promote when asked to, when there is no comparable champion, or when not worse."""
-    scores = {"metric": metric, "challenger_score": challenger_score}
+    """Promote when asked to, for a first model, or when the challenger has skill, enough
+    comparison rows, and is not worse than the champion beyond the noise."""
+    evidence = {
+        "metric": metric,
+        "challenger_score": challenger_score,
+        "baseline": baseline,
+        "champion": champion,
+        "champion_score": champion.other if champion is not None else None,
+        "min_rows": config.min_rows,
+    }
     if mode == "never":
-        return Decision(False, "promote=never: registered without promotion", **scores)
+        return Decision(False, "promote=never: registered without promotion", **evidence)
     if mode == "always":
-        return Decision(True, "promote=always: promoted without comparison", **scores)
+        return Decision(True, "promote=always: promoted without the gate", **evidence)
     if champion_version is None:
-        return Decision(True, "no champion yet: first model promoted", **scores)
+        return Decision(True, "no champion yet: the first model of a name is promoted", **evidence)
+    against = f"champion v{champion_version}"
     if schema_change is not None:
         return Decision(
-            True, f"schema differs from champion v{champion_version}: {schema_change}", **scores
+            False,
+            f"schema differs from {against} ({schema_change}): prod clients could break, so "
+            "it is not promoted automatically; use promote=always to promote it",
+            rule="schema",
+            **evidence,
         )
-    if champion_score is None:
+    if baseline is None or baseline.rows < config.min_rows:
+        rows = 0 if baseline is None else baseline.rows
         return Decision(
-            True, f"champion v{champion_version} could not be scored: promoted", **scores
+            False,
+            f"only {rows} validation rows (at least {config.min_rows} are needed to judge a "
+            "model); upload more rows or use promote=always",
+            rule="min_rows",
+            **evidence,
         )
-    scores["champion_score"] = champion_score
-    better_or_equal = (
-        challenger_score >= champion_score
-        if higher_is_better
-        else challenger_score <= champion_score
+    if not baseline.better:
+        return Decision(
+            False,
+            f"no skill over the trivial baseline: {metric} {baseline.score:.6g} vs "
+            f"{baseline.other:.6g} (difference {baseline.difference:+.4g}, interval "
+            f"[{baseline.interval[0]:+.4g}, {baseline.interval[1]:+.4g}])",
+            rule="skill",
+            **evidence,
+        )
+    if unfair is not None:
+        return Decision(
+            False,
+            f"cannot compare fairly with {against}: {unfair}; use promote=always to promote",
+            rule="fairness",
+            **evidence,
+        )
+    if champion is None or champion.rows < config.min_rows:
+        rows = 0 if champion is None else champion.rows
+        return Decision(
+            False,
+            f"only {rows} rows neither model was trained on (at least {config.min_rows} are "
+            "needed); upload more rows or use promote=always",
+            rule="min_rows",
+            **evidence,
+        )
+    numbers = (
+        f"{metric} {champion.score:.6g} vs {champion.other:.6g} on {champion.rows} rows "
+        f"neither was trained on (difference {champion.difference:+.4g}, "
+        f"{config.confidence:.0%} interval [{champion.interval[0]:+.4g}, "
+        f"{champion.interval[1]:+.4g}])"
     )
-    relation = "at least as good as" if better_or_equal else "worse than"
-    reason = (
-        f"{metric} {challenger_score:.6g} is {relation} champion v{champion_version}'s "
-        f"{champion_score:.6g} on this run's validation rows"
+    if champion.worse:
+        return Decision(
+            False, f"worse than {against} beyond the noise: {numbers}", rule="worse", **evidence
+        )
+    return Decision(
+        True, f"not worse than {against} beyond the noise: {numbers}", rule="not_worse", **evidence
     )
-    return Decision(better_or_equal, reason, **scores)

@@ -16,14 +16,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from trainer.sluice_model import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+from trainer.sluice_model import BOOSTER_ARTIFACT, RULES_ARTIFACT, SPEC_ARTIFACT
 from trainer.training import TrainedModel
 
 CHAMPION_ALIAS = "champion"
 MODEL_CODE_PATH = os.path.join(os.path.dirname(__file__), "sluice_model.py")
+RULES_CODE_PATH = os.path.join(os.path.dirname(__file__), "sluice_cells.py")
 # Explicit requirements: MLflow's inference of them costs ~3 s per logged model.
 PIP_REQUIREMENTS = [
-    f"{name}=={package_version(name)}" for name in ("mlflow", "xgboost", "pandas", "numpy")
+    f"{name}=={package_version(name)}"
+    for name in ("mlflow", "xgboost", "pandas", "numpy", "pyarrow")
 ]
 
 
@@ -33,14 +35,12 @@ def experiment_name(model_name: str) -> str:
 
 
 def signature_of(spec: dict) -> ModelSignature:
-    """Input columns by name (numbers as double, the rest as text), output, and `proba`."""
-    columns = [
-        ColSpec("double" if item["kind"] == "numeric" else "string", item["name"], required=True)
-        for item in spec["inputs"]
-    ]
+    """Output and the `proba` parameter. No input schema: the model reads raw cells (text as
+    written, or values typed by pandas or JSON) with its own rules, so MLflow must pass them
+    through unconverted; the feature spec lists the input columns."""
     output = ColSpec("string" if spec["task"] == "classification" else "double", "prediction")
     params = ParamSchema([ParamSpec("proba", "boolean", False)])
-    return ModelSignature(inputs=Schema(columns), outputs=Schema([output]), params=params)
+    return ModelSignature(inputs=None, outputs=Schema([output]), params=params)
 
 
 def dataset_schema(frame: pd.DataFrame) -> Schema:
@@ -58,18 +58,16 @@ def dataset_schema(frame: pd.DataFrame) -> Schema:
 
 
 def _input_example(trained: TrainedModel) -> pd.DataFrame:
+    """Three validation rows (training rows when there are none) as raw text cells."""
     columns = [item["name"] for item in trained.spec["inputs"]]
-    example = trained.validation_frame[columns].head(3).copy()
-    for item in trained.spec["inputs"]:
-        if item["kind"] != "numeric":
-            example[item["name"]] = example[item["name"]].astype("object")
-    return example
+    source = trained.validation.table if trained.n_valid else trained.table
+    example = source.select(columns).slice(0, 3).to_pandas()
+    return example.astype(object).where(example.notna(), None)
 
 
 def log_run(
     trained: TrainedModel,
     model_name: str,
-    frame: pd.DataFrame,
     cleaning: dict,
     tags: dict[str, str],
 ) -> tuple[str, str]:
@@ -86,15 +84,18 @@ def log_run(
                 "n_train": trained.n_train,
                 "n_valid": trained.n_valid,
                 "n_features": len(trained.spec["feature_names"]),
+                "split": trained.spec["split"]["method"],
             }
         )
         mlflow.log_metrics({f"valid_{k}": v for k, v in trained.metrics.items()})
         mlflow.log_metric("train_seconds", trained.train_seconds)
+        frame = trained.table.to_pandas()
         dataset = mlflow.data.from_pandas(frame, targets=trained.spec["target"], name=model_name)
         # PandasDataset.schema is a cached_property that MLflow infers cell by cell (~2 s per
         # 100k rows of text); the dtypes say the same thing.
         dataset.__dict__["schema"] = dataset_schema(frame)
         mlflow.log_input(dataset, context="training")
+        del frame
         mlflow.log_dict(cleaning, "reports/cleaning.json")
         mlflow.log_dict(trained.spec, "reports/feature_spec.json")
         with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
@@ -106,7 +107,11 @@ def log_run(
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=MODEL_CODE_PATH,
-                artifacts={BOOSTER_ARTIFACT: booster_path, SPEC_ARTIFACT: spec_path},
+                artifacts={
+                    BOOSTER_ARTIFACT: booster_path,
+                    SPEC_ARTIFACT: spec_path,
+                    RULES_ARTIFACT: RULES_CODE_PATH,
+                },
                 signature=signature_of(trained.spec),
                 input_example=_input_example(trained),
                 pip_requirements=PIP_REQUIREMENTS,
@@ -149,11 +154,16 @@ def model_exists(model_name: str) -> bool:
         raise
 
 
-def set_champion(model_name: str, version: str, decision: dict) -> None:
-    """Point the champion alias at `version` and record why on the version."""
-    client = MlflowClient()
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
-    client.set_model_version_tag(model_name, version, "sluice.promotion", json.dumps(decision))
+def set_champion(model_name: str, version: str) -> None:
+    """Point the champion alias at `version`."""
+    MlflowClient().set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
+
+
+def record_decision(model_name: str, version: str, decision: dict) -> None:
+    """Record the promotion decision and its evidence on the version, promoted or not."""
+    MlflowClient().set_model_version_tag(
+        model_name, version, "sluice.promotion", json.dumps(decision)[:5000]
+    )
 
 
 def local_copy(model_name: str, version: str, models_dir: str) -> str:

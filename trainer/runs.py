@@ -10,21 +10,32 @@ import os
 import threading
 import time
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
 import requests
 from mlflow.exceptions import MlflowException
 
 from sluice_common.errors import ApiError
 from trainer import registry
-from trainer.promotion import decide, schema_difference, schema_of
+from trainer.promotion import (
+    GateConfig,
+    compare,
+    decide,
+    schema_difference,
+    schema_of,
+    split_mismatch,
+)
 from trainer.serving import ChampionCache
 from trainer.sluice_model import table_rows
-from trainer.training import PRIMARY_METRIC, TrainingConfig, score_on_frame, train_model
+from trainer.training import PRIMARY_METRIC, TrainedModel, TrainingConfig, row_losses, train_model
 
 log = logging.getLogger(__name__)
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
-TRACKING_ERRORS = (MlflowException, requests.RequestException, OSError)
+# What the tracking server's failures look like from here. requests' errors are OSErrors too,
+# so a local disk or lock failure (a plain OSError) is told apart below, not reported as
+# "MLflow unreachable".
+TRACKING_ERRORS = (MlflowException, requests.RequestException)
 
 
 @contextlib.contextmanager
@@ -53,15 +64,59 @@ def tracking_unavailable(err: Exception) -> ApiError:
     )
 
 
+def storage_unavailable(err: OSError) -> ApiError:
+    """The 503 answered when the trainer cannot use its own disk (state directory, temp)."""
+    log.error("trainer storage error: %s", err)
+    return ApiError(
+        503,
+        "storage_unavailable",
+        "The trainer could not write its local state (disk full, or permissions on "
+        "TRAINER_STATE_DIR or the temp directory); the operator must fix it. Nothing was "
+        "promoted.",
+    )
+
+
+@contextlib.contextmanager
+def dependency_errors():
+    """Turn tracking-server and local-disk failures into their 503 answers."""
+    try:
+        yield
+    except TRACKING_ERRORS as err:
+        raise tracking_unavailable(err) from err
+    except OSError as err:
+        raise storage_unavailable(err) from err
+
+
+def _champion_comparison(
+    trained: TrainedModel, champion, metric: str, gate: GateConfig
+) -> tuple[str | None, str | None, object]:
+    """Schema change, unfairness, and the paired comparison on the rows neither model was
+    trained on (the challenger's validation rows that the champion's split also held out)."""
+    schema_change = schema_difference(schema_of(trained.spec), schema_of(champion.spec))
+    if schema_change is not None:
+        return schema_change, None, None
+    unfair = split_mismatch(trained.spec.get("split"), champion.spec.get("split"))
+    if unfair is not None:
+        return None, unfair, None
+    validation = trained.validation
+    shared = validation.keys < float(champion.spec["split"]["fraction"])
+    rows = np.flatnonzero(shared)
+    table = validation.table.take(pa.array(rows, type=pa.int64()))
+    scored = champion.score_frame(table)
+    theirs = row_losses(trained.task, validation.y[rows], scored.predictions, scored.probabilities)
+    return None, None, compare(metric, validation.losses[rows], theirs, gate)
+
+
 def dev_run(
-    frame: pd.DataFrame,
-    cleaning: dict,
+    table,
+    parsing: dict,
     *,
     model_name: str,
     target: str,
     task: str,
     promote: str,
     config: TrainingConfig,
+    gate: GateConfig,
     cache: ChampionCache,
     state_dir: str,
     tags: dict[str, str],
@@ -76,43 +131,45 @@ def dev_run(
         timings[name] = round(now - clock, 4)
         clock = now
 
-    try:
+    with dependency_errors():
         registry.ping()  # fail fast: no point training what cannot be logged
-    except TRACKING_ERRORS as err:
-        raise tracking_unavailable(err) from err
     lap("tracking_check")
-    trained = train_model(frame, target, task, config)
+    trained = train_model(table, target, task, config, delimiter=parsing.get("delimiter", ","))
     lap("train")
-    metric, higher_is_better = PRIMARY_METRIC[trained.task]
-    try:
-        run_id, model_uri = registry.log_run(trained, model_name, frame, cleaning, tags)
+    metric = PRIMARY_METRIC[trained.task]
+    validation = trained.validation
+    baseline = compare(metric, validation.losses, validation.baseline_losses, gate)
+    cleaning = {**parsing, **trained.report}
+    with dependency_errors():
+        run_id, model_uri = registry.log_run(trained, model_name, cleaning, tags)
         lap("log_run")
         with promotion_lock(state_dir, model_name):
             version = registry.register(model_uri, model_name, run_id, {"sluice.run_id": run_id})
             lap("register")
             current = registry.champion_version(model_name)
-            schema_change = champion_score = None
+            schema_change = unfair = comparison = None
             if current is not None and promote == "auto":
                 champion = cache.model(model_name, current)
-                schema_change = schema_difference(schema_of(trained.spec), schema_of(champion.spec))
-                if schema_change is None:
-                    champion_score = score_on_frame(champion, trained.validation_frame)[metric]
+                schema_change, unfair, comparison = _champion_comparison(
+                    trained, champion, metric, gate
+                )
             decision = decide(
                 promote,
                 current,
-                schema_change,
                 metric,
-                trained.metrics[metric],
-                champion_score,
-                higher_is_better,
+                trained.metrics.get(metric),
+                config=gate,
+                baseline=baseline,
+                schema_change=schema_change,
+                unfair=unfair,
+                champion=comparison,
             )
+            registry.record_decision(model_name, version, decision.to_dict())
             if decision.promoted:
-                registry.set_champion(model_name, version, decision.to_dict())
+                registry.set_champion(model_name, version)
                 cache.adopt(model_name, version, trained.model)
                 cache.notify_promoted(model_name, version)
             lap("promotion")
-    except TRACKING_ERRORS as err:
-        raise tracking_unavailable(err) from err
     champion_version = version if decision.promoted else current
     return {
         "phase": "dev",
@@ -124,21 +181,19 @@ def dev_run(
         "metrics": trained.metrics,
         "promoted": decision.promoted,
         "reason": decision.reason,
-        "promotion": decision.to_dict(),
+        "promotion": {**decision.to_dict(), "champion_version": current},
         "champion_version": champion_version,
         "features": {
-            "used": [
-                {"name": item["name"], "kind": item["kind"]} for item in trained.spec["inputs"]
-            ],
+            "used": [_feature_summary(item) for item in trained.spec["inputs"]],
             "dropped": trained.spec["dropped"],
             "n_matrix_columns": len(trained.spec["feature_names"]),
         },
         "training": {
             "rows_train": trained.n_train,
             "rows_validation": trained.n_valid,
+            "split": trained.spec["split"],
             "rounds": trained.best_rounds,
             "seconds": round(trained.train_seconds, 4),
-            "dropped_rows_non_finite_target": trained.dropped_target_rows,
             "booster_seconds": round(trained.train_seconds, 4),
             "stage_seconds": timings,
         },
@@ -146,9 +201,25 @@ def dev_run(
     }
 
 
+def _feature_summary(item: dict) -> dict:
+    """What the answer says about one input: its kind and how its cells are read."""
+    summary = {"name": item["name"], "kind": item["kind"]}
+    if item["kind"] == "numeric" and item.get("number_format"):
+        summary["number_format"] = item["number_format"]
+    elif item["kind"] == "datetime":
+        summary["date_formats"] = item["date_formats"]
+    elif item["kind"] == "categorical":
+        summary["levels"] = len(item["categories"])
+        if item.get("other"):
+            summary["rare_levels_grouped"] = item["rare_levels"]
+    if item.get("ambiguous_format"):
+        summary["ambiguous_format"] = True
+    return summary
+
+
 def prod_run(
-    frame: pd.DataFrame | dict[str, list],
-    cleaning: dict,
+    table,
+    parsing: dict,
     *,
     model_name: str,
     proba: bool,
@@ -156,15 +227,12 @@ def prod_run(
 ) -> dict:
     """Score every row with the champion, in input order; the prod answer.
 
-    `frame` may be a dict of column lists (small batches); champions logged before models
-    accepted one get a DataFrame.
+    `table` holds raw cells (an Arrow table, or a dict of column lists for a few rows); the
+    champion reads them with the rules it was trained with.
     """
-    try:
+    with dependency_errors():
         champion = cache.get(model_name)
-        if champion is None:
-            exists = registry.model_exists(model_name)
-    except TRACKING_ERRORS as err:
-        raise tracking_unavailable(err) from err
+        exists = champion is not None or registry.model_exists(model_name)
     if champion is None:
         if exists:
             raise ApiError(
@@ -179,11 +247,8 @@ def prod_run(
             f"No model named {model_name!r} has been trained. Train it first with phase=dev "
             f"(model={model_name}).",
         )
-    # Checked by name here: the champion runs its own logged copy of sluice_model, so its
-    # exception classes are not this process's.
-    if isinstance(frame, dict) and not getattr(champion.model, "accepts_columns", False):
-        frame = pd.DataFrame(frame)
-    missing = [name for name in champion.model.required_columns if name not in frame]
+    names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
+    missing = [name for name in champion.model.required_columns if name not in names]
     if missing:
         raise ApiError(
             422,
@@ -192,34 +257,26 @@ def prod_run(
             f"{', '.join(map(repr, missing))}.",
             missing_columns=missing,
         )
+    if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
+        table = table.to_pandas()  # a model logged before cell rules took DataFrames only
+    # Checked by name: the champion runs its own logged copy of sluice_model, so its
+    # exception classes are not this process's.
     try:
-        scored = champion.model.score_frame(frame)
+        scored = champion.model.score_frame(table)
     except (ValueError, TypeError) as err:
         raise ApiError(
             422, "invalid_values", f"Some values could not be scored: {str(err)[:300]}"
         ) from err
-    warnings = dict(scored.warnings)
-    required = set(champion.model.required_columns)
-    coerced = {
-        name: count
-        for name, count in (cleaning.get("coerced_to_missing") or {}).items()
-        if name in required
-    }
-    if coerced:
-        warnings["not_numeric_treated_as_missing"] = {
-            **coerced,
-            **warnings.get("not_numeric_treated_as_missing", {}),
-        }
     predictions = scored.predictions
     answer = {
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
-        "n_rows": table_rows(frame),
+        "n_rows": table_rows(table),
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         "ignored_columns": scored.ignored_columns,
-        "warnings": warnings,
-        "cleaning": cleaning,
+        "warnings": scored.warnings,
+        "cleaning": parsing,
     }
     if proba and scored.probabilities is not None:
         answer["classes"] = champion.model.classes

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import xgboost as xgb
 from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
-from sluice_common.cleaning import to_number
 from sluice_common.errors import ApiError
 from sluice_common.params import TASKS
-from trainer.features import feature_types, fit_feature_spec
+from trainer import rows as rowsets
+from trainer import sluice_cells as cells
+from trainer.features import (
+    Distinct,
+    clean_table,
+    distinct_of,
+    feature_types,
+    fit_feature_spec,
+    fit_kinds,
+    fit_number_format,
+)
 from trainer.sluice_model import SluiceModel, feature_matrix
 
 MAX_CLASSES = 200
 MIN_ROWS = 10
-# Metric used to compare a new model with the champion, and whether lower is better.
-PRIMARY_METRIC = {"classification": ("log_loss", False), "regression": ("rmse", False)}
+# Metric used to compare a new model with the champion; every one of them is a loss.
+PRIMARY_METRIC = {"classification": "log_loss", "regression": "rmse"}
+_EPS = 1e-15
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,31 @@ class TrainingConfig:
     early_stopping_rounds: int = 100
     refit_max_rows: int = 200_000
     max_categories: int = 1000
+    min_category_rows: int = 5
     nthread: int = 0
+
+
+@dataclass
+class Target:
+    """The target column read as labels (classification) or numbers (regression)."""
+
+    task: str
+    reason: str
+    y: np.ndarray  # class codes or values, per kept row
+    classes: list[str] | None
+    number_format: dict | None
+    keep: np.ndarray  # rows whose target was read
+
+
+@dataclass
+class Validation:
+    """The held-out rows and how the new model did on each of them."""
+
+    table: pa.Table  # raw cells of the validation rows, for scoring other models
+    y: np.ndarray
+    keys: np.ndarray  # row keys in [0, 1): a row is held out when its key < the fraction
+    losses: np.ndarray  # the new model's loss per row
+    baseline_losses: np.ndarray  # the trivial baseline's (class prior or training mean)
 
 
 @dataclass
@@ -53,88 +87,92 @@ class TrainedModel:
     train_seconds: float
     n_train: int
     n_valid: int
-    validation_frame: pd.DataFrame  # raw validation rows (features + target), for comparisons
-    dropped_target_rows: int = 0  # regression rows whose target is not a finite number
+    validation: Validation
+    report: dict = field(default_factory=dict)  # rows and cells: what was dropped or unread
+    table: pa.Table | None = None  # the rows trained and validated on (cleaned cells)
 
 
-def detect_task(target: pd.Series, requested: str = "auto") -> tuple[str, str]:
-    """Classification or regression, and the reason for the choice."""
+def _first_unreadable(distinct: Distinct, result: dict) -> str:
+    bad = np.flatnonzero(result["bad"])
+    return str(distinct.values[int(bad[0])].as_py()) if len(bad) else ""
+
+
+def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool) -> Target:
+    """Classification or regression (with the reason), and the target read accordingly.
+
+    A target is numeric when one number format reads every value (task=regression accepts
+    up to 5% unreadable values: those rows are dropped and counted).
+    """
     if requested not in TASKS:
         raise ApiError(
             400, "invalid_task", f"task must be one of {', '.join(TASKS)}; got {requested!r}."
         )
-    numbers = to_number(target, finite=False)
-    all_numeric = bool(numbers.notna().all())
-    distinct = int(target.nunique())
-    if requested == "regression":
-        if not all_numeric:
-            bad = target[numbers.isna()].iloc[0]
-            raise ApiError(
-                422,
-                "target_not_numeric",
-                f"Regression needs a numeric target; {target.name!r} has values like {bad!r}. "
-                "Use task=classification or pick another target.",
-            )
-        return "regression", "requested with task=regression"
-    if requested == "classification":
-        return "classification", "requested with task=classification"
-    if not all_numeric:
-        return "classification", f"target has text values ({distinct} distinct)"
-    with np.errstate(invalid="ignore"):
-        integral = bool(np.all(np.mod(numbers.to_numpy(), 1) == 0))
-    if integral and (distinct <= 2 or (distinct <= 20 and distinct * 5 <= len(target))):
-        return "classification", f"integer target with {distinct} distinct values"
-    if integral:
-        return (
-            "regression",
-            f"integer target with {distinct} distinct values (too many for classes)",
+    distinct = distinct_of(column)
+    number = fit_number_format(distinct, prefer_comma, share=0.0)
+    all_numeric = number is not None and number["unreadable"] == 0
+    n_distinct = len(distinct.counts)
+    if requested == "regression" and (number is None or number["unreadable"] > 0.05 * len(column)):
+        example = _first_unreadable(distinct, number) if number else ""
+        raise ApiError(
+            422,
+            "target_not_numeric",
+            f"Regression needs a numeric target; {name!r} has values like {example!r}. "
+            "Use task=classification or pick another target.",
         )
-    return "regression", "target has continuous numeric values"
+    if requested == "regression" or (requested == "auto" and all_numeric):
+        fmt = number["format"]
+        values, _ = fmt.parse_array(column)
+        if requested == "auto":
+            integral = bool(np.all(np.mod(values, 1) == 0))
+            few = n_distinct <= 2 or (n_distinct <= 20 and n_distinct * 5 <= len(values))
+            if integral and few:
+                return _classes(column, name, f"integer target with {n_distinct} distinct values")
+            reason = (
+                f"integer target with {n_distinct} distinct values (too many for classes)"
+                if integral
+                else "target has continuous numeric values"
+            )
+        else:
+            reason = "requested with task=regression"
+        keep = ~np.isnan(values)
+        return Target("regression", reason, values[keep], None, fmt.to_dict(), keep)
+    if requested == "classification":
+        return _classes(column, name, "requested with task=classification")
+    return _classes(column, name, f"target has text values ({n_distinct} distinct)")
 
 
-def encode_target(target: pd.Series, task: str) -> tuple[np.ndarray, list[str] | None]:
-    """Numeric training labels, and the class labels (original text) for classification."""
-    if task == "regression":
-        return to_number(target, finite=False).to_numpy(dtype="float64"), None
-    labels = target.astype("object").map(str)
-    numbers = to_number(target)
-    if numbers.notna().all():  # numeric labels sort by value, not as text
-        order = pd.DataFrame({"label": labels, "n": numbers}).drop_duplicates("label")
-        classes = order.sort_values(["n", "label"])["label"].tolist()
-    else:
-        classes = sorted(labels.unique().tolist())
-    if len(classes) < 2:
+def _classes(column: pa.Array, name: str, reason: str) -> Target:
+    """Class labels as category keys (text as written, numbers written one way)."""
+    distinct, positions = cells.distinct_cells(column)
+    keys = np.asarray([cells.category_key(value) for value in distinct] + [None], dtype=object)
+    labels = keys[positions]
+    present = sorted({key for key in keys if key is not None}, key=_label_order)
+    if len(present) < 2:
         raise ApiError(
             422,
             "single_class",
-            f"The target {target.name!r} has a single value ({classes[0]!r}); "
+            f"The target {name!r} has a single value ({present[0]!r}); "
             "classification needs at least two classes.",
         )
-    if len(classes) > MAX_CLASSES:
+    if len(present) > MAX_CLASSES:
         raise ApiError(
             422,
             "too_many_classes",
-            f"The target has {len(classes)} distinct values; at most {MAX_CLASSES} classes are "
+            f"The target has {len(present)} distinct values; at most {MAX_CLASSES} classes are "
             "supported. Use task=regression for a numeric target.",
         )
-    codes = pd.Categorical(labels, categories=classes).codes.astype("float64")
-    return codes, classes
+    index = {label: code for code, label in enumerate(present)}
+    codes = np.array([index.get(label, -1) for label in labels], dtype="float64")
+    keep = codes >= 0
+    return Target("classification", reason, codes[keep], present, None, keep)
 
 
-def split_rows(
-    y: np.ndarray, task: str, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices for fitting and for held-out validation; stratified when it can be."""
-    index = np.arange(len(y))
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        if counts.min() >= 2 and round(len(y) * fraction) >= len(counts):
-            stratify = y
-    fit_idx, held_idx = train_test_split(
-        index, test_size=fraction, random_state=seed, stratify=stratify
-    )
-    return np.sort(fit_idx), np.sort(held_idx)
+def _label_order(label: str):
+    """Numeric labels sort by value, text labels as text (numbers first)."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def booster_params(task: str, n_classes: int, config: TrainingConfig) -> dict:
@@ -159,8 +197,18 @@ def booster_params(task: str, n_classes: int, config: TrainingConfig) -> dict:
     return params
 
 
+def row_losses(task: str, y: np.ndarray, predictions: np.ndarray, proba) -> np.ndarray:
+    """Each row's loss: log loss of the true class, or squared error."""
+    if task == "regression":
+        return (predictions - y) ** 2
+    picked = proba[np.arange(len(y)), y.astype("int64")]
+    return -np.log(np.clip(picked, _EPS, 1.0))
+
+
 def score(task: str, y_true: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None) -> dict:
     """Validation metrics; y_true are class codes (classification) or values."""
+    if len(y_true) == 0:
+        return {}
     if task == "regression":
         err = predictions - y_true
         return {
@@ -170,37 +218,43 @@ def score(task: str, y_true: np.ndarray, predictions: np.ndarray, proba: np.ndar
         }
     labels = np.arange(proba.shape[1])
     predicted = np.argmax(proba, axis=1)
+    present = np.unique(y_true).astype("int64")  # classes absent here say nothing about f1
     result = {
         "accuracy": float(skm.accuracy_score(y_true, predicted)),
-        "f1_macro": float(skm.f1_score(y_true, predicted, average="macro", labels=labels)),
-        "log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels)),
+        "f1_macro": float(
+            skm.f1_score(y_true, predicted, average="macro", labels=present, zero_division=0)
+        ),
+        "log_loss": float(skm.log_loss(y_true, np.clip(proba, _EPS, 1), labels=labels)),
     }
-    if proba.shape[1] == 2 and len(np.unique(y_true)) == 2:
+    if proba.shape[1] == 2 and len(present) == 2:
         result["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
     return result
 
 
-def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None):
-    train = xgb.DMatrix(
-        matrix, label=y, feature_types=types, feature_names=names, enable_categorical=True
+def _inner_split(y: np.ndarray, task: str, fraction: float, seed: int):
+    """Early-stopping rows among the training rows (random, stratified when it can be)."""
+    index = np.arange(len(y))
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and round(len(y) * fraction) >= len(counts):
+            stratify = y
+    fit_idx, stop_idx = train_test_split(
+        index, test_size=fraction, random_state=seed, stratify=stratify
     )
-    evals = []
-    if valid is not None:
-        evals = [
-            (
-                xgb.DMatrix(
-                    valid[0],
-                    label=valid[1],
-                    feature_types=types,
-                    feature_names=names,
-                    enable_categorical=True,
-                ),
-                "valid",
-            )
-        ]
+    return np.sort(fit_idx), np.sort(stop_idx)
+
+
+def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None):
+    def dmatrix(x, label):
+        return xgb.DMatrix(
+            x, label=label, feature_types=types, feature_names=names, enable_categorical=True
+        )
+
+    evals = [(dmatrix(*valid), "valid")] if valid is not None else []
     return xgb.train(
         params,
-        train,
+        dmatrix(matrix, y),
         num_boost_round=rounds,
         evals=evals,
         early_stopping_rounds=early_stopping if evals else None,
@@ -208,32 +262,73 @@ def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=Non
     )
 
 
+def baseline_losses(task: str, y_fit: np.ndarray, y_valid: np.ndarray, n_classes: int):
+    """Per-row losses of the trivial model: the class prior of the training rows, or their
+    mean."""
+    if task == "regression":
+        return (y_valid - y_fit.mean()) ** 2
+    prior = np.bincount(y_fit.astype("int64"), minlength=n_classes) / len(y_fit)
+    return -np.log(np.clip(prior[y_valid.astype("int64")], _EPS, 1.0))
+
+
 def train_model(
-    frame: pd.DataFrame, target: str, task: str = "auto", config: TrainingConfig | None = None
+    data,
+    target: str,
+    task: str = "auto",
+    config: TrainingConfig | None = None,
+    delimiter: str = ",",
 ) -> TrainedModel:
-    """Fit feature handling and booster on cleaned rows; score held-out validation rows."""
+    """Read the raw cells, decide each column's kind, split by row content, fit feature
+    handling and booster on the training rows, score the validation rows."""
     config = config or TrainingConfig()
-    if len(frame) < MIN_ROWS:
+    table = clean_table(rowsets.as_table(data))
+    rows_in = table.num_rows
+    if target not in table.column_names:
+        raise ApiError(422, "unknown_target", f"Target column {target!r} is not in the table.")
+    if table.column(target).null_count == rows_in:
+        raise ApiError(
+            422,
+            "empty_target",
+            f"Target column {target!r} has no values. Pick another column with ?target=NAME.",
+        )
+    empty = rowsets.empty_rows(table)
+    no_target = rowsets.is_null(table.column(target)) & ~empty
+    table = rowsets.keep_rows(table, ~empty & ~no_target)
+    dropped_rows = {"empty": int(empty.sum()), "missing_target": int(no_target.sum())}
+    if table.num_rows < MIN_ROWS:
         raise ApiError(
             422,
             "too_few_rows",
-            f"Training needs at least {MIN_ROWS} rows with a target; this file has {len(frame)}.",
+            f"Training needs at least {MIN_ROWS} rows with a target; this file has "
+            f"{table.num_rows}.",
         )
-    task, reason = detect_task(frame[target], task)
-    y, classes = encode_target(frame[target], task)
-    finite = np.isfinite(y)
-    dropped_target_rows = int((~finite).sum())
-    if dropped_target_rows:  # inf or overflowing targets: nothing to learn from those rows
-        frame, y = frame[finite].reset_index(drop=True), y[finite]
-        if len(frame) < MIN_ROWS:
+    prefer_comma = delimiter == ";"
+    read = read_target(table.column(target).combine_chunks(), target, task, prefer_comma)
+    if not read.keep.all():
+        dropped_rows["unreadable_target"] = int((~read.keep).sum())
+        table = rowsets.keep_rows(table, read.keep)
+        if table.num_rows < MIN_ROWS:
             raise ApiError(
                 422,
                 "too_few_rows",
-                f"Only {len(frame)} rows have a finite target; training needs {MIN_ROWS}.",
+                f"Only {table.num_rows} rows have a readable target; training needs {MIN_ROWS}.",
             )
-    fit_idx, valid_idx = split_rows(y, task, config.validation_fraction, config.seed)
-    fit_rows = frame.iloc[fit_idx]
-    spec = fit_feature_spec(fit_rows, target, config.max_categories)
+    y = read.y
+    kinds, dropped, unreadable = fit_kinds(table, target, delimiter)
+    key_columns = rowsets.non_empty_columns(table)
+    content = rowsets.content_hashes(table, key_columns)
+    keys = rowsets.row_keys(content)
+    held = keys < config.validation_fraction
+    fit_idx, valid_idx = np.flatnonzero(~held), np.flatnonzero(held)
+    if len(fit_idx) < 2:
+        raise ApiError(
+            422,
+            "too_few_rows",
+            f"The {table.num_rows} rows hold too few distinct rows to train on; add more data.",
+        )
+    spec = fit_feature_spec(
+        table, target, ~held, kinds, dropped, config.min_category_rows, config.max_categories
+    )
     if not spec["inputs"]:
         reasons = "; ".join(f"{d['name']}: {d['reason']}" for d in spec["dropped"]) or "none"
         raise ApiError(
@@ -241,30 +336,40 @@ def train_model(
             "no_usable_features",
             f"No column besides the target can be used as a feature (dropped: {reasons}).",
         )
-    spec.update(task=task, target=target, classes=classes)
-    matrix, _ = feature_matrix(frame, spec)
+    spec.update(
+        task=read.task,
+        target=target,
+        classes=read.classes,
+        target_number_format=read.number_format,
+        split={
+            "method": rowsets.SPLIT_METHOD,
+            "fraction": config.validation_fraction,
+            "columns": sorted(key_columns),
+        },
+    )
+    matrix, _ = feature_matrix(table, spec, cells)
     types, names = feature_types(spec), spec["feature_names"]
-    params = booster_params(task, len(classes or []), config)
+    params = booster_params(read.task, len(read.classes or []), config)
 
     started = time.perf_counter()
-    inner_fit, inner_stop = split_rows(
-        y[fit_idx], task, config.early_stopping_fraction, config.seed + 1
+    inner_fit, inner_stop = _inner_split(
+        y[fit_idx], read.task, config.early_stopping_fraction, config.seed + 1
     )
-    fit_rows_idx, stop_rows_idx = fit_idx[inner_fit], fit_idx[inner_stop]
+    fit_rows, stop_rows = fit_idx[inner_fit], fit_idx[inner_stop]
     booster = _fit(
         params,
-        matrix[fit_rows_idx],
-        y[fit_rows_idx],
+        matrix[fit_rows],
+        y[fit_rows],
         types,
         names,
         config.max_rounds,
-        valid=(matrix[stop_rows_idx], y[stop_rows_idx]),
+        valid=(matrix[stop_rows], y[stop_rows]),
         early_stopping=config.early_stopping_rounds,
     )
     best_rounds = booster.best_iteration + 1
     if len(fit_idx) <= config.refit_max_rows:
-        # Small data: every fitting row counts, so refit on all of them with the rounds found,
-        # scaled for the larger sample.
+        # Small data: every training row counts, so refit on all of them with the rounds
+        # found, scaled for the larger sample.
         rounds = max(1, round(best_rounds / (1 - config.early_stopping_fraction)))
         booster = _fit(params, matrix[fit_idx], y[fit_idx], types, names, rounds)
         best_rounds = rounds
@@ -272,33 +377,52 @@ def train_model(
         booster = booster[:best_rounds]
     train_seconds = time.perf_counter() - started
 
-    model = SluiceModel(booster, spec)
+    model = SluiceModel(booster, spec, cells)
     predictions, proba = model.score_matrix(matrix[valid_idx])
-    values = proba if task == "classification" else predictions
-    metrics = score(task, y[valid_idx], values, proba)
+    y_valid = y[valid_idx]
+    metrics = score(read.task, y_valid, predictions, proba)
+    validation = Validation(
+        table=rowsets.take_rows(table, valid_idx),
+        y=y_valid,
+        keys=keys[valid_idx],
+        losses=row_losses(read.task, y_valid, predictions, proba),
+        baseline_losses=baseline_losses(read.task, y[fit_idx], y_valid, len(read.classes or [])),
+    )
+    report = {
+        "rows_in": rows_in,
+        "rows_out": table.num_rows,
+        "dropped_rows": dropped_rows,
+        "duplicate_rows": rowsets.duplicate_count(content),
+        "missing_values": rowsets.null_counts(table),
+        "unreadable_treated_as_missing": unreadable,
+    }
     return TrainedModel(
         model=model,
         spec=spec,
-        task=task,
-        task_reason=reason,
+        task=read.task,
+        task_reason=read.reason,
         metrics=metrics,
         params=params,
         best_rounds=best_rounds,
         train_seconds=train_seconds,
         n_train=len(fit_idx),
         n_valid=len(valid_idx),
-        validation_frame=frame.iloc[valid_idx].reset_index(drop=True),
-        dropped_target_rows=dropped_target_rows,
+        validation=validation,
+        report=report,
+        table=table,
     )
 
 
-def score_on_frame(model: SluiceModel, frame: pd.DataFrame) -> dict:
-    """Metrics of any Sluice model on labelled rows (used to compare with the champion)."""
-    spec = model.spec
-    target = spec["target"]
-    scored = model.score_frame(frame)
+def labels_of(spec: dict, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A target column read the way a model reads its target: class codes (or values), and
+    which rows were readable (known class, or a number in the target's format)."""
     if spec["task"] == "regression":
-        y = to_number(frame[target]).to_numpy(dtype="float64")
-        return score("regression", y, scored.predictions, None)
-    codes = pd.Categorical(frame[target].astype("object").map(str), categories=spec["classes"])
-    return score("classification", codes.codes.astype("float64"), None, scored.probabilities)
+        fmt = cells.NumberFormat.from_dict(spec.get("target_number_format"))
+        values, _ = cells.read_numbers(column, fmt)
+        return values, ~np.isnan(values)
+    index = {label: code for code, label in enumerate(spec["classes"])}
+    distinct, positions = cells.distinct_cells(column)
+    codes = np.array(
+        [index.get(cells.category_key(value), -1) for value in distinct] + [-1], dtype="float64"
+    )[positions]
+    return codes, codes >= 0
