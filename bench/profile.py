@@ -1,8 +1,8 @@
 """cProfile the pure steps behind one request, in process and without HTTP.
 
-    .venv/bin/python -m bench.profile prod --rows 100000   # parse, clean, Arrow, score, JSON
+    .venv/bin/python -m bench.profile prod --rows 100000   # parse, Arrow, score, JSON
     .venv/bin/python -m bench.profile single --repeat 300  # the same for one row, many times
-    .venv/bin/python -m bench.profile dev --rows 100000    # dev minus HTTP: clean, train, log
+    .venv/bin/python -m bench.profile dev --rows 100000    # dev minus HTTP: parse, train, log
 
 `dev` logs to a throwaway SQLite tracking store in a temp dir, so MLflow's server-side work
 runs in this process too; the service's HTTP round trips to the tracking server are not in it.
@@ -27,14 +27,18 @@ from bench.data import TARGET, query_csv, train_csv
 
 def prod_pipeline(csv: bytes, model) -> bytes:
     """What preprocess and trainer do for a prod request, minus HTTP and multipart."""
-    from sluice_common.cleaning import clean
-    from sluice_common.parsing import parse_csv
-    from sluice_common.transport import arrow_to_frame, frame_to_arrow
+    from sluice_common.transport import columns_to_arrow, frame_to_arrow, read_arrow
+    from sluice_common.upload import parse_upload
+    from trainer.sluice_model import SMALL_ROWS
 
-    parsed = parse_csv(csv)
-    frame, report = clean(parsed.frame, "prod", None, parsed.delimiter)
-    report.update(encoding=parsed.encoding, delimiter=parsed.delimiter)
-    received, report = arrow_to_frame(frame_to_arrow(frame, report))
+    table, report, _ = parse_upload(csv, "prod", None)
+    if isinstance(table, dict):
+        payload = columns_to_arrow(table, report)
+    else:
+        payload = frame_to_arrow(table, report)
+    received, report = read_arrow(payload)
+    if received.num_rows <= SMALL_ROWS:
+        received = received.to_pydict()
     scored = model.score_frame(received)
     predictions = scored.predictions
     answer = {
@@ -46,43 +50,48 @@ def prod_pipeline(csv: bytes, model) -> bytes:
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def _parsed_table(csv: bytes):
+    import pyarrow as pa
+
+    from sluice_common.upload import parse_upload
+
+    frame, report, _ = parse_upload(csv, "dev", TARGET)
+    return pa.Table.from_pandas(frame, preserve_index=False), report
+
+
 def trained_model(rows: int):
     """A champion-like model trained in process on the benchmark table."""
-    from sluice_common.cleaning import clean
-    from sluice_common.parsing import parse_csv
     from trainer.training import train_model
 
-    parsed = parse_csv(train_csv(rows))
-    frame, _ = clean(parsed.frame, "dev", TARGET, parsed.delimiter)
-    return train_model(frame, TARGET).model
+    table, report = _parsed_table(train_csv(rows))
+    return train_model(table, TARGET, delimiter=report["delimiter"]).model
 
 
 def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
-    """What a dev request does after the upload: clean, Arrow, train, log, register, alias."""
+    """What a dev request does after the upload: parse, Arrow, train, log, register, alias."""
     import mlflow
 
-    from sluice_common.cleaning import clean
-    from sluice_common.parsing import parse_csv
-    from sluice_common.transport import arrow_to_frame, frame_to_arrow
+    from sluice_common.transport import frame_to_arrow, read_arrow
+    from sluice_common.upload import parse_upload
     from trainer import registry
     from trainer.training import train_model
 
     mlflow.set_tracking_uri(f"sqlite:///{tracking_dir}/mlflow.db")
     # Artifacts in the temp dir too: a SQLite store's default artifact root is ./mlruns.
-    mlflow.create_experiment(
-        registry.experiment_name("profile"), artifact_location=f"{tracking_dir}/artifacts"
-    )
+    if mlflow.get_experiment_by_name(registry.experiment_name("profile")) is None:
+        mlflow.create_experiment(
+            registry.experiment_name("profile"), artifact_location=f"{tracking_dir}/artifacts"
+        )
     marks = {"start": time.perf_counter()}
-    parsed = parse_csv(csv)
-    frame, report = clean(parsed.frame, "dev", TARGET, parsed.delimiter)
-    frame, report = arrow_to_frame(frame_to_arrow(frame, report))
-    marks["cleaned"] = time.perf_counter()
-    trained = train_model(frame, TARGET)
+    frame, report, _ = parse_upload(csv, "dev", TARGET)
+    table, report = read_arrow(frame_to_arrow(frame, report))
+    marks["parsed"] = time.perf_counter()
+    trained = train_model(table, TARGET, delimiter=report["delimiter"])
     marks["trained"] = time.perf_counter()
-    run_id, uri = registry.log_run(trained, "profile", frame, report, {})
+    run_id, uri = registry.log_run(trained, "profile", report, {})
     marks["logged"] = time.perf_counter()
     version = registry.register(uri, "profile", run_id, {"sluice.run_id": run_id})
-    registry.set_champion("profile", version, {"promoted": True})
+    registry.set_champion("profile", version)
     marks["registered"] = time.perf_counter()
     steps = list(marks)
     out = {f"{b}": marks[b] - marks[a] for a, b in zip(steps, steps[1:], strict=False)}

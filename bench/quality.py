@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from sklearn.metrics import log_loss, mean_squared_error
 
 from trainer import rows as rowsets
 from trainer.training import TrainingConfig, train_model

@@ -254,16 +254,15 @@ def percentiles(latencies: list[float]) -> dict:
 
 
 def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict:
-    """The champion's own predict time on the cleaned rows, and the steps around it."""
+    """The champion's own predict time on the parsed rows, and the steps around it."""
     import mlflow
     from mlflow.pyfunc.scoring_server import parse_csv_input
 
     # mlflow installs its own warning filters on import; ours go in front of them.
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-    from sluice_common.cleaning import clean
     from sluice_common.parsing import parse_csv
-    from sluice_common.transport import arrow_to_frame, frame_to_arrow
+    from sluice_common.transport import frame_to_arrow, read_arrow
     from trainer.sluice_model import feature_matrix
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -280,11 +279,10 @@ def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict
 
     for _ in range(reps):
         parsed = timed("parse_csv", parse_csv, csv)
-        frame, report = timed("clean", clean, parsed.frame, "prod", None, parsed.delimiter)
-        payload = timed("frame_to_arrow", frame_to_arrow, frame, report)
-        received, _ = timed("arrow_to_frame", arrow_to_frame, payload)
+        payload = timed("frame_to_arrow", frame_to_arrow, parsed.frame, {})
+        received, _ = timed("read_arrow", read_arrow, payload)
         timed("score_frame", model.score_frame, received)
-        matrix, _ = timed("feature_matrix", feature_matrix, received, model.spec)
+        matrix, _ = timed("feature_matrix", feature_matrix, received, model.spec, model.rules)
         timed("inplace_predict", model.booster.inplace_predict, matrix)
         # What `mlflow models serve` does in process: read_csv with the schema, then predict.
         raw = timed("pandas_read_csv", parse_csv_input, io.BytesIO(csv), schema)
@@ -394,7 +392,7 @@ def run(plan: Plan, workdir: str, results: dict) -> dict:
             "serve_per_s": median([r["per_second"] for r in rounds["serve"]]),
         }
 
-        log("in-process floor: the champion's own predict on the cleaned rows")
+        log("in-process floor: the champion's own predict on the parsed rows")
         results["floor"] = inprocess_floor(
             stack.tracking_uri, data["query"], plan.batch_rows, plan.floor_reps
         )
@@ -608,7 +606,7 @@ def summarise(results: dict) -> tuple[list[list[str]], dict]:
     share = floor["score_frame"] / e2e
     rows.append(
         [
-            f"6 floor: champion score_frame on {batch['rows']:,} cleaned rows (s)",
+            f"6 floor: champion score_frame on {batch['rows']:,} parsed rows (s)",
             f"{floor['score_frame']:.3f}",
             f"{median(batch['serve_seconds']):.3f}",
             f"{share:.0%} of e2e",
@@ -620,9 +618,8 @@ def summarise(results: dict) -> tuple[list[list[str]], dict]:
         f"{name} {floor[name]:.3f}"
         for name in (
             "parse_csv",
-            "clean",
             "frame_to_arrow",
-            "arrow_to_frame",
+            "read_arrow",
             "feature_matrix",
             "inplace_predict",
             "pandas_read_csv",

@@ -15,7 +15,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tests.datasets import churn, diabetes, iris, shifted, to_csv
+from tests.datasets import churn, diabetes, iris, to_csv
 from tests.stack import ROOT, free_port, post_csv
 
 
@@ -91,42 +91,50 @@ def test_target_and_task_overrides(stack, model_name):
     assert "requested" in dev["task"]["reason"]
 
 
-def test_same_data_again_is_promoted_as_at_least_as_good(stack, model_name):
-    frame = churn(400)
+def _waves(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, size=(rows, 2))
+    y = np.sin(x[:, 0]) * 10 + x[:, 1] ** 2
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "target": y})
+
+
+def test_same_data_again_is_promoted_as_not_worse(stack, model_name):
+    frame = _waves(1000, 3)  # ~200 validation rows: enough for the gate
     train(stack, model_name, frame)
     second = train(stack, model_name, frame)
     assert second["version"] == "2" and second["promoted"] is True
-    assert second["promotion"]["challenger_score"] == pytest.approx(
-        second["promotion"]["champion_score"]
-    )
-    assert "at least as good" in second["reason"]
+    promotion = second["promotion"]
+    assert promotion["rule"] == "not_worse" and promotion["champion_version"] == "1"
+    assert promotion["challenger_score"] == pytest.approx(promotion["champion_score"])
+    assert promotion["comparison"]["rows"] == second["training"]["rows_validation"] >= 100
+    assert promotion["comparison"]["difference"] == pytest.approx(0.0, abs=1e-9)
+    assert "not worse" in second["reason"]
 
 
 def test_worse_model_is_not_promoted(stack, model_name):
-    rng = np.random.default_rng(0)
-
-    def make(rows):
-        x = rng.uniform(-3, 3, size=(rows, 2))
-        y = np.sin(x[:, 0]) * 10 + x[:, 1] ** 2
-        return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "target": y})
-
-    train(stack, model_name, make(1500))
-    weak = train(stack, model_name, make(40))
-    assert weak["promoted"] is False and weak["champion_version"] == "1"
-    assert weak["promotion"]["challenger_score"] > weak["promotion"]["champion_score"]
-    assert "worse" in weak["reason"]
-    assert predict(stack, model_name, make(5).drop(columns="target"))["version"] == "1"
+    train(stack, model_name, _waves(4000, 0))
+    weak = train(stack, model_name, _waves(600, 1))  # a fifth of the rows: a worse fit
+    promotion = weak["promotion"]
+    assert weak["promoted"] is False and weak["champion_version"] == "1", weak["reason"]
+    assert promotion["rule"] == "worse" and "worse" in weak["reason"]
+    assert promotion["challenger_score"] > promotion["champion_score"]
+    assert promotion["comparison"]["interval"][0] > 0  # worse beyond the noise
+    assert predict(stack, model_name, _waves(5, 2).drop(columns="target"))["version"] == "1"
 
 
-def test_schema_change_is_promoted_and_promote_overrides(stack, model_name):
-    frame = churn(300)
+def test_schema_change_is_not_promoted_and_promote_overrides(stack, model_name):
+    frame = churn(1000)
     train(stack, model_name, frame)
     narrower = train(stack, model_name, frame.drop(columns=["region"]))
-    assert narrower["promoted"] is True and "schema differs" in narrower["reason"]
+    assert narrower["promoted"] is False and narrower["promotion"]["rule"] == "schema"
+    assert "schema differs" in narrower["reason"] and "region" in narrower["reason"]
+    assert "promote=always" in narrower["reason"]
     never = train(stack, model_name, frame, promote="never")
-    assert never["promoted"] is False and never["champion_version"] == "2"
-    always = train(stack, model_name, shifted(frame, 1), promote="always")
+    assert never["promoted"] is False and never["champion_version"] == "1"
+    always = train(stack, model_name, frame.drop(columns=["region"]), promote="always")
     assert always["promoted"] is True and always["champion_version"] == always["version"] == "4"
+    query = frame.drop(columns=["churned", "region"]).head(5)
+    assert predict(stack, model_name, query)["version"] == "4"
 
 
 def test_new_champion_is_served_without_restart(stack, model_name):
@@ -134,7 +142,7 @@ def test_new_champion_is_served_without_restart(stack, model_name):
     train(stack, model_name, frame)
     query = frame.drop(columns="target").head(10)
     assert predict(stack, model_name, query)["version"] == "1"
-    train(stack, model_name, frame.drop(columns=["sepal width (cm)"]))  # schema change: promoted
+    train(stack, model_name, frame, promote="always")
     # Every worker sees the new champion at once (a dev run went through this trainer).
     versions = {predict(stack, model_name, query)["version"] for _ in range(6)}
     assert versions == {"2"}

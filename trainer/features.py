@@ -73,29 +73,32 @@ def fit_number_format(
     """The number format that reads the most cells, when it reads at least `share` of them.
 
     Decided from the whole column, once: `3,750` alone is a thousands separator or a decimal
-    comma; `0,125` or `1.234,5` elsewhere in the column settles it. A tie between formats that
-    read some cell differently is broken by the file (a `;` file prefers decimal commas) and
-    reported as ambiguous.
+    comma; `0,125` or `1.234,5` elsewhere in the column settles it. Cells are read as the
+    model reads them (`sluice_cells.read_numbers`: the decimal mark fixed, any grouping), so
+    the choice is the decimal mark, then the grouping most cells use. A tie between decimal
+    marks that read some cell differently is broken by the file (a `;` file prefers decimal
+    commas) and reported as ambiguous.
     """
     if distinct.total == 0:
         return None
     order = sorted(NUMBER_FORMATS, key=lambda f: (f.decimal != ",") if prefer_comma else 0)
     results = []
     for fmt in order:
-        values, bad = fmt.parse_array(distinct.values)
+        values, bad, regrouped = cells.read_number_texts(distinct.values, fmt)
         read = int(distinct.counts[~bad].sum())
-        results.append((read, fmt, values, bad))
-    best = max(read for read, *_ in results)
-    if best < share * distinct.total:
+        native = int(distinct.counts[~bad & ~regrouped].sum())
+        results.append((read, native, fmt, values, bad))
+    best = max((read, native) for read, native, *_ in results)
+    if best[0] < share * distinct.total:
         return None
-    tied = [(fmt, values, bad) for read, fmt, values, bad in results if read == best]
-    fmt, values, bad = tied[0]
+    _, _, fmt, values, bad = next(r for r in results if (r[0], r[1]) == best)
     ambiguous = any(
-        not np.array_equal(values, other_values, equal_nan=True) for _, other_values, _ in tied[1:]
+        read == best[0] and not np.array_equal(values, other_values, equal_nan=True)
+        for read, _, _, other_values, _ in results
     )
     return {
         "format": fmt,
-        "unreadable": distinct.total - best,
+        "unreadable": distinct.total - best[0],
         "ambiguous": ambiguous,
         "values": values,
         "bad": bad,
@@ -222,7 +225,7 @@ def fit_kinds(
         number = fit_number_format(distinct, prefer_comma)
         if number is not None:
             fmt = number["format"]
-            numbers, _ = fmt.parse_array(column)
+            numbers = cells.read_numbers(column, fmt).values
             if _numeric_id(numbers, name):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
                 continue

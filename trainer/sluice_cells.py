@@ -105,6 +105,17 @@ class NumberFormat:
         """Cells that are only an optionally signed body: most cells of most columns."""
         return rf"^[-+]?{self.body}$"
 
+    @property
+    def regroupings(self) -> tuple[NumberFormat, ...]:
+        """Formats with this decimal mark and another thousands separator. A column's decimal
+        mark is its convention; how its numbers are grouped is not: `1,234.5` in a column
+        trained on `1234.5` is one number, while `1,5` in that column is not read."""
+        return tuple(
+            fmt
+            for fmt in NUMBER_FORMATS
+            if fmt.decimal == self.decimal and fmt.thousands not in ("", self.thousands)
+        )
+
     def to_dict(self) -> dict:
         return {"decimal": self.decimal, "thousands": self.thousands}
 
@@ -278,8 +289,8 @@ class DateCells:
 
 def _parse_dates(texts: np.ndarray, fmt: str) -> np.ndarray:
     """One format over distinct texts: datetime64[us] in UTC (NaT where it does not fit)."""
-    parsed = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None).to_numpy(dtype=STAMP)
+    parsed = pd.to_datetime(np.asarray(texts, dtype=object), format=fmt, errors="coerce", utc=True)
+    return parsed.tz_localize(None).to_numpy(dtype=STAMP)
 
 
 def read_distinct_dates(texts: list[str], formats: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -350,42 +361,75 @@ def _is_missing(value) -> bool:
     )
 
 
-def read_number(value, fmt: NumberFormat) -> float | None:
-    """One cell as a number: NaN when missing, None when present but not readable (text that
-    does not fit the format, booleans, infinities)."""
+@dataclass
+class NumberCells:
+    """Numbers read from a column: float64 (NaN where missing or unreadable) and counts."""
+
+    values: np.ndarray
+    unreadable: int  # present but not a number in the column's decimal convention
+    regrouped: int  # read with another thousands separator than the column's own
+
+
+def read_number(value, fmt: NumberFormat) -> tuple[float | None, bool]:
+    """One cell as a number (NaN when missing, None when present but not readable: text that
+    fits no grouping of the column's decimal mark, booleans, infinities), and whether it was
+    read with another thousands separator."""
     if _is_missing(value):
-        return math.nan
+        return math.nan, False
     if isinstance(value, (bool, np.bool_)):
-        return None
+        return None, False
     if isinstance(value, (int, float, np.integer, np.floating)):
         number = float(value)
-        return number if math.isfinite(number) else None
+        return (number if math.isfinite(number) else None), False
     if isinstance(value, str):
         text = clean_cell(value)
-        return math.nan if text is None else fmt.parse(text)
-    return None
+        if text is None:
+            return math.nan, False
+        number = fmt.parse(text)
+        if number is not None:
+            return number, False
+        for other in fmt.regroupings:
+            number = other.parse(text)
+            if number is not None:
+                return number, True
+    return None, False
 
 
-def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> tuple[np.ndarray, int]:
-    """A column as float64 (NaN where missing or unreadable) and how many present cells were
-    not readable as numbers."""
+def read_number_texts(
+    cleaned: pa.Array, fmt: NumberFormat
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`read_number` over cleaned Arrow text: float64 values, a mask of the present cells that
+    were not read, and a mask of those read with another thousands separator."""
+    numbers, bad = fmt.parse_array(cleaned)
+    regrouped = np.zeros(len(numbers), dtype=bool)
+    for other in fmt.regroupings:
+        if not bad.any():
+            break
+        index = np.flatnonzero(bad)
+        more, still = other.parse_array(cleaned.take(pa.array(index)))
+        read = index[~still]
+        numbers[read], bad[read], regrouped[read] = more[~still], False, True
+    return numbers, bad, regrouped
+
+
+def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> NumberCells:
+    """A column as float64 (see `read_number`), with per-column counts."""
     if isinstance(values, list):
-        numbers = [read_number(value, fmt) for value in values]
-        unreadable = sum(number is None for number in numbers)
-        return np.array(
-            [math.nan if n is None else n for n in numbers], dtype="float64"
-        ), unreadable
+        read = [read_number(value, fmt) for value in values]
+        numbers = np.array([math.nan if n is None else n for n, _ in read], dtype="float64")
+        unreadable = sum(n is None for n, _ in read)
+        return NumberCells(numbers, unreadable, sum(regrouped for _, regrouped in read))
     kind = values.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        numbers, bad = fmt.parse_array(clean_array(values))
-        return numbers, int(bad.sum())
+        numbers, bad, regrouped = read_number_texts(clean_array(values), fmt)
+        return NumberCells(numbers, int(bad.sum()), int(regrouped.sum()))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
         finite = np.isfinite(numbers)
         bad = ~finite & ~np.isnan(numbers)
-        return np.where(finite, numbers, np.nan), int(bad.sum())
+        return NumberCells(np.where(finite, numbers, np.nan), int(bad.sum()), 0)
     present = values.is_valid().to_numpy(zero_copy_only=False)  # other types are not numbers
-    return np.full(len(values), np.nan), int(present.sum())
+    return NumberCells(np.full(len(values), np.nan), int(present.sum()), 0)
 
 
 def distinct_cells(values: list | pa.Array) -> tuple[list, np.ndarray]:

@@ -88,6 +88,10 @@ def column_names(data) -> list[str]:
     return [str(name) for name in data.keys()]
 
 
+# Object columns whose cells Arrow converts without changing any of them.
+_ONE_TYPE = frozenset({"string", "empty", "floating", "integer", "mixed-integer-float", "boolean"})
+
+
 def column_values(data, name: str, small: bool) -> list | pa.Array:
     """One column as the cell readers take it: a list of cells for a few rows, else an Arrow
     array (a list when pandas holds mixed Python objects that Arrow cannot type)."""
@@ -99,6 +103,10 @@ def column_values(data, name: str, small: bool) -> list | pa.Array:
         return column.to_pylist() if small else column.combine_chunks()
     series = data[name]
     if small:
+        return series.tolist()
+    # Arrow would coerce mixed Python objects (False beside 0.0 becomes 0.0): such columns
+    # are read cell by cell, as small batches are.
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) not in _ONE_TYPE:
         return series.tolist()
     try:
         values = pa.array(series, from_pandas=True)
@@ -129,9 +137,10 @@ def feature_matrix(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dic
             values = column_values(data, item["name"], small)
             if item["kind"] == "numeric":
                 fmt = rules.NumberFormat.from_dict(item.get("number_format"))
-                column, unreadable = rules.read_numbers(values, fmt)
-                note("not_numeric_treated_as_missing", item["name"], unreadable)
-                matrix[:, position] = column
+                numbers = rules.read_numbers(values, fmt)
+                note("not_numeric_treated_as_missing", item["name"], numbers.unreadable)
+                note("numbers_read_with_other_grouping", item["name"], numbers.regrouped)
+                matrix[:, position] = numbers.values
                 position += 1
             elif item["kind"] == "categorical":
                 index = _category_index(item)

@@ -121,7 +121,7 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
         )
     if requested == "regression" or (requested == "auto" and all_numeric):
         fmt = number["format"]
-        values, _ = fmt.parse_array(column)
+        values = cells.read_numbers(column, fmt).values
         if requested == "auto":
             integral = bool(np.all(np.mod(values, 1) == 0))
             few = n_distinct <= 2 or (n_distinct <= 20 and n_distinct * 5 <= len(values))
@@ -175,15 +175,20 @@ def _label_order(label: str):
         return (1, 0.0, label)
 
 
-def booster_params(task: str, n_classes: int, config: TrainingConfig) -> dict:
-    """XGBoost parameters for the task."""
+# Column subsampling only for wide matrices: with few columns, 0.8 of them leaves trees that
+# cannot see two columns together (2 columns: one per tree), so interactions go unlearned.
+COLSAMPLE_MIN_COLUMNS = 10
+
+
+def booster_params(task: str, n_classes: int, config: TrainingConfig, n_columns: int) -> dict:
+    """XGBoost parameters for the task and the matrix width."""
     params = {
         "tree_method": "hist",
         "eta": config.learning_rate,
         "max_depth": config.max_depth,
         "min_child_weight": 1,
         "subsample": 0.8,
-        "colsample_bytree": 0.8,
+        "colsample_bytree": 0.8 if n_columns >= COLSAMPLE_MIN_COLUMNS else 1.0,
         "max_cat_to_onehot": 4,
         "seed": config.seed,
         "nthread": config.nthread,
@@ -349,7 +354,7 @@ def train_model(
     )
     matrix, _ = feature_matrix(table, spec, cells)
     types, names = feature_types(spec), spec["feature_names"]
-    params = booster_params(read.task, len(read.classes or []), config)
+    params = booster_params(read.task, len(read.classes or []), config, len(names))
 
     started = time.perf_counter()
     inner_fit, inner_stop = _inner_split(
@@ -418,7 +423,7 @@ def labels_of(spec: dict, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     which rows were readable (known class, or a number in the target's format)."""
     if spec["task"] == "regression":
         fmt = cells.NumberFormat.from_dict(spec.get("target_number_format"))
-        values, _ = cells.read_numbers(column, fmt)
+        values = cells.read_numbers(column, fmt).values
         return values, ~np.isnan(values)
     index = {label: code for code, label in enumerate(spec["classes"])}
     distinct, positions = cells.distinct_cells(column)
