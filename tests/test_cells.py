@@ -267,6 +267,47 @@ def test_date_formats_are_decided_from_the_whole_column():
     assert day_first["formats"] == ["%d/%m/%Y"] and not day_first["ambiguous"]
     tie = fit_date_formats(_distinct(["01/02/2023", "03/04/2023"]), prefer_day_first=True)
     assert tie["formats"] == ["%d/%m/%Y"] and tie["ambiguous"]
+    us_tie = fit_date_formats(_distinct(["01/02/2023", "03/04/2023"]), prefer_day_first=False)
+    assert us_tie["formats"] == ["%m/%d/%Y"] and us_tie["ambiguous"]
+    month_first = fit_date_formats(_distinct(["07/15/2023", "01/02/2023"]), True)
+    assert month_first["formats"] == ["%m/%d/%Y"] and not month_first["ambiguous"]
     iso = fit_date_formats(_distinct(["2023-07-15", "2023-07-16 10:00:00"]), False)
     assert iso["formats"] == ["ISO8601"] and iso["has_time"]
     assert fit_date_formats(_distinct(["A12", "B7", "C3"]), False) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "value"),
+    [
+        ("1,234.5", NumberFormat(".", ""), 1234.5),
+        ("1 234.5", NumberFormat(".", ","), 1234.5),
+        ("1.234,5", NumberFormat(",", ""), 1234.5),
+        ("1 234,5", NumberFormat(",", "."), 1234.5),
+        ("$1,234", NumberFormat(".", ""), 1234.0),
+    ],
+)
+def test_a_column_reads_its_decimal_mark_with_any_grouping(text, fmt, value):
+    # Oracle: pandas with the decimal mark and the separator the text actually uses.
+    separator = next(ch for ch in text.lstrip("$") if not ch.isdigit())
+    used = NumberFormat(fmt.decimal, separator if separator != fmt.decimal else "")
+    if "$" not in text:
+        assert _pandas_reads([text], used) == [value]
+    for values in ([text], pa.array([text], pa.large_string())):
+        read = cells.read_numbers(values, fmt)
+        assert read.values.tolist() == [value] and read.regrouped == 1 and read.unreadable == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("1,5", NumberFormat(".", "")),  # a decimal comma in an English column
+        ("0,125", NumberFormat(".", "")),
+        ("1.5", NumberFormat(",", ".")),  # a decimal point in a European column
+        ("1,234.5", NumberFormat(",", ".")),
+        ("1.234,5", NumberFormat(".", "")),
+    ],
+)
+def test_the_other_decimal_convention_is_never_read(text, fmt):
+    for values in ([text], pa.array([text], pa.large_string())):
+        read = cells.read_numbers(values, fmt)
+        assert np.isnan(read.values[0]) and read.unreadable == 1 and read.regrouped == 0

@@ -130,8 +130,9 @@ def fit_date_formats(distinct: Distinct, prefer_day_first: bool) -> dict | None:
         if best == 0:
             break
         tied = [fmt for fmt, gain in gains.items() if gain == best]
-        if prefer_day_first:
-            tied.sort(key=lambda fmt: fmt in _MONTH_FIRST)
+        # No cell tells day-first from month-first: the file's convention decides (a `;` file
+        # is European, day-first; otherwise month-first), and the column is flagged ambiguous.
+        tied.sort(key=lambda fmt: _is_month_first(fmt) == prefer_day_first)
         formats.append(tied[0])
         left &= ~read[tied[0]]
         if counts[left].sum() <= (1 - DATE_SHARE) * counts.sum():
@@ -153,6 +154,10 @@ def fit_date_formats(distinct: Distinct, prefer_day_first: bool) -> dict | None:
         "ambiguous": ambiguous,
         "has_time": _has_time(values[readable]),
     }
+
+
+def _is_month_first(fmt: str) -> bool:
+    return any(fmt.startswith(month_first) for month_first in _MONTH_FIRST)
 
 
 def _day_first_twin(fmt: str) -> str | None:
