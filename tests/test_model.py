@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sklearn import datasets
 from sklearn.metrics import log_loss
 
+from bench import quality
 from sluice_common.errors import ApiError
 from tests.datasets import churn, diabetes, iris, to_csv
 from trainer import rows as rowsets
@@ -255,6 +256,17 @@ def test_quality_at_least_default_xgboost(name):
     ours = trained.metrics["rmse" if trained.task == "regression" else "log_loss"]
     default = _default_xgboost_loss(trained, frame, "target")
     assert ours <= default * 1.02, f"{name}: ours {ours:.4f} vs default XGBoost {default:.4f}"
+
+
+@pytest.mark.parametrize("dataset", quality.DATASETS, ids=lambda d: d.name)
+def test_quality_on_real_tables_with_names_and_free_text(dataset):
+    # Real tables shipped in packages, with name-like, id and free-text columns: Sluice on the
+    # upload as written against plain XGBoost on the same rows (numeric columns only, and
+    # every text column as a native category).
+    result = quality.evaluate(dataset, folds=2)
+    ours = result["sluice"]
+    for other in ("xgb_numeric", "xgb_categorical"):
+        assert ours <= result[other] * 1.02, f"{result['dataset']}: {result}"
 
 
 GATE = GateConfig(min_rows=100, resamples=500)
