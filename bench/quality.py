@@ -110,10 +110,12 @@ def evaluate(dataset: Dataset, folds: int = 5) -> dict:
     try:
         for fold in range(folds):
             shift = fold / folds
-            rowsets.row_keys = lambda content, s=shift: (original_keys(content) + s) % 1.0
+            rowsets.row_keys = lambda content, spread, s=shift: (
+                (original_keys(content, spread) + s) % 1.0
+            )
             trained = train_model(upload, dataset.target, config=TrainingConfig())
             task = trained.task
-            keys = (original_keys(_content(trained)) + shift) % 1.0
+            keys = trained.split_keys
             valid = np.flatnonzero(keys < 0.2)
             fit = np.flatnonzero(keys >= 0.2)
             kept = _kept_rows(frame, dataset.target, trained)
@@ -132,10 +134,6 @@ def evaluate(dataset: Dataset, folds: int = 5) -> dict:
         scores[name] = float(np.sqrt(per_row.mean()) if metric == "rmse" else per_row.mean())
     return {"dataset": dataset.name, "metric": metric, "rows": len(frame), **scores,
             "dropped": dropped}  # fmt: skip
-
-
-def _content(trained) -> np.ndarray:
-    return rowsets.content_hashes(trained.table, trained.spec["split"]["columns"])
 
 
 def _kept_rows(frame: pd.DataFrame, target: str, trained) -> np.ndarray:

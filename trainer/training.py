@@ -90,6 +90,7 @@ class TrainedModel:
     validation: Validation
     report: dict = field(default_factory=dict)  # rows and cells: what was dropped or unread
     table: pa.Table | None = None  # the rows trained and validated on (cleaned cells)
+    split_keys: np.ndarray | None = None  # every row's key: held out when below the fraction
 
 
 def _first_unreadable(distinct: Distinct, result: dict) -> str:
@@ -320,9 +321,12 @@ def train_model(
             )
     y = read.y
     kinds, dropped, unreadable = fit_kinds(table, target, delimiter)
-    key_columns = rowsets.non_empty_columns(table)
-    content = rowsets.content_hashes(table, key_columns)
-    keys = rowsets.row_keys(content)
+    read_cells = rowsets.read_cells(table, kinds, target, y)
+    content = rowsets.content_hashes(read_cells)
+    spread = rowsets.chance_copies(read_cells, target) >= rowsets.CHANCE_COPIES
+    keys = rowsets.row_keys(content, spread)
+    key_columns = list(read_cells)
+    del read_cells
     held = keys < config.validation_fraction
     fit_idx, valid_idx = np.flatnonzero(~held), np.flatnonzero(held)
     if len(fit_idx) < 2:
@@ -415,6 +419,7 @@ def train_model(
         validation=validation,
         report=report,
         table=table,
+        split_keys=keys,
     )
 
 
