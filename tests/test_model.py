@@ -346,11 +346,19 @@ def test_bootstrap_and_normal_intervals_agree_on_large_samples():
 
 
 def test_schema_and_split_differences_are_named():
-    spec = {"target": "y", "task": "regression", "classes": None, "inputs": [{"name": "a"}]}
-    other = dict(spec, inputs=[{"name": "a"}, {"name": "b"}])
+    a = {"name": "a", "kind": "numeric", "number_format": {"decimal": ".", "thousands": ""}}
+    spec = {"target": "y", "task": "regression", "classes": None, "inputs": [a]}
+    spec["upload_columns"] = ["a", "b"]
     assert schema_difference(schema_of(spec), schema_of(spec)) is None
-    assert "added: ['b']" in schema_difference(schema_of(other), schema_of(spec))
+    # A column one model dropped and the other uses is no schema change: clients send both.
+    uses_b = dict(spec, inputs=[a, {"name": "b", "kind": "categorical"}])
+    assert schema_difference(schema_of(uses_b), schema_of(spec)) is None
+    wider = dict(spec, upload_columns=["a", "b", "c"])
+    assert "added: ['c']" in schema_difference(schema_of(wider), schema_of(spec))
     assert "target" in schema_difference(schema_of(dict(spec, target="z")), schema_of(spec))
+    european = dict(a, number_format={"decimal": ",", "thousands": "."})
+    changed = schema_difference(schema_of(dict(spec, inputs=[european])), schema_of(spec))
+    assert "'a' is read differently" in changed and "','" in changed
     split = {"method": rowsets.SPLIT_METHOD, "fraction": 0.2, "columns": ["a", "y"]}
     assert split_mismatch(split, dict(split)) is None
     assert "before rows were split" in split_mismatch(split, None)

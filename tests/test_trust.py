@@ -287,12 +287,61 @@ def test_a_challenger_on_shuffled_labels_is_not_promoted(stack, model_name):
     assert promotion["baseline"]["interval"][1] >= 0  # not better than the class prior
 
 
-def test_a_constant_column_in_a_small_upload_is_a_schema_change_not_a_promotion(stack, model_name):
+def test_a_constant_column_in_a_small_upload_is_not_a_schema_change_nor_a_promotion(
+    stack, model_name
+):
+    # Clients send the same columns; that this upload had to drop one changes nothing for
+    # them, so the evidence decides, and 14 rows are not enough of it.
     dev(stack, model_name, to_csv(_blobs(1000, 0)))
-    small = _blobs(14, 3).assign(kind="a")  # constant here, so dropped: the inputs differ
+    small = _blobs(14, 3).assign(kind="a")
     answer = dev(stack, model_name, to_csv(small))
+    assert "kind" in dropped_of(answer)
+    assert answer["promoted"] is False and answer["promotion"]["rule"] == "min_rows"
+    assert answer["champion_version"] == "1"
+
+
+def test_repeated_noise_rows_cannot_fake_skill_or_beat_the_champion(stack, model_name):
+    # Pure-noise features and random labels, each row five times: copies of one record stay
+    # on one side of the split, so validation rows are never memorised twins.
+    dev(stack, model_name, to_csv(_blobs(2000, 0)))
+    rng = np.random.default_rng(12)
+    noise = pd.DataFrame(
+        {
+            "x0": rng.normal(size=1500).round(4),
+            "x1": rng.normal(size=1500).round(4),
+            "x2": rng.normal(size=1500).round(4),
+            "kind": rng.choice(["a", "b", "c"], 1500),
+            "y": rng.choice(["yes", "no"], 1500),
+        }
+    )
+    repeated = pd.concat([noise] * 5).sample(frac=1.0, random_state=1)
+    answer = dev(stack, model_name, to_csv(repeated))
+    assert answer["cleaning"]["duplicate_rows"] == 6000
+    assert answer["promoted"] is False and answer["promotion"]["rule"] == "skill", answer["reason"]
+    assert answer["metrics"]["accuracy"] < 0.6  # honest: no better than a coin
+
+
+def test_the_same_data_exported_in_european_format_is_a_schema_change(stack, model_name):
+    # The champion reads `.` decimals; prod clients of it would send them to a model that
+    # reads `,` decimals and get missing values.
+    frame = _blobs(1000, 30)
+    dev(stack, model_name, to_csv(frame))
+    european = frame.to_csv(index=False, sep=";", decimal=",").encode()
+    answer = dev(stack, model_name, european)
     assert answer["promoted"] is False and answer["promotion"]["rule"] == "schema"
-    assert "kind" in answer["reason"] and answer["champion_version"] == "1"
+    assert "read differently" in answer["reason"] and "','" in answer["reason"]
+    # The comparison is still made and shown.
+    assert answer["promotion"]["comparison"]["rows"] > 0
+
+
+def test_a_reexport_with_other_spelling_compares_on_the_same_rows(stack, model_name):
+    frame = _blobs(1000, 31)
+    first = dev(stack, model_name, to_csv(frame))
+    padded = to_csv(frame, float_format="%.8f")  # 0.1234 -> 0.12340000: the same numbers
+    again = dev(stack, model_name, padded)
+    assert again["training"]["rows_validation"] == first["training"]["rows_validation"]
+    assert again["promotion"]["rule"] == "not_worse" and again["promoted"] is True
+    assert again["promotion"]["comparison"]["difference"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_more_data_is_compared_on_rows_neither_model_trained_on(stack, model_name):

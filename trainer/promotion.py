@@ -136,13 +136,29 @@ class Decision:
 
 
 def schema_of(spec: dict) -> dict:
-    """What prod clients depend on: target, task, classes and input columns."""
+    """What prod clients depend on: target, task, classes, the columns they send (the
+    upload's, whichever of them a model happened to drop) and how each used column's cells
+    are read (kind, decimal mark, date formats)."""
+    inputs = spec["inputs"]
+    columns = spec.get("upload_columns") or [item["name"] for item in inputs]
     return {
         "target": spec["target"],
         "task": spec["task"],
         "classes": spec.get("classes"),
-        "inputs": sorted(item["name"] for item in spec["inputs"]),
+        "columns": sorted(columns),
+        "reading": {item["name"]: _reading(item) for item in inputs},
     }
+
+
+def _reading(item: dict) -> str:
+    """How a column's cells are read, in words; two models that differ here read the same
+    cell differently."""
+    if item["kind"] == "numeric":
+        decimal = (item.get("number_format") or {}).get("decimal", ".")
+        return f"numbers with decimal mark {decimal!r}"
+    if item["kind"] == "datetime":
+        return "dates as " + ", ".join(sorted(item["date_formats"]))
+    return item["kind"]
 
 
 def schema_difference(new: dict, old: dict) -> str | None:
@@ -153,10 +169,14 @@ def schema_difference(new: dict, old: dict) -> str | None:
         return f"task changed from {old['task']} to {new['task']}"
     if new["classes"] != old["classes"]:
         return "the set of classes changed"
-    if new["inputs"] != old["inputs"]:
-        added = sorted(set(new["inputs"]) - set(old["inputs"]))
-        removed = sorted(set(old["inputs"]) - set(new["inputs"]))
+    if new["columns"] != old["columns"]:
+        added = sorted(set(new["columns"]) - set(old["columns"]))
+        removed = sorted(set(old["columns"]) - set(new["columns"]))
         return f"input columns changed (added: {added or 'none'}, removed: {removed or 'none'})"
+    for name, reading in sorted(new["reading"].items()):
+        before = old["reading"].get(name)
+        if before is not None and before != reading:
+            return f"column {name!r} is read differently ({reading}; the champion: {before})"
     return None
 
 

@@ -350,6 +350,7 @@ def train_model(
         target=target,
         classes=read.classes,
         target_number_format=read.number_format,
+        upload_columns=[name for name in table.column_names if name != target],
         split={
             "method": rowsets.SPLIT_METHOD,
             "fraction": config.validation_fraction,
