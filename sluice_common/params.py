@@ -105,4 +105,11 @@ def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[byte
             "Send the CSV as a multipart form field named data_file, "
             f"e.g. curl -F data_file=@data.csv{hint}.",
         )
+    if len(request.files.getlist("data_file")) > 1:
+        raise ApiError(
+            400,
+            "multiple_files",
+            "Send exactly one data_file field; this request has "
+            f"{len(request.files.getlist('data_file'))}.",
+        )
     return upload.read(), (upload.mimetype or "")

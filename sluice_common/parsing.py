@@ -99,6 +99,10 @@ def read_header(text: str, delimiter: str) -> list[str]:
 def parse_csv(raw: bytes) -> ParsedCsv:
     """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
     text, encoding = decode_text(raw)  # validates the whole upload decodes
+    if "\r" in text and "\n" not in text:
+        # Classic Mac line ends (Excel's "CSV (Macintosh)"): pandas' C reader splits on \n.
+        text = text.replace("\r", "\n")
+        raw = text.encode(encoding)
     sample = text[: 4 * SNIFF_BYTES]
     del text  # pandas reads the bytes itself: no second copy of a large upload
     delimiter = sniff_delimiter(sample)

@@ -153,7 +153,8 @@ def test_missing_tokens_cover_pandas_defaults():
     ("value", "key"),
     [
         (" 1.0 ", "1"),
-        ("01", "1"),
+        ("01", "01"),  # a code: leading zeros are kept
+        ("0.50", "0.5"),
         (1, "1"),
         (1.0, "1"),
         (2.5, "2.5"),
@@ -220,6 +221,12 @@ def test_other_formats_are_read_only_when_unambiguous():
     assert dates.other_format == 1 and dates.unreadable == 2
 
 
+def test_rfc_2822_dates_with_offsets_are_read_in_utc():
+    dates = cells.read_date_cells(["Mon, 01 May 2023 10:00:00 +0200"], ["ISO8601"])
+    assert dates.stamps[0] == np.datetime64("2023-05-01T08:00:00")
+    assert dates.other_format == 1 and dates.unreadable == 0
+
+
 def test_dates_are_the_same_for_lists_and_arrow():
     values = ["2023-07-15", " 2023-07-16 ", None, "07/15/2023", "x", "NA"] * 50
     as_list = cells.read_date_cells(values, ["ISO8601"])
@@ -283,7 +290,8 @@ def test_date_formats_are_decided_from_the_whole_column():
         ("1 234.5", NumberFormat(".", ","), 1234.5),
         ("1.234,5", NumberFormat(",", ""), 1234.5),
         ("1 234,5", NumberFormat(",", "."), 1234.5),
-        ("$1,234", NumberFormat(".", ""), 1234.0),
+        ("1.234.567", NumberFormat(",", ""), 1234567.0),
+        ("$1,234,567", NumberFormat(".", ""), 1234567.0),
     ],
 )
 def test_a_column_reads_its_decimal_mark_with_any_grouping(text, fmt, value):
@@ -305,6 +313,12 @@ def test_a_column_reads_its_decimal_mark_with_any_grouping(text, fmt, value):
         ("1.5", NumberFormat(",", ".")),  # a decimal point in a European column
         ("1,234.5", NumberFormat(",", ".")),
         ("1.234,5", NumberFormat(".", "")),
+        # One group and nothing else: a thousand in one convention, one point something in
+        # the other. A column trained without grouping does not guess.
+        ("1,234", NumberFormat(".", "")),
+        ("$1,234", NumberFormat(".", "")),
+        ("1.234", NumberFormat(",", "")),
+        ("-1.234 €", NumberFormat(",", "")),
     ],
 )
 def test_the_other_decimal_convention_is_never_read(text, fmt):

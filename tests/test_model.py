@@ -66,6 +66,24 @@ def test_kinds_and_formats_are_decided_on_the_whole_upload():
     assert dropped["empty"] == "all values missing"
 
 
+def test_numbers_with_leading_zeros_are_codes():
+    rng = np.random.default_rng(5)
+    zips = rng.choice(["02134", "02139", "10001", "94105", "60601"], 300)
+    frame = pd.DataFrame({"zip": zips, "x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
+    trained = train_model(as_text(frame), "y", config=FAST)
+    item = inputs_of(trained)["zip"]
+    assert item["kind"] == "categorical" and "leading zeros" in item["note"]
+    assert set(item["categories"]) == {"02134", "02139", "10001", "94105", "60601"}
+    scored = trained.model.score_frame({"zip": ["2134", "02134"], "x": ["0", "0"]})
+    assert scored.warnings == {"unseen_categories_treated_as_missing": {"zip": 1}}
+
+
+def test_a_numeric_target_reason_counts_values_not_spellings():
+    column = _column(["1", "0", "1.0", "0.0"] * 10)
+    read = read_target(column, "y", "auto", prefer_comma=False)
+    assert read.task == "classification" and "2 distinct values" in read.reason
+
+
 def test_rare_levels_are_grouped_and_mostly_unique_text_is_dropped():
     rng = np.random.default_rng(0)
     n = 600

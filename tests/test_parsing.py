@@ -37,6 +37,14 @@ def test_bom_crlf_and_quoted_newlines():
     assert parsed.frame["note"].tolist() == ["line one\r\nline two", "a, b"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+def test_classic_mac_line_ends_are_rows(encoding):
+    # Excel's "CSV (Macintosh)" ends lines with a lone CR.
+    raw = "city,n\rSão Paulo,1\rKöln,2\r".encode(encoding)
+    parsed = parse_csv(raw)
+    assert parsed.frame.to_dict("list") == {"city": ["São Paulo", "Köln"], "n": ["1", "2"]}
+
+
 def test_every_row_is_kept_in_order_with_cells_as_written():
     frame = parse_csv(b"a,b\n3,x\n,\n1, y \n3,x\n").frame
     assert frame.to_dict("list") == {"a": ["3", "", "1", "3"], "b": ["x", "", " y ", "x"]}

@@ -175,6 +175,18 @@ def _has_time(stamps: np.ndarray) -> bool:
     return bool(np.any(stamps != stamps.astype("datetime64[D]")))
 
 
+LEADING_ZERO_NOTE = "numbers written with leading zeros: read as codes"
+_LEADING_ZERO = "^0[0-9]+$"
+LEADING_ZERO_SHARE = 0.01
+
+
+def _leading_zero_codes(distinct: Distinct) -> bool:
+    """Whether at least 1% of a numeric-looking column's cells are integers written with a
+    leading zero (ZIP codes, account numbers): codes, not quantities."""
+    zero = pc.match_substring_regex(distinct.values, _LEADING_ZERO).to_numpy(zero_copy_only=False)
+    return bool(distinct.counts[zero].sum() >= LEADING_ZERO_SHARE * distinct.total)
+
+
 def _numeric_id(values: np.ndarray, name: str) -> bool:
     """Unique integers that count rows (consecutive) or are named like an identifier."""
     present = values[~np.isnan(values)]
@@ -228,6 +240,10 @@ def fit_kinds(
             column = column.cast(pa.large_string())
             distinct = distinct_of(column)
         number = fit_number_format(distinct, prefer_comma)
+        if number is not None and _leading_zero_codes(distinct):
+            # 02134 is a ZIP code, not two thousand and something: 2134 is another place.
+            kinds.append(ColumnKind(name, "categorical", {"note": LEADING_ZERO_NOTE}))
+            continue
         if number is not None:
             fmt = number["format"]
             numbers = cells.read_numbers(column, fmt).values
@@ -340,6 +356,8 @@ def fit_feature_spec(
                 continue
         if kind.detail.get("ambiguous_format"):
             item["ambiguous_format"] = True
+        if kind.detail.get("note"):
+            item["note"] = kind.detail["note"]
         inputs.append(item)
     return {"inputs": inputs, "dropped": dropped, "feature_names": _feature_names(inputs)}
 

@@ -29,6 +29,9 @@ PIP_REQUIREMENTS = [
 ]
 
 
+DATASET_SCHEMA_MAX_CHARS = 1_000_000  # MLflow's limit is 1,048,575
+
+
 def experiment_name(model_name: str) -> str:
     """The MLflow experiment that holds a model name's runs."""
     return f"sluice/{model_name}"
@@ -93,7 +96,11 @@ def log_run(
         dataset = mlflow.data.from_pandas(frame, targets=trained.spec["target"], name=model_name)
         # PandasDataset.schema is a cached_property that MLflow infers cell by cell (~2 s per
         # 100k rows of text); the dtypes say the same thing.
-        dataset.__dict__["schema"] = dataset_schema(frame)
+        schema = dataset_schema(frame)
+        # MLflow refuses a dataset schema over 1 MiB of JSON (some 20k columns): the dataset
+        # is then logged with its digest and profile only; the spec lists every column.
+        fits = len(json.dumps({"mlflow_colspec": schema.to_dict()})) <= DATASET_SCHEMA_MAX_CHARS
+        dataset.__dict__["schema"] = schema if fits else None
         mlflow.log_input(dataset, context="training")
         del frame
         mlflow.log_dict(cleaning, "reports/cleaning.json")

@@ -81,6 +81,16 @@ def dependency_errors():
     """Turn tracking-server and local-disk failures into their 503 answers."""
     try:
         yield
+    except MlflowException as err:
+        if err.error_code == "INVALID_PARAMETER_VALUE":  # it answered, and said no
+            log.warning("MLflow refused a request: %s", err)
+            raise ApiError(
+                422,
+                "tracking_rejected",
+                f"The MLflow tracking server refused this run ({str(err.message)[:300]}). "
+                "Nothing was promoted.",
+            ) from err
+        raise tracking_unavailable(err) from err
     except TRACKING_ERRORS as err:
         raise tracking_unavailable(err) from err
     except OSError as err:
@@ -245,6 +255,8 @@ def _feature_summary(item: dict) -> dict:
             summary["rare_levels_grouped"] = item["rare_levels"]
     if item.get("ambiguous_format"):
         summary["ambiguous_format"] = True
+    if item.get("note"):
+        summary["note"] = item["note"]
     return summary
 
 

@@ -221,6 +221,10 @@ NUMBER_FORMATS = (
 PLAIN_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
+# 02134 is a code (a ZIP code, an account), not the number 2134: kept as written.
+LEADING_ZERO = re.compile(r"[-+]?0[0-9]")
+
+
 def number_key(number: float) -> str:
     """A number written one way: integral values without a decimal part ("1", not "1.0")."""
     if math.isfinite(number) and number % 1 == 0 and abs(number) < 1e15:
@@ -230,7 +234,8 @@ def number_key(number: float) -> str:
 
 def category_key(value) -> str | None:
     """The key a category is known by: text stripped, numbers and booleans written one way
-    ("1", "1.0" and 1.0 are the same level; "true" and True too). None when missing."""
+    ("1", "1.0" and 1.0 are the same level; "true" and True too; "02134" stays as written).
+    None when missing."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -242,7 +247,7 @@ def category_key(value) -> str | None:
     text = clean_cell(str(value))
     if text is None:
         return None
-    if PLAIN_NUMBER.fullmatch(text):
+    if PLAIN_NUMBER.fullmatch(text) and not LEADING_ZERO.match(text):
         return number_key(float(text))
     if text in TRUE_WORDS:
         return "True"
@@ -272,6 +277,7 @@ DATE_FORMATS = (
     "%d-%b-%Y",
     "%d-%b-%y",
     "%a, %d %b %Y %H:%M:%S",
+    "%a, %d %b %Y %H:%M:%S %z",
 )
 
 
@@ -361,6 +367,21 @@ def _is_missing(value) -> bool:
     )
 
 
+# One group of three digits after a `,` or `.` and nothing else ("1,234", "-$1.234"): a
+# thousand and some in one convention, a number below ten in the other. A column whose own
+# format groups digits that way reads it; one that was trained without grouping does not
+# guess, and counts it as unreadable.
+_NOT_NUMBER_MARK = "[^0-9.,]"
+_ONE_GROUP = "^[0-9]{1,3}[.,][0-9]{3}$"
+
+
+def _may_regroup(fmt: NumberFormat, text: str) -> bool:
+    """Whether a cell may be read with `fmt`, a regrouping of the column's own format."""
+    if fmt.thousands not in (",", "."):
+        return True  # spaces and apostrophes are never a decimal mark
+    return _compiled(_ONE_GROUP).fullmatch(re.sub(_NOT_NUMBER_MARK, "", text)) is None
+
+
 @dataclass
 class NumberCells:
     """Numbers read from a column: float64 (NaN where missing or unreadable) and counts."""
@@ -389,7 +410,7 @@ def read_number(value, fmt: NumberFormat) -> tuple[float | None, bool]:
         if number is not None:
             return number, False
         for other in fmt.regroupings:
-            number = other.parse(text)
+            number = other.parse(text) if _may_regroup(other, text) else None
             if number is not None:
                 return number, True
     return None, False
@@ -406,7 +427,12 @@ def read_number_texts(
         if not bad.any():
             break
         index = np.flatnonzero(bad)
-        more, still = other.parse_array(cleaned.take(pa.array(index)))
+        texts = cleaned.take(pa.array(index))
+        more, still = other.parse_array(texts)
+        if other.thousands in (",", "."):  # see _may_regroup
+            core = pc.replace_substring_regex(texts, _NOT_NUMBER_MARK, "")
+            one_group = pc.match_substring_regex(core, _ONE_GROUP).fill_null(False)
+            still |= one_group.to_numpy(zero_copy_only=False)
         read = index[~still]
         numbers[read], bad[read], regrouped[read] = more[~still], False, True
     return numbers, bad, regrouped

@@ -123,6 +123,7 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
     if requested == "regression" or (requested == "auto" and all_numeric):
         fmt = number["format"]
         values = cells.read_numbers(column, fmt).values
+        n_distinct = len(np.unique(values[~np.isnan(values)]))  # 1 and 1.0 are one value
         if requested == "auto":
             integral = bool(np.all(np.mod(values, 1) == 0))
             few = n_distinct <= 2 or (n_distinct <= 20 and n_distinct * 5 <= len(values))
