@@ -88,7 +88,7 @@ def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
     marks["parsed"] = time.perf_counter()
     trained = train_model(table, TARGET, delimiter=report["delimiter"])
     marks["trained"] = time.perf_counter()
-    run_id, uri = registry.log_run(trained, "profile", report, {})
+    run_id, uri, _ = registry.log_run(trained, "profile", report, {})
     marks["logged"] = time.perf_counter()
     version = registry.register(uri, "profile", run_id, {"sluice.run_id": run_id})
     registry.set_champion("profile", version)

@@ -35,6 +35,7 @@ DEFAULTS = {
     "PROMOTION_CONFIDENCE": 0.95,
     "PROMOTION_RESAMPLES": 1000,
     "SLUICE_GIT_COMMIT": None,
+    "SLUICE_SIGNING_KEY": None,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503.
@@ -80,6 +81,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from trainer.promotion import GateConfig
     from trainer.serving import ChampionCache
+    from trainer.signing import load_key
     from trainer.training import TrainingConfig
     from trainer.views import bp
 
@@ -89,7 +91,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     os.makedirs(state_dir, exist_ok=True)
     commit = app.config["SLUICE_GIT_COMMIT"] or _git_commit()
     app.extensions["sluice"] = TrainerState(
-        cache=ChampionCache(state_dir, app.config["CHAMPION_POLL_SECONDS"]),
+        cache=ChampionCache(
+            state_dir,
+            app.config["CHAMPION_POLL_SECONDS"],
+            load_key(state_dir, app.config["SLUICE_SIGNING_KEY"]),
+        ),
         training=TrainingConfig(
             seed=app.config["TRAIN_SEED"],
             validation_fraction=app.config["TRAIN_VALIDATION_FRACTION"],

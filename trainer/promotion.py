@@ -204,6 +204,7 @@ def decide(
     schema_change: str | None = None,
     unfair: str | None = None,
     champion: Comparison | None = None,
+    untrusted: str | None = None,
 ) -> Decision:
     """Promote when asked to, for a first model, or when the challenger has skill, enough
     comparison rows, and is not worse than the champion beyond the noise."""
@@ -222,6 +223,15 @@ def decide(
     if champion_version is None:
         return Decision(True, "no champion yet: the first model of a name is promoted", **evidence)
     against = f"champion v{champion_version}"
+    if untrusted is not None:
+        return Decision(
+            False,
+            f"the champion alias points at a version Sluice did not sign, {untrusted}: prod "
+            "serves the last trusted champion meanwhile; use promote=always to make this "
+            "version the champion",
+            rule="untrusted",
+            **evidence,
+        )
     if schema_change is not None:
         return Decision(
             False,

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from trainer import signing
 from trainer.sluice_model import BOOSTER_ARTIFACT, RULES_ARTIFACT, SPEC_ARTIFACT
 from trainer.training import TrainedModel
 
@@ -73,8 +74,9 @@ def log_run(
     model_name: str,
     cleaning: dict,
     tags: dict[str, str],
-) -> tuple[str, str]:
-    """Log params, metrics, dataset, reports and the model; return (run_id, model_uri)."""
+) -> tuple[str, str, dict[str, str]]:
+    """Log params, metrics, dataset, reports and the model; return the run id, the model's
+    URI and the SHA-256 of each code and artifact file as Sluice wrote it (for signing)."""
     experiment = mlflow.set_experiment(experiment_name(model_name))
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         mlflow.set_tags({"sluice.model": model_name, **tags})
@@ -111,6 +113,10 @@ def log_run(
             trained.model.booster.save_model(booster_path)
             with open(spec_path, "w", encoding="utf-8") as handle:
                 json.dump(trained.spec, handle)
+            written = {
+                os.path.basename(path): signing.file_digest(path)
+                for path in (booster_path, spec_path, MODEL_CODE_PATH, RULES_CODE_PATH)
+            }
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=MODEL_CODE_PATH,
@@ -123,7 +129,7 @@ def log_run(
                 input_example=_input_example(trained),
                 pip_requirements=PIP_REQUIREMENTS,
             )
-        return run.info.run_id, info.model_uri
+        return run.info.run_id, info.model_uri, written
 
 
 def register(model_uri: str, model_name: str, run_id: str, tags: dict[str, str]) -> str:
@@ -173,35 +179,71 @@ def record_decision(model_name: str, version: str, decision: dict) -> None:
     )
 
 
-def local_copy(model_name: str, version: str, models_dir: str) -> str:
-    """A local copy of a registered version, downloaded once; returns its directory.
+# Inside a local copy: the signature it was verified against (written only after verifying).
+SIGNED_MARKER = ".sluice-signature"
 
-    Local copies let every worker (and a restarted trainer) load a champion while the
-    tracking server is down.
-    """
+
+def _copy_path(model_name: str, version: str, models_dir: str) -> str:
     key = hashlib.sha1(f"{model_name}\0{version}".encode()).hexdigest()
-    path = os.path.join(models_dir, key)
-    if os.path.exists(os.path.join(path, "MLmodel")):
+    return os.path.join(models_dir, key)
+
+
+def sign_logged(model_uri: str, written: dict[str, str], models_dir: str, key: bytes):
+    """Download a just-logged model, check it holds exactly what Sluice wrote, and sign it;
+    return the downloaded directory (kept as the version's local copy) and the signature."""
+    os.makedirs(models_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".signing-", dir=models_dir)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=staging)
+        signing.check_logged(staging, written)
+        return staging, signing.signature(staging, key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def keep_local_copy(staging: str, signature: str, model_name: str, version: str, models_dir: str):
+    """Make a verified download the local copy of `version`."""
+    with open(os.path.join(staging, SIGNED_MARKER), "w", encoding="ascii") as handle:
+        handle.write(signature)
+    path = _copy_path(model_name, version, models_dir)
+    try:
+        os.rename(staging, path)
+    except OSError:
+        if not os.path.exists(os.path.join(path, SIGNED_MARKER)):
+            shutil.rmtree(path, ignore_errors=True)
+            os.rename(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def local_copy(model_name: str, version: str, models_dir: str, key: bytes) -> str:
+    """A verified local copy of a registered version, downloaded once; returns its directory.
+
+    The download is checked against the version's Sluice signature before it is kept, so no
+    code of a version Sluice did not make is ever loaded. Local copies let every worker (and a
+    restarted trainer) load a champion while the tracking server is down.
+    """
+    path = _copy_path(model_name, version, models_dir)
+    if os.path.exists(os.path.join(path, SIGNED_MARKER)):
         return path
+    claimed = MlflowClient().get_model_version(model_name, version).tags.get(signing.SIGNATURE_TAG)
     os.makedirs(models_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".download-", dir=models_dir)
     try:
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{model_name}/{version}", dst_path=staging
         )
-        try:
-            os.rename(staging, path)
-        except OSError:  # another worker finished first: use its copy
-            if not os.path.exists(os.path.join(path, "MLmodel")):
-                raise
+        signing.verify(staging, key, claimed)
+        keep_local_copy(staging, claimed, model_name, version, models_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
-def load_version(model_name: str, version: str, models_dir: str):
-    """Load a registered version (from the local copy); return the SluiceModel inside."""
-    path = local_copy(model_name, version, models_dir)
+def load_version(model_name: str, version: str, models_dir: str, key: bytes):
+    """Load a registered version (from its verified local copy); return the SluiceModel."""
+    path = local_copy(model_name, version, models_dir, key)
     # suppress_warnings: the requirement check scans every installed package (~0.7 s per
     # load, paid by the first prod request after a promotion); Sluice logs exact pins.
     return mlflow.pyfunc.load_model(path, suppress_warnings=True).unwrap_python_model()

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 
@@ -26,6 +27,7 @@ from trainer.promotion import (
     split_mismatch,
 )
 from trainer.serving import ChampionCache
+from trainer.signing import SIGNATURE_TAG, UntrustedVersion
 from trainer.sluice_model import table_rows
 from trainer.training import PRIMARY_METRIC, TrainedModel, TrainingConfig, row_losses, train_model
 
@@ -182,18 +184,30 @@ def dev_run(
     baseline = compare(metric, validation.losses, validation.baseline_losses, gate)
     cleaning = {**parsing, **trained.report}
     with dependency_errors():
-        run_id, model_uri = registry.log_run(trained, model_name, cleaning, tags)
+        run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags)
         lap("log_run")
+        staging, signature = registry.sign_logged(model_uri, written, cache.models_dir, cache.key)
+        lap("sign")
         with promotion_lock(state_dir, model_name):
-            version = registry.register(model_uri, model_name, run_id, {"sluice.run_id": run_id})
+            version_tags = {"sluice.run_id": run_id, SIGNATURE_TAG: signature}
+            try:
+                version = registry.register(model_uri, model_name, run_id, version_tags)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            registry.keep_local_copy(staging, signature, model_name, version, cache.models_dir)
             lap("register")
             current = registry.champion_version(model_name)
-            schema_change = unfair = comparison = None
+            schema_change = unfair = comparison = untrusted = None
             if current is not None and promote == "auto":
-                champion = cache.model(model_name, current)
-                schema_change, unfair, comparison = _champion_comparison(
-                    trained, champion, metric, gate
-                )
+                try:
+                    champion = cache.model(model_name, current)
+                except UntrustedVersion as err:
+                    untrusted = f"v{current} ({err})"
+                else:
+                    schema_change, unfair, comparison = _champion_comparison(
+                        trained, champion, metric, gate
+                    )
             decision = decide(
                 promote,
                 current,
@@ -204,6 +218,7 @@ def dev_run(
                 schema_change=schema_change,
                 unfair=unfair,
                 champion=comparison,
+                untrusted=untrusted,
             )
             registry.record_decision(model_name, version, decision.to_dict())
             if decision.promoted:
@@ -274,7 +289,16 @@ def prod_run(
     champion reads them with the rules it was trained with.
     """
     with dependency_errors():
-        champion = cache.get(model_name)
+        try:
+            champion = cache.get(model_name)
+        except UntrustedVersion as err:
+            raise ApiError(
+                409,
+                "untrusted_champion",
+                f"The champion alias of {model_name!r} points at a version Sluice did not sign "
+                f"({err}), and no trusted champion was served before. Train it with phase=dev "
+                "and promote=always, or point the alias at a version Sluice registered.",
+            ) from err
         exists = champion is not None or registry.model_exists(model_name)
     if champion is None:
         if exists:

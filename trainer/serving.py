@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from trainer import registry
+from trainer.signing import UntrustedVersion
 from trainer.sluice_model import SluiceModel
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,16 @@ class Champion:
 class ChampionCache:
     """Per-process cache of champion models, one per model name."""
 
-    def __init__(self, state_dir: str, poll_seconds: float):
+    def __init__(self, state_dir: str, poll_seconds: float, key: bytes):
+        self.key = key
         self.marker_dir = os.path.join(state_dir, "champions")
         self.models_dir = os.path.join(state_dir, "models")
         os.makedirs(self.marker_dir, exist_ok=True)
         self.poll_seconds = poll_seconds
         self._entries: dict[str, Champion] = {}
         self._versions: dict[tuple[str, str], SluiceModel] = {}
+        # Versions refused because Sluice did not sign them: never loaded, never retried.
+        self.untrusted: dict[tuple[str, str], str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._poller: threading.Thread | None = None
@@ -69,13 +73,28 @@ class ChampionCache:
         self._versions[(name, version)] = _tuned(model)
 
     def model(self, name: str, version: str) -> SluiceModel:
-        """A specific version, loaded once per process."""
+        """A specific version, loaded once per process; UntrustedVersion when its files do not
+        carry this trainer's signature (checked before any of its code runs)."""
         key = (name, version)
         model = self._versions.get(key)
         if model is None:
-            model = _tuned(registry.load_version(name, version, self.models_dir))
+            if key in self.untrusted:
+                raise UntrustedVersion(self.untrusted[key])
+            try:
+                model = _tuned(registry.load_version(name, version, self.models_dir, self.key))
+            except UntrustedVersion as err:
+                self.untrusted[key] = str(err)
+                log.error("refusing to load %r v%s: %s", name, version, err)
+                raise
             self._versions[key] = model
         return model
+
+    def untrusted_aliases(self) -> list[dict]:
+        """Champion aliases this process found pointing at versions it refused."""
+        return [
+            {"model": name, "version": version, "reason": reason}
+            for (name, version), reason in sorted(self.untrusted.items())
+        ]
 
     def get(self, name: str) -> Champion | None:
         """The current champion of `name`, or None when it has none."""
@@ -91,12 +110,13 @@ class ChampionCache:
             try:
                 return self._refresh(name, marker)
             except Exception:
-                # Tracking server unreachable: serve what we have, or the last champion
-                # this trainer knew of, from its local copy.
+                # Tracking server unreachable, or the alias points at a version Sluice did
+                # not sign: serve what we have, or the last trusted champion this trainer
+                # knew of, from its local copy.
                 fallback = entry or self._last_known(name, marker)
                 if fallback is None:
                     raise
-                log.warning("MLflow unreachable; serving %r v%s", name, fallback.version)
+                log.warning("serving the last trusted champion %r v%s", name, fallback.version)
                 return fallback
 
     def _known_path(self, name: str) -> str:

@@ -72,4 +72,12 @@ def health():
         reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=2).ok
     except requests.RequestException:
         reachable = False
-    return jsonify({"status": "ok", "service": "trainer", "mlflow": {"reachable": reachable}})
+    cache = current_app.extensions["sluice"].cache
+    return jsonify(
+        {
+            "status": "ok",
+            "service": "trainer",
+            "mlflow": {"reachable": reachable},
+            "untrusted_versions": cache.untrusted_aliases(),
+        }
+    )
