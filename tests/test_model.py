@@ -197,6 +197,54 @@ def test_copies_of_a_record_stay_on_one_side_of_the_split():
     assert trained.report["duplicate_rows"] == 900
 
 
+def _noise(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=rows).round(6),
+            "flag": rng.choice(["on", "off"], rows),
+            "side": rng.choice(["l", "r"], rows),
+            "y": rng.choice(["yes", "no"], rows),
+        }
+    )
+
+
+@pytest.mark.parametrize("copies", [2, 10])
+def test_repeated_noise_records_learn_nothing(copies):
+    # One continuous value per record makes its copies one record, even beside a few
+    # categories, and even when a dropped row number tells the copies apart.
+    base = _noise(600, 3)
+    repeated = pd.concat([base] * copies, ignore_index=True).sample(frac=1.0, random_state=2)
+    repeated["row_id"] = np.arange(1, len(repeated) + 1)
+    trained = train_model(as_text(repeated), "y", config=FAST)
+    assert "row_id" in dropped_of(trained)
+    assert trained.metrics["log_loss"] >= trained.validation.baseline_losses.mean() - 0.02
+    assert trained.metrics.get("roc_auc", 0.5) < 0.62
+
+
+def test_repeated_records_do_not_defeat_early_stopping():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1500, 3)).round(5)
+    y = np.where(x[:, 0] + rng.normal(0, 1, 1500) > 0, "yes", "no")
+    base = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": y})
+    single = train_model(as_text(base), "y")
+    tripled = train_model(as_text(pd.concat([base] * 3, ignore_index=True)), "y")
+    assert tripled.metrics["log_loss"] < single.metrics["log_loss"] * 1.15, (
+        single.metrics,
+        tripled.metrics,
+    )
+
+
+def test_a_numeric_target_with_a_few_junk_values_is_regression_with_them_dropped():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=200)
+    y = (x * 3 + 10).round(2).astype(str)
+    y[[5, 50, 100, 150]] = ["inf", "unknown", "-inf", "1e999"]
+    trained = train_model(pd.DataFrame({"x": x.astype(str), "y": y}), "y", config=FAST)
+    assert trained.task == "regression"
+    assert trained.report["dropped_rows"]["unreadable_target"] == 4
+
+
 def test_repeated_rows_of_few_categories_spread_over_the_split():
     # Nine feature combinations in 1,000 rows: repeats are what the column frequencies
     # predict, so they are observations of each combination's odds, on both sides.
@@ -288,8 +336,8 @@ def test_quality_at_least_default_xgboost(name):
 def test_quality_on_real_tables_with_names_and_free_text(dataset):
     # Real tables shipped in packages, with name-like, id and free-text columns: Sluice on the
     # upload as written against plain XGBoost on the same rows (numeric columns only, and
-    # every text column as a native category).
-    result = quality.evaluate(dataset, folds=2)
+    # every text column as a native category), over five folds.
+    result = quality.evaluate(dataset, folds=5)
     ours = result["sluice"]
     for other in ("xgb_numeric", "xgb_categorical"):
         assert ours <= result[other] * 1.02, f"{result['dataset']}: {result}"
@@ -381,6 +429,7 @@ def test_schema_and_split_differences_are_named():
     assert split_mismatch(split, dict(split)) is None
     assert "before rows were split" in split_mismatch(split, None)
     assert "other columns" in split_mismatch(split, dict(split, columns=["a", "b", "y"]))
+    assert "empty or dropped" in split_mismatch(split, dict(split, columns=["a", "b", "y"]))
 
 
 _prod_cells = st.one_of(

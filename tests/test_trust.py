@@ -321,6 +321,25 @@ def test_repeated_noise_rows_cannot_fake_skill_or_beat_the_champion(stack, model
     assert answer["metrics"]["accuracy"] < 0.6  # honest: no better than a coin
 
 
+def test_a_reexport_with_renumbered_row_ids_compares_on_the_same_rows(stack, model_name):
+    # Row numbers are dropped (id-like) and take no part in a row's key: shuffled and
+    # renumbered, the same records are validation rows for both models.
+    frame = _blobs(2000, 40)
+    first = dev(stack, model_name, to_csv(frame.assign(row_id=np.arange(1, 2001))), target="y")
+    assert "row_id" in dropped_of(first)
+    shuffled = frame.sample(frac=1.0, random_state=5).assign(row_id=np.arange(1, 2001))
+    again = dev(stack, model_name, to_csv(shuffled), target="y")
+    comparison = again["promotion"]["comparison"]
+    # The compared rows are exactly the champion's own validation rows: it scores on them
+    # what it scored when it was trained, not what it would on rows it learned.
+    assert comparison["rows"] == first["training"]["rows_validation"]
+    champion_score = again["promotion"]["champion_score"]
+    assert champion_score == pytest.approx(first["metrics"]["log_loss"], rel=1e-6)
+    low, high = comparison["interval"]
+    assert low <= 0 <= high, again["reason"]  # shuffled rows: a slightly different fit
+    assert again["promoted"] is True and again["promotion"]["rule"] == "not_worse"
+
+
 def test_the_same_data_exported_in_european_format_is_a_schema_change(stack, model_name):
     # The champion reads `.` decimals; prod clients of it would send them to a model that
     # reads `,` decimals and get missing values.

@@ -207,10 +207,11 @@ class ColumnKind:
 
 
 def fit_kinds(
-    table: pa.Table, target: str, delimiter: str
+    table: pa.Table, target: str, delimiter: str, min_category_rows: int = 5
 ) -> tuple[list[ColumnKind], list[dict], dict[str, int]]:
     """Each non-target column's kind and format, the dropped columns with reasons, and the
-    unreadable cells per kept column (cells the chosen format does not read)."""
+    unreadable cells per kept column (cells the chosen format does not read). Decided on all
+    rows, before the split, so the split can hash exactly the columns the model reads."""
     prefer_comma = delimiter == ";"
     kinds, dropped, unreadable = [], [], {}
     for name in table.column_names:
@@ -266,8 +267,29 @@ def fit_kinds(
             if dates["unreadable"]:
                 unreadable[name] = dates["unreadable"]
             continue
+        unique = _mostly_unique(distinct, min_level_rows(int(0.8 * present), min_category_rows))
+        if unique is not None:
+            dropped.append({"name": name, "reason": unique})
+            continue
         kinds.append(ColumnKind(name, "categorical", {"distinct": len(distinct.counts)}))
     return kinds, dropped, unreadable
+
+
+def _mostly_unique(distinct: Distinct, min_rows: int) -> str | None:
+    """Why a text column is names or free text rather than categories (most values unique,
+    and the values frequent enough to keep cover little of it), or None."""
+    present = distinct.total
+    share_distinct = len(distinct.counts) / present
+    covered = int(distinct.counts[distinct.counts >= min_rows].sum())
+    if present < MIN_ROWS_FOR_ID or share_distinct <= UNIQUE_SHARE:
+        return None
+    if covered >= COVERAGE_SHARE * present:
+        return None
+    what = "id-like" if share_distinct >= ID_SHARE else "mostly unique text"
+    return (
+        f"{what}: {len(distinct.counts)} distinct values in {present} rows; values seen at "
+        f"least {min_rows} times cover {covered / present:.0%} of them"
+    )
 
 
 def min_level_rows(n_train: int, configured: int) -> int:

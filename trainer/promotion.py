@@ -187,8 +187,8 @@ def split_mismatch(new_split: dict | None, old_split: dict | None) -> str | None
         return "it was trained before rows were split by content, so its training rows are unknown"
     if old_split.get("columns") != new_split.get("columns"):
         return (
-            "its upload had other columns, so the same rows may have landed on other sides of "
-            "the split"
+            "the two uploads' rows are keyed by other columns (a column empty or dropped in one "
+            "of them), so the same rows may have landed on other sides of the split"
         )
     return None
 

@@ -16,8 +16,8 @@ from trainer import sluice_cells as cells
 
 # Names the rule; a model records it, and comparisons need the same rule on both sides.
 SPLIT_METHOD = "sluice-row-hash-v2"
-# Copies of a row spread over the split only when chance alone predicts this many of them.
-CHANCE_COPIES = 2.0
+# A feature value shared by this many distinct rows is a level, not one record's measurement.
+MIN_SHARING_ROWS = 2
 _UNIT = float(2**-53)
 
 
@@ -50,30 +50,25 @@ def _text(column) -> pa.Array:
 
 
 def read_cells(table: pa.Table, kinds: list, target: str, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Each non-empty column's cells as the model reads them, for hashing: numbers as floats
-    in the column's format, dates as UTC times, categories by their keys, the target as read,
-    other (dropped) columns as their cleaned text. So `1.50` and `1.5`, or ` x ` and `x`, are
-    the same cell in every upload."""
-    by_name = {kind.name: kind for kind in kinds}
-    read: dict[str, np.ndarray] = {}
-    for name in sorted(table.column_names):
-        column = table.column(name).combine_chunks()
-        if column.null_count == len(column):
-            continue
-        kind = by_name.get(name)
-        if name == target:
-            read[name] = np.asarray(y, dtype="float64")
-        elif kind is not None and kind.kind == "numeric":
+    """The cells a row's key is made of: the columns the model reads (as it reads them:
+    numbers as floats in the column's format, dates as UTC times, categories by their keys)
+    and the target as read. So `1.50` and `1.5`, or ` x ` and `x`, are the same cell in every
+    upload, and a dropped column (a row number, a load time, a note) never makes two copies
+    of a record look like two records."""
+    read: dict[str, np.ndarray] = {target: np.asarray(y, dtype="float64")}
+    for kind in kinds:
+        column = table.column(kind.name).combine_chunks()
+        if kind.kind == "numeric":
             fmt = cells.NumberFormat.from_dict(kind.detail.get("number_format"))
-            read[name] = cells.read_numbers(column, fmt).values
-        elif kind is not None and kind.kind == "datetime":
+            read[kind.name] = cells.read_numbers(column, fmt).values
+        elif kind.kind == "datetime":
             stamps = cells.read_date_cells(column, kind.detail["date_formats"]).stamps
-            read[name] = stamps.astype("int64")
+            read[kind.name] = stamps.astype("int64")
         else:
             distinct, positions = cells.distinct_cells(column)
             keys = np.asarray([cells.category_key(v) for v in distinct] + [None], dtype=object)
-            read[name] = keys[positions]
-    return read
+            read[kind.name] = keys[positions]
+    return dict(sorted(read.items()))
 
 
 def content_hashes(read: dict[str, np.ndarray]) -> np.ndarray:
@@ -81,18 +76,21 @@ def content_hashes(read: dict[str, np.ndarray]) -> np.ndarray:
     return pd.util.hash_pandas_object(pd.DataFrame(read), index=False).to_numpy(dtype="uint64")
 
 
-def chance_copies(read: dict[str, np.ndarray], target: str) -> np.ndarray:
-    """How many rows with each row's feature values the column frequencies alone predict
-    (n times the product of each value's share of its column)."""
-    n = len(next(iter(read.values()))) if read else 0
-    log_expected = np.full(n, np.log(max(n, 1)))
+def observations(read: dict[str, np.ndarray], target: str, content: np.ndarray) -> np.ndarray:
+    """Which rows' copies are separate observations rather than one record repeated: those
+    where every feature value is shared by at least two distinct rows. A value only one
+    distinct row has (a measurement, a timestamp) makes its copies one record; rows made of
+    shared values (a few categories) repeat because the table is small in those columns."""
+    row_ids, _ = pd.factorize(content)
+    shared = np.ones(len(content), dtype=bool)
     for name, values in read.items():
         if name == target:
             continue
         codes, _ = pd.factorize(values, use_na_sentinel=False)
-        counts = np.bincount(codes)
-        log_expected += np.log(counts[codes] / n)
-    return np.exp(log_expected)
+        pairs = pd.DataFrame({"value": codes, "row": row_ids}).drop_duplicates()
+        rows_per_value = np.bincount(pairs["value"].to_numpy(), minlength=codes.max() + 1)
+        shared &= rows_per_value[codes] >= MIN_SHARING_ROWS
+    return shared
 
 
 def row_keys(content: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -101,8 +99,7 @@ def row_keys(content: np.ndarray, spread: np.ndarray) -> np.ndarray:
 
     Copies of a row stay together on one side (all take the first copy's key), so a
     validation row never has a copy among the training rows: repeated records would otherwise
-    be scored on what the model memorised. Only where `spread` (feature values so common that
-    the columns' frequencies alone predict repeats, as with a few categories) copies are
+    be scored on what the model memorised. Only where `spread` (see `observations`) copies are
     separate observations of the odds: the n-th copy gets a key of its own in every upload, and
     copies spread over both sides as single rows do.
     """

@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow as pa
 import xgboost as xgb
 from sklearn import metrics as skm
-from sklearn.model_selection import train_test_split
 
 from sluice_common.errors import ApiError
 from sluice_common.params import TASKS
@@ -101,8 +100,9 @@ def _first_unreadable(distinct: Distinct, result: dict) -> str:
 def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool) -> Target:
     """Classification or regression (with the reason), and the target read accordingly.
 
-    A target is numeric when one number format reads every value (task=regression accepts
-    up to 5% unreadable values: those rows are dropped and counted).
+    A target is numeric when one number convention reads at least 95% of its values, as for
+    feature columns; the rows whose target it cannot read are dropped and counted. A numeric
+    target with few distinct integers, every value readable, is a set of classes.
     """
     if requested not in TASKS:
         raise ApiError(
@@ -111,8 +111,9 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
     distinct = distinct_of(column)
     number = fit_number_format(distinct, prefer_comma, share=0.0)
     all_numeric = number is not None and number["unreadable"] == 0
+    mostly_numeric = number is not None and number["unreadable"] <= 0.05 * distinct.total
     n_distinct = len(distinct.counts)
-    if requested == "regression" and (number is None or number["unreadable"] > 0.05 * len(column)):
+    if requested == "regression" and not mostly_numeric:
         example = _first_unreadable(distinct, number) if number else ""
         raise ApiError(
             422,
@@ -120,14 +121,19 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
             f"Regression needs a numeric target; {name!r} has values like {example!r}. "
             "Use task=classification or pick another target.",
         )
-    if requested == "regression" or (requested == "auto" and all_numeric):
+    if requested == "regression" or (requested == "auto" and mostly_numeric):
         fmt = number["format"]
         values = cells.read_numbers(column, fmt).values
-        n_distinct = len(np.unique(values[~np.isnan(values)]))  # 1 and 1.0 are one value
+        read = values[~np.isnan(values)]
+        n_distinct = len(np.unique(read))  # 1 and 1.0 are one value
         if requested == "auto":
-            integral = bool(np.all(np.mod(values, 1) == 0))
-            few = n_distinct <= 2 or (n_distinct <= 20 and n_distinct * 5 <= len(values))
+            integral = bool(np.all(np.mod(read, 1) == 0))
+            few = n_distinct <= 2 or (n_distinct <= 20 and n_distinct * 5 <= len(read))
             if integral and few:
+                if not all_numeric:  # codes with some text among them: all of it labels
+                    return _classes(
+                        column, name, f"target has text values ({len(distinct.counts)} distinct)"
+                    )
                 return _classes(column, name, f"integer target with {n_distinct} distinct values")
             reason = (
                 f"integer target with {n_distinct} distinct values (too many for classes)"
@@ -238,18 +244,16 @@ def score(task: str, y_true: np.ndarray, predictions: np.ndarray, proba: np.ndar
     return result
 
 
-def _inner_split(y: np.ndarray, task: str, fraction: float, seed: int):
-    """Early-stopping rows among the training rows (random, stratified when it can be)."""
-    index = np.arange(len(y))
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        if counts.min() >= 2 and round(len(y) * fraction) >= len(counts):
-            stratify = y
-    fit_idx, stop_idx = train_test_split(
-        index, test_size=fraction, random_state=seed, stratify=stratify
-    )
-    return np.sort(fit_idx), np.sort(stop_idx)
+def _inner_split(keys: np.ndarray, validation: float, fraction: float):
+    """Early-stopping rows among the training rows (keys at or above `validation`): the next
+    `fraction` of the key range. Decided by the same keys as the split, so copies of a record
+    are never on both sides of early stopping either (it would never stop)."""
+    stop = keys < validation + fraction * (1 - validation)
+    if stop.all() or not stop.any():  # a few rows: the lowest keys, at least one each side
+        count = min(len(keys) - 1, max(1, round(fraction * len(keys))))
+        stop = np.zeros(len(keys), dtype=bool)
+        stop[np.argsort(keys, kind="stable")[:count]] = True
+    return np.flatnonzero(~stop), np.flatnonzero(stop)
 
 
 def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None):
@@ -321,11 +325,10 @@ def train_model(
                 f"Only {table.num_rows} rows have a readable target; training needs {MIN_ROWS}.",
             )
     y = read.y
-    kinds, dropped, unreadable = fit_kinds(table, target, delimiter)
+    kinds, dropped, unreadable = fit_kinds(table, target, delimiter, config.min_category_rows)
     read_cells = rowsets.read_cells(table, kinds, target, y)
     content = rowsets.content_hashes(read_cells)
-    spread = rowsets.chance_copies(read_cells, target) >= rowsets.CHANCE_COPIES
-    keys = rowsets.row_keys(content, spread)
+    keys = rowsets.row_keys(content, rowsets.observations(read_cells, target, content))
     key_columns = list(read_cells)
     del read_cells
     held = keys < config.validation_fraction
@@ -364,7 +367,7 @@ def train_model(
 
     started = time.perf_counter()
     inner_fit, inner_stop = _inner_split(
-        y[fit_idx], read.task, config.early_stopping_fraction, config.seed + 1
+        keys[fit_idx], config.validation_fraction, config.early_stopping_fraction
     )
     fit_rows, stop_rows = fit_idx[inner_fit], fit_idx[inner_stop]
     booster = _fit(
