@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -124,3 +126,34 @@ def test_mlflow_down_dev_is_503_prod_keeps_serving(guarded):
     again = dev(guarded, name, iris())
     assert again["version"] == "2"
     assert prod(guarded, name, query).status_code == 200
+
+
+def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
+    # A frozen tracking server (not a dead one: connections are accepted, never answered).
+    name = "mlflow-hung"
+    dev(guarded, name, iris())
+    query = iris().drop(columns="target").head(5)
+    expected = prod(guarded, name, query).json()
+    guarded.kill("trainer")  # restarted below: no champion in memory, only its local copy
+    mlflow_group = guarded.pid("mlflow")
+    os.killpg(mlflow_group, signal.SIGSTOP)
+    try:
+        guarded.start()  # starts the trainer only
+        wait_healthy(guarded, "trainer")
+        started = time.monotonic()
+        answer = prod(guarded, name, query)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == expected["predictions"]
+        assert time.monotonic() - started < 3, "prod waited on the hung tracking server"
+        started = time.monotonic()
+        failed = post_csv(
+            guarded.analyze_url, to_csv(iris()), phase="dev", model=name, headers=AUTH
+        )
+        assert (
+            failed.status_code == 503 and failed.json()["error"]["code"] == "tracking_unavailable"
+        )
+        assert time.monotonic() - started < 10, "dev waited on the hung tracking server"
+    finally:
+        os.killpg(mlflow_group, signal.SIGCONT)
+    wait_healthy(guarded, "mlflow")
+    assert dev(guarded, name, iris())["version"] == "2"

@@ -11,6 +11,7 @@ from importlib.metadata import version as package_version
 
 import mlflow
 import pandas as pd
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -31,6 +32,7 @@ PIP_REQUIREMENTS = [
 
 
 DATASET_SCHEMA_MAX_CHARS = 1_000_000  # MLflow's limit is 1,048,575
+PING_TIMEOUT = 3.0  # seconds; the server answers /health in milliseconds when it is well
 
 
 def experiment_name(model_name: str) -> str:
@@ -142,8 +144,13 @@ def register(model_uri: str, model_name: str, run_id: str, tags: dict[str, str])
 
 
 def ping() -> None:
-    """Raise when the tracking server cannot be used (one cheap call)."""
-    MlflowClient().search_experiments(max_results=1)
+    """Raise when the tracking server does not answer its health check within
+    PING_TIMEOUT seconds: a hung server fails dev fast, before any training."""
+    uri = mlflow.get_tracking_uri().rstrip("/")
+    if uri.startswith(("http://", "https://")):
+        requests.get(f"{uri}/health", timeout=PING_TIMEOUT).raise_for_status()
+    else:  # a local store (bench, tests): one cheap call
+        MlflowClient().search_experiments(max_results=1)
 
 
 def champion_version(model_name: str) -> str | None:

@@ -107,6 +107,15 @@ class ChampionCache:
             entry = self._entries.get(name)
             if entry is not None and entry.marker == marker:
                 return entry
+            if entry is None:
+                # First request for this name in this process (a restart, a new worker):
+                # serve the last champion this trainer knew at once, from its verified local
+                # copy, and leave the check with MLflow to the background poller, so prod
+                # never waits on a slow or hung tracking server.
+                known = self._last_known(name, marker)
+                if known is not None:
+                    self._start_poller()
+                    return known
             try:
                 return self._refresh(name, marker)
             except Exception:

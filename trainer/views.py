@@ -15,6 +15,7 @@ from trainer.runs import dev_run, prod_run
 from trainer.sluice_model import table_rows
 
 bp = Blueprint("trainer", __name__)
+HEALTH_PROBE_SECONDS = 1.0
 
 
 def _table(raw: bytes, media_type: str, phase: str, target: str | None):
@@ -69,7 +70,8 @@ def health():
     uri = current_app.config["MLFLOW_TRACKING_URI"]
     reachable = False
     try:
-        reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=2).ok
+        # Short: a health check must answer fast even when MLflow hangs.
+        reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_PROBE_SECONDS).ok
     except requests.RequestException:
         reachable = False
     cache = current_app.extensions["sluice"].cache
