@@ -7,9 +7,12 @@ Endpoints:
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from flask import Flask
 
-from sluice_common.app import build_app
+from sluice_common.app import build_app, install_admission
 
 DEFAULTS = {
     "TRAINER_URL": "http://127.0.0.1:8080",
@@ -19,12 +22,18 @@ DEFAULTS = {
     "TRAINER_CONNECT_TIMEOUT": 3.0,
     "TRAINER_READ_TIMEOUT": 3600.0,
     "LOG_LEVEL": "INFO",
+    "ADMISSION_DIR": None,
 }
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the preprocess app from environment variables (and overrides for tests)."""
     app = build_app(__name__, DEFAULTS, test_config)
+    # Slots are shared by the workers of one gunicorn master (their parent process).
+    lock_dir = app.config["ADMISSION_DIR"] or os.path.join(
+        tempfile.gettempdir(), f"sluice-preprocess-{os.getppid()}"
+    )
+    install_admission(app, lock_dir)
 
     from preprocess.views import bp
 

@@ -27,6 +27,7 @@ class TrainerAnswer:
     status: int
     content_type: str
     body: bytes
+    retry_after: str | None = None
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
@@ -87,7 +88,10 @@ def forward_to_trainer(
         if response.will_close:
             _forget(trainer_url)
         return TrainerAnswer(
-            response.status, response.getheader("Content-Type", "application/json"), body
+            response.status,
+            response.getheader("Content-Type", "application/json"),
+            body,
+            response.getheader("Retry-After"),
         )
     except TimeoutError as err:
         _forget(trainer_url)

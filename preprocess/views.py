@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import forward_to_trainer, trainer_healthy
+from sluice_common.app import is_heavy
 from sluice_common.params import parse_params, read_upload
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
 from sluice_common.upload import parse_upload
@@ -19,16 +22,20 @@ def analyze():
     config = current_app.config
     params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
     raw, _ = read_upload(request)
-    table, report, target = parse_upload(raw, params.phase, params.target)
-    del raw
+    slot = contextlib.nullcontext()
+    if is_heavy(params.phase, len(raw), config["HEAVY_PROD_MB"]):
+        slot = current_app.extensions["admission"].admit("parsing uploads")
+    with slot:  # parsing only: the slot is free again while the trainer works
+        table, report, target = parse_upload(raw, params.phase, params.target)
+        del raw
+        if isinstance(table, dict):  # a few rows, parsed without pandas
+            payload = columns_to_arrow(table, report)
+        else:
+            payload = frame_to_arrow(table, report)
+        del table
     query = params.as_query()
     if target is not None:
         query["target"] = target
-    if isinstance(table, dict):  # a few rows, parsed without pandas
-        payload = columns_to_arrow(table, report)
-    else:
-        payload = frame_to_arrow(table, report)
-    del table
     answer = forward_to_trainer(
         config["TRAINER_URL"],
         query,
@@ -38,7 +45,10 @@ def analyze():
         config["TRAINER_READ_TIMEOUT"],
     )
     # Relay the trainer's answer as it is: re-encoding a large prediction list costs time.
-    return Response(answer.body, status=answer.status, content_type=answer.content_type)
+    response = Response(answer.body, status=answer.status, content_type=answer.content_type)
+    if answer.retry_after:
+        response.headers["Retry-After"] = answer.retry_after
+    return response
 
 
 @bp.get("/health")

@@ -7,17 +7,26 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from sluice_common.admission import Admission
 from sluice_common.auth import install_token_check
 from sluice_common.config import from_env
 from sluice_common.errors import register_error_handlers
 from sluice_common.jsonio import OrjsonProvider
+
+# Admission control settings every service reads (see sluice_common/admission.py).
+ADMISSION_DEFAULTS = {
+    "HEAVY_SLOTS": 2,
+    "ADMISSION_QUEUE": 2,
+    "ADMISSION_WAIT_SECONDS": 30.0,
+    "HEAVY_PROD_MB": 1.0,
+}
 
 
 def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> Flask:
     """A Flask app with config from the environment, fast JSON, one error shape, the upload
     limit and the optional API token."""
     app = Flask(name, static_folder=None)  # no static files to serve
-    app.config.from_mapping(from_env(defaults))
+    app.config.from_mapping(from_env({**ADMISSION_DEFAULTS, **defaults}))
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
@@ -26,3 +35,20 @@ def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> 
     register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
     install_token_check(app, app.config["SLUICE_API_TOKEN"])
     return app
+
+
+def install_admission(app: Flask, lock_dir: str) -> Admission:
+    """The service's admission control, with its slot files in `lock_dir`."""
+    admission = Admission(
+        lock_dir,
+        app.config["HEAVY_SLOTS"],
+        app.config["ADMISSION_QUEUE"],
+        app.config["ADMISSION_WAIT_SECONDS"],
+    )
+    app.extensions["admission"] = admission
+    return admission
+
+
+def is_heavy(phase: str, upload_bytes: int, heavy_prod_mb: float) -> bool:
+    """Dev trainings, and prod uploads above HEAVY_PROD_MB, take a slot."""
+    return phase == "dev" or upload_bytes > heavy_prod_mb * 1024 * 1024

@@ -47,7 +47,9 @@ def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> N
 
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
-        return jsonify(err.to_dict()), err.status
+        seconds = err.details.get("retry_after")
+        headers = {"Retry-After": str(seconds)} if seconds else {}
+        return jsonify(err.to_dict()), err.status, headers
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from sluice_common.app import build_app
+from sluice_common.app import build_app, install_admission
 
 DEFAULTS = {
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
@@ -91,6 +91,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     state_dir = app.config["TRAINER_STATE_DIR"]
     os.makedirs(state_dir, exist_ok=True)
+    install_admission(app, os.path.join(state_dir, "admission"))
     commit = app.config["SLUICE_GIT_COMMIT"] or _git_commit()
     app.extensions["sluice"] = TrainerState(
         cache=ChampionCache(

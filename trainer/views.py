@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pyarrow as pa
 import requests
 from flask import Blueprint, current_app, jsonify, request
 
+from sluice_common.app import is_heavy
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
 from sluice_common.parsing import SMALL_ROWS
@@ -40,6 +43,16 @@ def ml():
     state = current_app.extensions["sluice"]
     params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
     raw, media_type = read_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
+    slot = contextlib.nullcontext()
+    if is_heavy(params.phase, len(raw), current_app.config["HEAVY_PROD_MB"]):
+        what = "trainings" if params.phase == "dev" else "large prod batches"
+        slot = current_app.extensions["admission"].admit(what)
+    with slot:
+        return _run(params, raw, media_type, state)
+
+
+def _run(params, raw: bytes, media_type: str, state):
+    """Parse the upload and run its phase."""
     table, report, target = _table(raw, media_type, params.phase, params.target)
     if table_rows(table) == 0:
         raise ApiError(400, "no_rows", "The file has no data rows.")

@@ -1,0 +1,118 @@
+"""Admission control: a bounded number of heavy requests at once, the rest queued briefly or
+refused with 503 and Retry-After, while health and small prod requests stay fast."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from sluice_common.admission import Admission
+from sluice_common.errors import ApiError
+from tests.datasets import churn, iris, to_csv
+from tests.stack import LocalStack, post_csv
+
+
+def test_slots_queue_and_refusal(tmp_path):
+    admission = Admission(str(tmp_path), slots=1, queue=1, wait_seconds=0.5)
+    release = threading.Event()
+    inside = threading.Event()
+
+    def hold():
+        with admission.admit("test"):
+            inside.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(5)
+    outcomes = []
+
+    def try_once():
+        try:
+            with admission.admit("test"):
+                outcomes.append("ran")
+        except ApiError as err:
+            outcomes.append((err.status, err.code, err.details["retry_after"]))
+
+    waiter = threading.Thread(target=try_once)
+    waiter.start()
+    time.sleep(0.1)
+    try_once()  # the queue (one waiter) is full: refused at once
+    waiter.join()  # waited 0.5 s, the slot stayed taken: refused
+    release.set()
+    holder.join()
+    assert outcomes == [(503, "busy", 1), (503, "busy", 1)]
+    try_once()  # free again
+    assert outcomes[-1] == "ran"
+
+
+def test_a_waiter_gets_the_slot_when_it_frees(tmp_path):
+    admission = Admission(str(tmp_path), slots=1, queue=2, wait_seconds=5)
+    order = []
+
+    def run(name, hold):
+        with admission.admit("test"):
+            order.append(name)
+            time.sleep(hold)
+
+    first = threading.Thread(target=run, args=("first", 0.3))
+    first.start()
+    time.sleep(0.05)
+    run("second", 0)
+    first.join()
+    assert order == ["first", "second"]
+
+
+def test_slots_are_shared_by_processes(tmp_path):
+    # Two Admission objects on one directory stand for two worker processes: flock is per
+    # open file, so each sees the other's slot taken.
+    one = Admission(str(tmp_path), slots=1, queue=0, wait_seconds=0)
+    other = Admission(str(tmp_path), slots=1, queue=0, wait_seconds=0)
+    with one.admit("a"), pytest.raises(ApiError):
+        with other.admit("b"):
+            pass
+
+
+@pytest.fixture(scope="module")
+def narrow(tmp_path_factory):
+    """A stack that runs one heavy request at a time and queues one more for a second."""
+    local = LocalStack(
+        home=str(tmp_path_factory.mktemp("sluice-admission")),
+        extra_env={"HEAVY_SLOTS": "1", "ADMISSION_QUEUE": "1", "ADMISSION_WAIT_SECONDS": "1"},
+    )
+    local.start()
+    yield local
+    local.stop()
+
+
+def test_heavy_requests_beyond_the_slots_get_503_while_small_ones_stay_fast(narrow):
+    post_csv(narrow.analyze_url, to_csv(iris()), phase="dev", model="small")
+    big = to_csv(churn(30_000))
+    query = to_csv(iris().drop(columns="target").head(1))
+
+    def train(_):
+        return post_csv(narrow.ml_url, big, phase="dev", model="big", timeout=300)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        heavy = [pool.submit(train, i) for i in range(3)]
+        time.sleep(0.5)
+        latencies = []
+        while not all(f.done() for f in heavy):
+            started = time.monotonic()
+            assert requests.get(f"{narrow.url('trainer')}/health", timeout=5).ok
+            single = post_csv(narrow.analyze_url, query, phase="prod", model="small")
+            assert single.status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.2)
+        answers = [f.result() for f in heavy]
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses[0] == 200 and 503 in statuses, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "busy"
+            assert int(answer.headers["Retry-After"]) >= 1
+    assert latencies and max(latencies) < 2.0, latencies
