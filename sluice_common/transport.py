@@ -36,9 +36,67 @@ def _write(table: pa.Table, report: dict | None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def read_arrow(raw: bytes) -> tuple[pa.Table, dict | None]:
-    """Read an Arrow IPC stream into a table and its report; ApiError when it is not one."""
+def _field(meta: bytes, table: int, index: int) -> int | None:
+    """Where field `index` of the flatbuffer table at `table` is, or None when absent."""
+    vtable = table - int.from_bytes(meta[table : table + 4], "little", signed=True)
+    size = int.from_bytes(meta[vtable : vtable + 2], "little")
+    slot = 4 + 2 * index
+    if slot + 2 > size:
+        return None
+    offset = int.from_bytes(meta[vtable + slot : vtable + slot + 2], "little")
+    return table + offset if offset else None
+
+
+def batch_facts(meta: bytes) -> tuple[int, bool]:
+    """Rows and whether the body is compressed, from a record batch message's flatbuffer
+    (Message.header -> RecordBatch: length is field 0, compression field 3), read before any
+    buffer is decoded."""
+    root = int.from_bytes(meta[0:4], "little")
+    header = _field(meta, root, 2)
+    if header is None:
+        raise ValueError("record batch message without a header")
+    batch = header + int.from_bytes(meta[header : header + 4], "little")
+    length = _field(meta, batch, 0)
+    rows = 0 if length is None else int.from_bytes(meta[length : length + 8], "little")
+    return rows, _field(meta, batch, 3) is not None
+
+
+def check_arrow(raw: bytes, max_rows: int, max_columns: int) -> None:
+    """Refuse, before anything is decoded, an Arrow stream that could cost more than its own
+    size: compressed bodies (a 61 KB zstd stream of zeros decoded to 4 GB), dictionary
+    batches, more rows or columns than an upload under the limits can hold."""
+    reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(raw))
+    rows = 0
+    while True:
+        try:
+            message = reader.read_next_message()
+        except StopIteration:
+            break
+        if message.type == "schema":
+            columns = pa.ipc.read_schema(message)
+            if len(columns) > max_columns:
+                raise ApiError(
+                    400, "too_many_columns", f"At most {max_columns} columns are supported."
+                )
+        elif message.type == "record batch":
+            batch_rows, compressed = batch_facts(message.metadata.to_pybytes())
+            if compressed:
+                raise ApiError(400, "malformed_arrow", "Compressed Arrow bodies are not accepted.")
+            rows += batch_rows
+            if rows > max_rows:
+                raise ApiError(413, "upload_too_large", f"The table has more than {max_rows} rows.")
+        else:
+            raise ApiError(400, "malformed_arrow", f"Arrow {message.type} messages are refused.")
+
+
+def read_arrow(
+    raw: bytes, max_rows: int | None = None, max_columns: int | None = None
+) -> tuple[pa.Table, dict | None]:
+    """Read an Arrow IPC stream into a table and its report; ApiError when it is not one, or
+    when it breaks the caps (checked before decoding; see `check_arrow`)."""
     try:
+        if max_rows is not None:
+            check_arrow(raw, max_rows, max_columns or 1 << 31)
         table = pa.ipc.open_stream(raw).read_all()
         names = table.schema.names
         if len(set(names)) != len(names):
@@ -53,7 +111,14 @@ def read_arrow(raw: bytes) -> tuple[pa.Table, dict | None]:
         metadata = table.schema.metadata or {}
         report = orjson.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else None
         return table, report
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, orjson.JSONDecodeError) as err:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        OSError,
+        orjson.JSONDecodeError,
+        ValueError,
+        IndexError,
+    ) as err:
         raise _malformed() from err
 
 

@@ -530,7 +530,31 @@ def _arrow_cases() -> dict:
         "duplicate_names_prod": (_arrow(dup), "prod", None),
         "nested_list_column_dev": (_arrow(nested), "dev", None),
         "no_columns_prod": (_arrow(pa.table({})), "prod", None),
+        # 40 MB of zeros in a few KB: refused before anything is decompressed.
+        "zstd_bomb_dev": (
+            _compressed(pa.table({"x": pa.array(bytes(40_000_000))})),
+            "dev",
+            "malformed_arrow",
+        ),  # fmt: skip
+        "lz4_prod": (
+            _compressed(pa.table({"age": pa.array(base.age)}), "lz4"),
+            "prod",
+            "malformed_arrow",
+        ),  # fmt: skip
+        "dictionary_batch": (
+            _arrow(pa.table({"x": pa.array(["a", "b"] * 15).dictionary_encode()})),
+            "dev",
+            "malformed_arrow",
+        ),  # fmt: skip
     }
+
+
+def _compressed(table_: pa.Table, codec: str = "zstd") -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    with pa.ipc.new_stream(sink, table_.schema, options=options) as writer:
+        writer.write_table(table_)
+    return sink.getvalue().to_pybytes()
 
 
 ARROW_CASES = _arrow_cases()

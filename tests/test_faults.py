@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import numpy as np
+import pyarrow as pa
 import pytest
 import requests
 from mlflow import MlflowClient
@@ -157,3 +159,21 @@ def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
         os.killpg(mlflow_group, signal.SIGCONT)
     wait_healthy(guarded, "mlflow")
     assert dev(guarded, name, iris())["version"] == "2"
+
+
+def test_an_arrow_body_with_more_rows_than_the_limit_allows_is_refused_before_decoding(guarded):
+    # MAX_UPLOAD_MB=1 here: no CSV under it has over 524,288 rows; Arrow of one-byte cells
+    # would carry 600,000 in 600 KB.
+    table = pa.table({"x": pa.array(np.zeros(600_000, dtype="int8"))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    response = requests.post(
+        guarded.ml_url,
+        params={"phase": "prod", "model": "any"},
+        data=sink.getvalue().to_pybytes(),
+        headers={**AUTH, "Content-Type": "application/vnd.apache.arrow.stream"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "upload_too_large"

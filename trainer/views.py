@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sluice_common.app import is_heavy
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
-from sluice_common.parsing import SMALL_ROWS
+from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, resolve_target
 from trainer.runs import dev_run, prod_run
@@ -29,7 +29,10 @@ def _table(raw: bytes, media_type: str, phase: str, target: str | None):
         if not isinstance(cells, dict):
             cells = pa.Table.from_pandas(cells, preserve_index=False)
         return cells, report, target
-    table, report = read_arrow(raw)  # parsed by the preprocess service
+    # Parsed by the preprocess service. The caps bound what decoding may cost: no CSV under
+    # the upload limit has more rows than half its bytes (each row is at least "x\n").
+    max_rows = int(current_app.config["MAX_UPLOAD_MB"] * 1024 * 1024) // 2
+    table, report = read_arrow(raw, max_rows=max_rows, max_columns=MAX_COLUMNS)
     if phase == "prod" and table.num_rows <= SMALL_ROWS:
         return table.to_pydict(), report or {}, None
     if phase == "dev":
