@@ -191,8 +191,22 @@ SIGNED_MARKER = ".sluice-signature"
 
 
 def _copy_path(model_name: str, version: str, models_dir: str) -> str:
-    key = hashlib.sha1(f"{model_name}\0{version}".encode()).hexdigest()
-    return os.path.join(models_dir, key)
+    """models_dir/<model name's hash>/<version>: one folder per name, so old copies of a
+    name can be found and pruned."""
+    return os.path.join(models_dir, hashlib.sha1(model_name.encode()).hexdigest(), version)
+
+
+def prune_local_copies(model_name: str, keep: set[str], models_dir: str) -> None:
+    """Delete the local copies of `model_name` except the versions in `keep` (the champion
+    and the newest challenger), so the state directory does not grow with every dev run."""
+    folder = os.path.dirname(_copy_path(model_name, "0", models_dir))
+    try:
+        versions = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for version in versions:
+        if version not in keep and not version.startswith("."):
+            shutil.rmtree(os.path.join(folder, version), ignore_errors=True)
 
 
 def sign_logged(model_uri: str, written: dict[str, str], models_dir: str, key: bytes):
@@ -214,6 +228,7 @@ def keep_local_copy(staging: str, signature: str, model_name: str, version: str,
     with open(os.path.join(staging, SIGNED_MARKER), "w", encoding="ascii") as handle:
         handle.write(signature)
     path = _copy_path(model_name, version, models_dir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         os.rename(staging, path)
     except OSError:

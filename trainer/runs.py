@@ -225,6 +225,10 @@ def dev_run(
                 registry.set_champion(model_name, version)
                 cache.adopt(model_name, version, trained.model)
                 cache.notify_promoted(model_name, version)
+            champion_now = version if decision.promoted else current
+            cache.forget_others(model_name, keep={champion_now})
+            keep = {v for v in (champion_now, version, cache.last_known(model_name)) if v}
+            registry.prune_local_copies(model_name, keep, cache.models_dir)
             lap("promotion")
     champion_version = version if decision.promoted else current
     return {

@@ -89,6 +89,23 @@ class ChampionCache:
             self._versions[key] = model
         return model
 
+    def forget_others(self, name: str, keep: set[str | None]) -> None:
+        """Drop loaded versions of `name` other than those in `keep` from this process (a
+        comparison loaded the champion; a dev run adopted its challenger)."""
+        for key in [k for k in self._versions if k[0] == name and k[1] not in keep]:
+            entry = self._entries.get(name)
+            if entry is None or entry.version != key[1]:
+                self._versions.pop(key, None)
+
+    def last_known(self, name: str) -> str | None:
+        """The last champion version this trainer served for `name` (its local copy is kept
+        for restarts while MLflow is down)."""
+        try:
+            with open(self._known_path(name), encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        except OSError:
+            return None
+
     def untrusted_aliases(self) -> list[dict]:
         """Champion aliases this process found pointing at versions it refused."""
         return [

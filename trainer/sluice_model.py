@@ -163,6 +163,7 @@ def feature_matrix(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dic
 
 
 _INDEXES: dict[int, tuple[list, dict]] = {}
+_INDEXES_MAX = 4096  # bounded: a long-lived trainer loads many versions over its life
 
 
 def _category_index(item: dict) -> dict[str, int]:
@@ -170,6 +171,8 @@ def _category_index(item: dict) -> dict[str, int]:
     categories = item["categories"]
     entry = _INDEXES.get(id(categories))
     if entry is None or entry[0] is not categories:
+        if len(_INDEXES) >= _INDEXES_MAX:
+            _INDEXES.pop(next(iter(_INDEXES)))  # the oldest
         entry = _INDEXES[id(categories)] = (categories, {c: i for i, c in enumerate(categories)})
     return entry[1]
 
