@@ -10,20 +10,29 @@ from sluice_common.errors import ApiError
 
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 REPORT_KEY = b"sluice.cleaning"
+# Arrow bytes per CSV byte at worst: an empty cell is 1 byte in a CSV (its delimiter) and a
+# 4-byte offset plus a validity bit in Arrow. The trainer sizes the internal hop's limit with
+# it, so it never refuses what the public entry accepted.
+ARROW_PER_CSV_BYTE = 4.2
 
 
 def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
     """Serialise a DataFrame of text cells as an Arrow IPC stream, with the parsing report
     as metadata."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    text = pa.schema([pa.field(name, pa.large_string()) for name in table.column_names])
-    return _write(table.cast(text), report)
+    try:  # 4-byte offsets: half the size of large_string for short cells
+        table = table.cast(pa.schema([pa.field(name, pa.string()) for name in table.column_names]))
+    except pa.ArrowInvalid:  # over 2 GB of text in one column
+        table = table.cast(
+            pa.schema([pa.field(name, pa.large_string()) for name in table.column_names])
+        )
+    return _write(table, report)
 
 
 def columns_to_arrow(columns: dict[str, list[str]], report: dict) -> bytes:
     """Serialise a few rows of text cells (lists per column) the way `frame_to_arrow` writes
     the same table, without building a DataFrame."""
-    arrays = {name: pa.array(values, pa.large_string()) for name, values in columns.items()}
+    arrays = {name: pa.array(values, pa.string()) for name, values in columns.items()}
     return _write(pa.table(arrays), report)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
@@ -177,3 +179,19 @@ def test_an_arrow_body_with_more_rows_than_the_limit_allows_is_refused_before_de
     )
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "upload_too_large"
+
+
+def test_an_upload_just_under_the_limit_passes_the_internal_hop(guarded):
+    # One-character and empty cells: Arrow of this CSV is ~4x its size, and the trainer must
+    # still take what preprocess accepted.
+    rng = np.random.default_rng(9)
+    columns = {f"c{i}": rng.integers(0, 10, 27_000).astype(str) for i in range(19)}
+    frame = pd.DataFrame(columns)
+    frame.loc[rng.random(27_000) < 0.3, "c0"] = ""
+    frame["label"] = rng.choice(["a", "b"], 27_000)
+    dev(guarded, "edge", frame.head(400))
+    query = to_csv(frame.drop(columns="label"))
+    assert 0.9 * 2**20 < len(query) < 2**20, len(query)
+    answer = prod(guarded, "edge", pd.read_csv(io.BytesIO(query), dtype=str, keep_default_na=False))
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["n_rows"] == 27_000

@@ -12,9 +12,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from flask import Flask
+from flask import Flask, request
 
 from sluice_common.app import build_app, install_admission
+from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 
 DEFAULTS = {
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
@@ -118,5 +119,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         state_dir=state_dir,
         tags={"mlflow.source.git.commit": commit} if commit else {},
     )
+    internal_limit = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024 * ARROW_PER_CSV_BYTE) + 2**20
+
+    @app.before_request
+    def _arrow_limit():
+        # preprocess re-sends an accepted upload as Arrow, which can be up to ~4x its CSV.
+        if request.mimetype == ARROW_MEDIA_TYPE:
+            request.max_content_length = internal_limit
+
     app.register_blueprint(bp)
     return app
