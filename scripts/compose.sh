@@ -24,6 +24,7 @@ env_default() {
   echo "$default"
 }
 MLFLOW_PORT=$(env_default MLFLOW_PORT 5000)
+MLFLOW_UI=$(env_default MLFLOW_UI 0)
 TRAINER_PORT=$(env_default TRAINER_PORT 8080)
 PREPROCESS_PORT=$(env_default PREPROCESS_PORT 8050)
 BIND_HOST=$(env_default BIND_HOST 127.0.0.1)
@@ -31,6 +32,14 @@ BIND_HOST=$(env_default BIND_HOST 127.0.0.1)
 case $BIND_HOST in 0.0.0.0 | "::" | "[::]") POLL_HOST=127.0.0.1 ;; *) POLL_HOST=$BIND_HOST ;; esac
 START_TIMEOUT=${START_TIMEOUT:-300}
 SERVICES=(mlflow trainer preprocess)
+FILES=(-f "$ROOT/docker-compose.yml")
+# MLflow is published only on request; unpublished, the trainer's health (it waits for
+# MLflow's) stands for it.
+POLLED=(trainer preprocess)
+if [[ $MLFLOW_UI == 1 ]]; then
+  FILES+=(-f "$ROOT/docker-compose.mlflow-ui.yml")
+  POLLED=(mlflow trainer preprocess)
+fi
 
 if docker compose version >/dev/null 2>&1; then
   COMPOSE=(docker compose)
@@ -40,7 +49,7 @@ else
   echo "sluice: neither 'docker compose' nor 'docker-compose' is installed" >&2
   exit 1
 fi
-compose() { "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" "$@"; }
+compose() { "${COMPOSE[@]}" "${FILES[@]}" "$@"; }
 
 port_of() {
   case $1 in mlflow) echo "$MLFLOW_PORT" ;; trainer) echo "$TRAINER_PORT" ;; preprocess) echo "$PREPROCESS_PORT" ;; esac
@@ -68,7 +77,11 @@ failed() {
 print_urls() {
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
-  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+  if [[ $MLFLOW_UI == 1 ]]; then
+    echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+  else
+    echo "  MLflow UI   not published (MLFLOW_UI=1 publishes it on $BIND_HOST:$MLFLOW_PORT)"
+  fi
 }
 
 # Show why the stack did not come up, then stop: what started is left for inspection.
@@ -87,7 +100,7 @@ up() {
   # that crash-loops; so it runs in the background while we poll, and a crash ends the wait.
   compose up -d &
   local up_pid=$! up_rc="" started=$SECONDS deadline=$((SECONDS + START_TIMEOUT)) name
-  for name in "${SERVICES[@]}"; do
+  for name in "${POLLED[@]}"; do
     until healthy "http://$POLL_HOST:$(port_of "$name")/health"; do
       if [[ -z $up_rc ]] && ! kill -0 "$up_pid" 2>/dev/null; then
         wait "$up_pid" && up_rc=0 || up_rc=$?

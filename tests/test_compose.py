@@ -20,6 +20,7 @@ from tests.datasets import churn, to_csv
 from tests.stack import ROOT, free_port, post_csv
 
 COMPOSE_SH = os.path.join(ROOT, "scripts", "compose.sh")
+UI_FILE = os.path.join(ROOT, "docker-compose.mlflow-ui.yml")
 COMPOSE_FILE = os.path.join(ROOT, "docker-compose.yml")
 SERVICES = ("mlflow", "trainer", "preprocess")
 MODEL = "churn"
@@ -188,15 +189,37 @@ def test_trainer_restart_keeps_the_champion(compose_stack, trained):
     assert prod.json()["predictions"] == trained["prod"]["predictions"]
 
 
-def test_mlflow_ui_answers_on_its_published_port(compose_stack, trained):
-    page = requests.get(compose_stack.url("mlflow"), timeout=30)
-    assert page.status_code == 200
-    assert "<html" in page.text.lower()
-    # The API behind the UI, reached with the published port's Host header, sees the model.
-    found = requests.get(
-        f"{compose_stack.url('mlflow')}/api/2.0/mlflow/registered-models/get",
-        params={"name": MODEL},
-        timeout=30,
+def test_mlflow_is_not_published_but_the_stack_reaches_it(compose_stack, trained):
+    # Whoever reaches MLflow can register versions and move aliases: by default only the
+    # stack's own network can.
+    with pytest.raises(requests.ConnectionError):
+        requests.get(compose_stack.url("mlflow"), timeout=5)
+    probe = (
+        "import json, urllib.request; print(json.load(urllib.request.urlopen("
+        f"'http://mlflow:5000/api/2.0/mlflow/registered-models/get?name={MODEL}'))"
+        "['registered_model']['name'])"
     )
-    assert found.status_code == 200, found.text
-    assert found.json()["registered_model"]["name"] == MODEL
+    done = subprocess.run(
+        ["docker", "exec", compose_stack.container("trainer"), "python", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == MODEL
+
+
+def test_the_mlflow_ui_is_published_only_on_request(compose_stack):
+    base = compose_stack.compose("config", timeout=60)
+    assert base.returncode == 0, base.stderr
+    opted = subprocess.run(
+        [*compose_stack.command[:-2], "-f", UI_FILE, *compose_stack.command[-2:], "config"],
+        env=compose_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert opted.returncode == 0, opted.stderr
+    published = f"{compose_stack.ports['mlflow']}"  # a free port of its own: appears nowhere else
+    assert published not in base.stdout
+    assert published in opted.stdout
