@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from sluice_common.errors import ApiError
+from sluice_common.internal import HEADER
 from sluice_common.transport import ARROW_MEDIA_TYPE
 
 _local = threading.local()
@@ -70,6 +71,7 @@ def forward_to_trainer(
     query: dict[str, str],
     payload: bytes,
     authorization: str | None,
+    internal_token: str | None,
     connect_timeout: float,
     read_timeout: float,
 ) -> TrainerAnswer:
@@ -78,6 +80,8 @@ def forward_to_trainer(
     Raw body rather than multipart: no encoding or form parsing on either side.
     """
     headers = {"Content-Type": ARROW_MEDIA_TYPE, "Content-Length": str(len(payload))}
+    if internal_token:
+        headers[HEADER] = internal_token
     if authorization:
         headers["Authorization"] = authorization
     try:

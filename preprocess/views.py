@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import forward_to_trainer, trainer_healthy
 from sluice_common.app import is_heavy
+from sluice_common.internal import read_token
 from sluice_common.params import parse_params, read_upload
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
 from sluice_common.upload import parse_upload
@@ -36,11 +37,13 @@ def analyze():
     query = params.as_query()
     if target is not None:
         query["target"] = target
+    token = read_token(config["SLUICE_INTERNAL_TOKEN"], config["SLUICE_INTERNAL_TOKEN_FILE"])
     answer = forward_to_trainer(
         config["TRAINER_URL"],
         query,
         payload,
         request.headers.get("Authorization"),
+        token,
         config["TRAINER_CONNECT_TIMEOUT"],
         config["TRAINER_READ_TIMEOUT"],
     )

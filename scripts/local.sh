@@ -74,6 +74,8 @@ launch() {
         --workers "${PREPROCESS_WORKERS:-2}" --threads "${PREPROCESS_THREADS:-8}" \
         --timeout "${PREPROCESS_TIMEOUT:-3600}" 'preprocess:create_app()' ;;
   esac
+  # The trainer creates this token on first start; preprocess presents it with every Arrow body.
+  export SLUICE_INTERNAL_TOKEN_FILE=${SLUICE_INTERNAL_TOKEN_FILE:-$SLUICE_HOME/internal.token}
   SLUICE_HOME=$SLUICE_HOME PATH="$VENV/bin:$PATH" setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }

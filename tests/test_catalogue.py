@@ -560,14 +560,36 @@ def _compressed(table_: pa.Table, codec: str = "zstd") -> bytes:
 ARROW_CASES = _arrow_cases()
 
 
+def internal_header(stack) -> dict:
+    """What preprocess presents with its Arrow bodies (the trainer made it on first start)."""
+    with open(os.path.join(stack.home, "internal.token"), encoding="ascii") as handle:
+        return {"X-Sluice-Internal": handle.read().strip()}
+
+
+@pytest.mark.parametrize("case", sorted(ARROW_CASES))
+def test_arrow_from_anyone_but_preprocess_is_403(stack, champion, case):
+    raw, phase, _ = ARROW_CASES[case]
+    for headers in ({}, {"X-Sluice-Internal": "guess"}):
+        response = requests.post(
+            stack.ml_url,
+            params={"phase": phase, "model": CHAMPION},
+            files={"data_file": ("t.arrow", raw, ARROW)},
+            headers=headers,
+            timeout=120,
+        )
+        assert_error(response, 403, "arrow_not_allowed", "data_file")
+
+
 @pytest.mark.parametrize("case", sorted(ARROW_CASES))
 def test_hostile_arrow_to_trainer_is_4xx(stack, champion, case, model_name):
+    # Even with preprocess's credential (a compromised preprocess), bad Arrow is only a 4xx.
     raw, phase, code = ARROW_CASES[case]
     model = CHAMPION if phase == "prod" else model_name
     response = requests.post(
         stack.ml_url,
         params={"phase": phase, "model": model},
         files={"data_file": ("t.arrow", raw, ARROW)},
+        headers=internal_header(stack),
         timeout=120,
     )
     status = response.status_code

@@ -174,7 +174,11 @@ def test_an_arrow_body_with_more_rows_than_the_limit_allows_is_refused_before_de
         guarded.ml_url,
         params={"phase": "prod", "model": "any"},
         data=sink.getvalue().to_pybytes(),
-        headers={**AUTH, "Content-Type": "application/vnd.apache.arrow.stream"},
+        headers={
+            **AUTH,
+            "Content-Type": "application/vnd.apache.arrow.stream",
+            "X-Sluice-Internal": open(os.path.join(guarded.home, "internal.token")).read().strip(),
+        },
         timeout=30,
     )
     assert response.status_code == 413, response.text

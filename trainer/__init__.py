@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from flask import Flask, request
 
 from sluice_common.app import build_app, install_admission
+from sluice_common.internal import ensure_token
 from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 
 DEFAULTS = {
@@ -37,6 +38,8 @@ DEFAULTS = {
     "PROMOTION_RESAMPLES": 1000,
     "SLUICE_GIT_COMMIT": None,
     "SLUICE_SIGNING_KEY": None,
+    "SLUICE_INTERNAL_TOKEN": None,
+    "SLUICE_INTERNAL_TOKEN_FILE": None,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
@@ -93,6 +96,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     state_dir = app.config["TRAINER_STATE_DIR"]
     os.makedirs(state_dir, exist_ok=True)
     install_admission(app, os.path.join(state_dir, "admission"))
+    app.config["INTERNAL_TOKEN"] = ensure_token(
+        app.config["SLUICE_INTERNAL_TOKEN"],
+        app.config["SLUICE_INTERNAL_TOKEN_FILE"] or os.path.join(state_dir, "internal.token"),
+    )
     commit = app.config["SLUICE_GIT_COMMIT"] or _git_commit()
     app.extensions["sluice"] = TrainerState(
         cache=ChampionCache(

@@ -8,6 +8,7 @@ import pyarrow as pa
 import requests
 from flask import Blueprint, current_app, jsonify, request
 
+from sluice_common import internal
 from sluice_common.app import is_heavy
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
@@ -46,6 +47,15 @@ def ml():
     state = current_app.extensions["sluice"]
     params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
     raw, media_type = read_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
+    if media_type == ARROW_MEDIA_TYPE and not internal.matches(
+        current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
+    ):
+        raise ApiError(
+            403,
+            "arrow_not_allowed",
+            "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
+            "multipart field data_file instead.",
+        )
     slot = contextlib.nullcontext()
     if is_heavy(params.phase, len(raw), current_app.config["HEAVY_PROD_MB"]):
         what = "trainings" if params.phase == "dev" else "large prod batches"
