@@ -12,6 +12,7 @@ from sluice_common.auth import install_token_check
 from sluice_common.config import from_env
 from sluice_common.errors import register_error_handlers
 from sluice_common.jsonio import OrjsonProvider
+from sluice_common.slowbody import install_body_deadline
 
 # Admission control settings every service reads (see sluice_common/admission.py).
 ADMISSION_DEFAULTS = {
@@ -19,6 +20,8 @@ ADMISSION_DEFAULTS = {
     "ADMISSION_QUEUE": 2,
     "ADMISSION_WAIT_SECONDS": 30.0,
     "HEAVY_PROD_MB": 1.0,
+    "BODY_SECONDS": 15.0,
+    "BODY_MIN_RATE_KB": 100.0,
 }
 
 
@@ -34,6 +37,7 @@ def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
     register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
     install_token_check(app, app.config["SLUICE_API_TOKEN"])
+    install_body_deadline(app)
     return app
 
 

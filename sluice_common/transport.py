@@ -70,12 +70,13 @@ def batch_facts(meta: bytes) -> tuple[int, bool]:
     return rows, _field(meta, batch, 3) is not None
 
 
-def check_arrow(raw: bytes, max_rows: int, max_columns: int) -> None:
+def check_arrow(raw: bytes, max_rows: int, max_columns: int, max_cells: int) -> None:
     """Refuse, before anything is decoded, an Arrow stream that could cost more than its own
     size: compressed bodies (a 61 KB zstd stream of zeros decoded to 4 GB), dictionary
-    batches, more rows or columns than an upload under the limits can hold."""
+    batches, columns other than text (a null-typed column holds any number of rows in no
+    bytes), more rows, columns or cells than an upload under the limits can hold."""
     reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(raw))
-    rows = 0
+    rows, width = 0, 1
     while True:
         try:
             message = reader.read_next_message()
@@ -87,25 +88,39 @@ def check_arrow(raw: bytes, max_rows: int, max_columns: int) -> None:
                 raise ApiError(
                     400, "too_many_columns", f"At most {max_columns} columns are supported."
                 )
+            text = (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in columns)
+            if not all(text):
+                raise ApiError(
+                    400, "malformed_arrow", "Arrow columns must hold text cells, as parsed."
+                )
+            width = max(1, len(columns))
         elif message.type == "record batch":
             batch_rows, compressed = batch_facts(message.metadata.to_pybytes())
             if compressed:
                 raise ApiError(400, "malformed_arrow", "Compressed Arrow bodies are not accepted.")
             rows += batch_rows
-            if rows > max_rows:
-                raise ApiError(413, "upload_too_large", f"The table has more than {max_rows} rows.")
+            if rows > max_rows or rows * width > max_cells:
+                raise ApiError(
+                    413,
+                    "upload_too_large",
+                    "The table has more rows or cells than an upload under the limit can hold "
+                    f"({max_rows} rows, {max_cells} cells).",
+                )
         else:
             raise ApiError(400, "malformed_arrow", f"Arrow {message.type} messages are refused.")
 
 
 def read_arrow(
-    raw: bytes, max_rows: int | None = None, max_columns: int | None = None
+    raw: bytes,
+    max_rows: int | None = None,
+    max_columns: int | None = None,
+    max_cells: int | None = None,
 ) -> tuple[pa.Table, dict | None]:
     """Read an Arrow IPC stream into a table and its report; ApiError when it is not one, or
     when it breaks the caps (checked before decoding; see `check_arrow`)."""
     try:
         if max_rows is not None:
-            check_arrow(raw, max_rows, max_columns or 1 << 31)
+            check_arrow(raw, max_rows, max_columns or 1 << 31, max_cells or 1 << 62)
         table = pa.ipc.open_stream(raw).read_all()
         names = table.schema.names
         if len(set(names)) != len(names):

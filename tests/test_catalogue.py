@@ -541,6 +541,17 @@ def _arrow_cases() -> dict:
             "prod",
             "malformed_arrow",
         ),  # fmt: skip
+        # Ten million rows in a few hundred bytes: no buffers for a null-typed column.
+        "null_typed_rows": (
+            _arrow(pa.table({"x": pa.nulls(10_000_000)})),
+            "prod",
+            "malformed_arrow",
+        ),  # fmt: skip
+        "typed_numbers": (
+            _arrow(pa.table({"age": pa.array(base.age)})),
+            "prod",
+            "malformed_arrow",
+        ),  # fmt: skip
         "dictionary_batch": (
             _arrow(pa.table({"x": pa.array(["a", "b"] * 15).dictionary_encode()})),
             "dev",

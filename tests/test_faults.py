@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -157,6 +159,15 @@ def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
             failed.status_code == 503 and failed.json()["error"]["code"] == "tracking_unavailable"
         )
         assert time.monotonic() - started < 10, "dev waited on the hung tracking server"
+        # Requests that would need MLflow (models this trainer never served) fail at once,
+        # all together, instead of holding threads while the served one waits behind them.
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            ghosts = list(pool.map(lambda i: prod(guarded, f"ghost-{i}", query), range(10)))
+            served = prod(guarded, name, query)
+        assert {g.status_code for g in ghosts} == {503}
+        assert served.status_code == 200
+        assert time.monotonic() - started < 6, "requests piled up behind the hung server"
     finally:
         os.killpg(mlflow_group, signal.SIGCONT)
     wait_healthy(guarded, "mlflow")
@@ -164,9 +175,9 @@ def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
 
 
 def test_an_arrow_body_with_more_rows_than_the_limit_allows_is_refused_before_decoding(guarded):
-    # MAX_UPLOAD_MB=1 here: no CSV under it has over 524,288 rows; Arrow of one-byte cells
-    # would carry 600,000 in 600 KB.
-    table = pa.table({"x": pa.array(np.zeros(600_000, dtype="int8"))})
+    # MAX_UPLOAD_MB=1 here: no CSV under it has over 524,288 rows; Arrow of empty cells
+    # carries 600,000 in 2.4 MB.
+    table = pa.table({"x": pa.array([""] * 600_000, pa.string())})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -199,3 +210,21 @@ def test_an_upload_just_under_the_limit_passes_the_internal_hop(guarded):
     answer = prod(guarded, "edge", pd.read_csv(io.BytesIO(query), dtype=str, keep_default_na=False))
     assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["n_rows"] == 27_000
+
+
+def test_a_trainer_without_local_copies_verifies_and_serves_genuine_versions(guarded):
+    # A new replica, or a lost state volume: the champion is downloaded and verified afresh.
+    name = "fresh-copies"
+    dev(guarded, name, iris())
+    query = iris().drop(columns="target").head(5)
+    expected = prod(guarded, name, query).json()
+    guarded.kill("trainer")
+    models = os.path.join(guarded.home, "trainer", "models")
+    shutil.rmtree(models)
+    guarded.start()
+    wait_healthy(guarded, "trainer")
+    answer = prod(guarded, name, query)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == expected["predictions"]
+    health = requests.get(f"{guarded.url('trainer')}/health", timeout=5).json()
+    assert health["untrusted_versions"] == []

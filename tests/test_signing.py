@@ -84,9 +84,13 @@ def test_only_sluices_own_files_and_loader_are_signed(tmp_path):
             yaml.safe_dump(meta, handle)
 
     for changes, message in (
-        ({"loader_module": "mlflow.pyfunc.model", "python_model": "p.pkl"}, "another way"),
+        ({"loader_module": "mlflow.pyfunc.model"}, "another way"),
+        ({"python_model": "p.pkl"}, "sets \\['python_model'\\]"),
+        # `data` points the loader at another directory's MLmodel and its model file.
+        ({"data": "evil"}, "sets \\['data'\\]"),
         ({"code": "code"}, "code paths"),
-        ({"model_code_path": "/x/evil.py"}, "not the ones"),
+        ({"model_code_path": "/x/evil.py"}, "another model file"),
+        ({"artifacts": {"booster": {"path": "../artifacts/booster.ubj"}}}, "not Sluice's"),
     ):
         with_flavor(**changes)
         with pytest.raises(UntrustedVersion, match=message):
@@ -96,6 +100,32 @@ def test_only_sluices_own_files_and_loader_are_signed(tmp_path):
         handle.write(b"!")
     with pytest.raises(UntrustedVersion, match="differs"):
         signing.check_logged(model, written)
+
+
+def test_files_sluice_does_not_write_are_refused(tmp_path):
+    model = _model_dir(tmp_path)
+    written = _written(model)
+    (tmp_path / "model" / "evil").mkdir()
+    (tmp_path / "model" / "evil" / "MLmodel").write_text("flavors: {}\n")
+    with pytest.raises(UntrustedVersion, match="does not write"):
+        signing.check_logged(model, written)
+
+
+def test_a_signature_is_bound_to_the_model_name_and_run(tmp_path):
+    model = _model_dir(tmp_path)
+    claimed = signing.signature(model, KEY, "churn\0run1")
+    signing.verify(model, KEY, claimed, "churn\0run1")
+    with pytest.raises(UntrustedVersion):
+        signing.verify(model, KEY, claimed, "other\0run1")
+
+
+def test_mlflows_download_metadata_is_not_part_of_the_signature(tmp_path):
+    # A download from models:/m-<id> and one from models:/<name>/<version> differ only there.
+    model = _model_dir(tmp_path)
+    (tmp_path / "model" / "registered_model_meta").write_text("model_name: null\n")
+    claimed = signing.signature(model, KEY)
+    (tmp_path / "model" / "registered_model_meta").write_text("model_name: churn\n")
+    signing.verify(model, KEY, claimed)
 
 
 def test_the_key_is_made_once_and_kept(tmp_path):

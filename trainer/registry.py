@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from importlib.metadata import version as package_version
 
 import mlflow
@@ -153,6 +155,32 @@ def ping() -> None:
         MlflowClient().search_experiments(max_results=1)
 
 
+_probe = {"ok": True, "at": float("-inf")}
+_probe_lock = threading.Lock()
+PROBE_SECONDS = 1.0  # the probe's own timeout
+PROBE_MAX_AGE = 2.0  # how long one probe's answer stands for every thread
+
+
+def reachable() -> bool:
+    """Whether the tracking server answered its health check lately. One thread probes (1 s
+    timeout) at a time; the others take the last answer, so when MLflow hangs, requests that
+    would wait on it fail at once instead of holding threads for the client's timeouts."""
+    uri = mlflow.get_tracking_uri().rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return True
+    if time.monotonic() - _probe["at"] < PROBE_MAX_AGE or not _probe_lock.acquire(blocking=False):
+        return _probe["ok"]
+    try:
+        try:
+            ok = requests.get(f"{uri}/health", timeout=PROBE_SECONDS).ok
+        except requests.RequestException:
+            ok = False
+        _probe.update(ok=ok, at=time.monotonic())
+        return ok
+    finally:
+        _probe_lock.release()
+
+
 def champion_version(model_name: str) -> str | None:
     """The version the champion alias points at, or None (no model or no alias)."""
     try:
@@ -187,7 +215,7 @@ def record_decision(model_name: str, version: str, decision: dict) -> None:
 
 
 # Inside a local copy: the signature it was verified against (written only after verifying).
-SIGNED_MARKER = ".sluice-signature"
+SIGNED_MARKER = signing.SIGNED_MARKER_NAME
 
 
 def _copy_path(model_name: str, version: str, models_dir: str) -> str:
@@ -209,7 +237,14 @@ def prune_local_copies(model_name: str, keep: set[str], models_dir: str) -> None
             shutil.rmtree(os.path.join(folder, version), ignore_errors=True)
 
 
-def sign_logged(model_uri: str, written: dict[str, str], models_dir: str, key: bytes):
+def binding(model_name: str, run_id: str) -> str:
+    """What a signature is bound to besides the files: the model name and the logging run."""
+    return f"{model_name}\0{run_id}"
+
+
+def sign_logged(
+    model_uri: str, written: dict[str, str], models_dir: str, key: bytes, bound_to: str
+):
     """Download a just-logged model, check it holds exactly what Sluice wrote, and sign it;
     return the downloaded directory (kept as the version's local copy) and the signature."""
     os.makedirs(models_dir, exist_ok=True)
@@ -217,7 +252,7 @@ def sign_logged(model_uri: str, written: dict[str, str], models_dir: str, key: b
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=staging)
         signing.check_logged(staging, written)
-        return staging, signing.signature(staging, key)
+        return staging, signing.signature(staging, key, bound_to)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -249,14 +284,15 @@ def local_copy(model_name: str, version: str, models_dir: str, key: bytes) -> st
     path = _copy_path(model_name, version, models_dir)
     if os.path.exists(os.path.join(path, SIGNED_MARKER)):
         return path
-    claimed = MlflowClient().get_model_version(model_name, version).tags.get(signing.SIGNATURE_TAG)
+    registered = MlflowClient().get_model_version(model_name, version)
+    claimed = registered.tags.get(signing.SIGNATURE_TAG)
     os.makedirs(models_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".download-", dir=models_dir)
     try:
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{model_name}/{version}", dst_path=staging
         )
-        signing.verify(staging, key, claimed)
+        signing.verify(staging, key, claimed, binding(model_name, registered.run_id or ""))
         keep_local_copy(staging, claimed, model_name, version, models_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

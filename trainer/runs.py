@@ -186,7 +186,9 @@ def dev_run(
     with dependency_errors():
         run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags)
         lap("log_run")
-        staging, signature = registry.sign_logged(model_uri, written, cache.models_dir, cache.key)
+        staging, signature = registry.sign_logged(
+            model_uri, written, cache.models_dir, cache.key, registry.binding(model_name, run_id)
+        )
         lap("sign")
         with promotion_lock(state_dir, model_name):
             version_tags = {"sluice.run_id": run_id, SIGNATURE_TAG: signature}

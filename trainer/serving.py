@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import requests
+
 from trainer import registry
 from trainer.signing import UntrustedVersion
 from trainer.sluice_model import SluiceModel
@@ -134,6 +136,8 @@ class ChampionCache:
                     self._start_poller()
                     return known
             try:
+                if not registry.reachable():
+                    raise requests.ConnectionError("the MLflow tracking server is not answering")
                 return self._refresh(name, marker)
             except Exception:
                 # Tracking server unreachable, or the alias points at a version Sluice did

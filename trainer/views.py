@@ -32,8 +32,9 @@ def _table(raw: bytes, media_type: str, phase: str, target: str | None):
         return cells, report, target
     # Parsed by the preprocess service. The caps bound what decoding may cost: no CSV under
     # the upload limit has more rows than half its bytes (each row is at least "x\n").
-    max_rows = int(current_app.config["MAX_UPLOAD_MB"] * 1024 * 1024) // 2
-    table, report = read_arrow(raw, max_rows=max_rows, max_columns=MAX_COLUMNS)
+    # Each cell takes at least one byte of CSV (its delimiter).
+    limit = int(current_app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    table, report = read_arrow(raw, max_rows=limit // 2, max_columns=MAX_COLUMNS, max_cells=limit)
     if phase == "prod" and table.num_rows <= SMALL_ROWS:
         return table.to_pydict(), report or {}, None
     if phase == "dev":
