@@ -66,7 +66,9 @@ class ChampionCache:
             return self._locks.setdefault(name, threading.Lock())
 
     def notify_promoted(self, name: str, version: str) -> None:
-        """Tell every worker of this trainer that `name` has a new champion."""
+        """Tell every worker of this trainer that `name` has a new champion (also the one a
+        worker that never served `name` starts from)."""
+        self._remember(name, version)
         _write_atomically(self._marker_path(name), f"{version} {time.time_ns()}\n")
 
     def adopt(self, name: str, version: str, model: SluiceModel) -> None:
