@@ -245,6 +245,13 @@ def test_a_numeric_target_with_a_few_junk_values_is_regression_with_them_dropped
     assert trained.report["dropped_rows"]["unreadable_target"] == 4
 
 
+def test_a_target_beyond_float32_is_unreadable_not_a_crash():
+    rows = [[str(i % 5), str(i % 3 + i % 5)] for i in range(30)] + [["1", "4.77e51"]]
+    frame = pd.DataFrame(rows, columns=["a", "target"])
+    trained = train_model(frame, "target", task="regression", config=FAST)
+    assert trained.report["dropped_rows"]["unreadable_target"] == 1
+
+
 def test_repeated_rows_of_few_categories_spread_over_the_split():
     # Nine feature combinations in 1,000 rows: repeats are what the column frequencies
     # predict, so they are observations of each combination's odds, on both sides.

@@ -168,17 +168,17 @@ def reachable() -> bool:
     uri = mlflow.get_tracking_uri().rstrip("/")
     if not uri.startswith(("http://", "https://")):
         return True
-    if time.monotonic() - _probe["at"] < PROBE_MAX_AGE or not _probe_lock.acquire(blocking=False):
+    if time.monotonic() - _probe["at"] < PROBE_MAX_AGE:
         return _probe["ok"]
-    try:
+    with _probe_lock:  # one probe at a time; the others wait for its answer (at most ~1 s)
+        if time.monotonic() - _probe["at"] < PROBE_MAX_AGE:
+            return _probe["ok"]
         try:
             ok = requests.get(f"{uri}/health", timeout=PROBE_SECONDS).ok
         except requests.RequestException:
             ok = False
         _probe.update(ok=ok, at=time.monotonic())
         return ok
-    finally:
-        _probe_lock.release()
 
 
 def champion_version(model_name: str) -> str | None:

@@ -186,9 +186,22 @@ def dev_run(
     with dependency_errors():
         run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags)
         lap("log_run")
-        staging, signature = registry.sign_logged(
-            model_uri, written, cache.models_dir, cache.key, registry.binding(model_name, run_id)
-        )
+        try:
+            staging, signature = registry.sign_logged(
+                model_uri,
+                written,
+                cache.models_dir,
+                cache.key,
+                registry.binding(model_name, run_id),
+            )
+        except UntrustedVersion as err:
+            log.error("refusing to sign run %s of %r: %s", run_id, model_name, err)
+            raise ApiError(
+                503,
+                "signing_failed",
+                f"The logged model did not hold exactly what Sluice wrote ({err}); it was not "
+                "registered. Someone may be writing to the tracking server's artifacts.",
+            ) from err
         lap("sign")
         with promotion_lock(state_dir, model_name):
             version_tags = {"sluice.run_id": run_id, SIGNATURE_TAG: signature}

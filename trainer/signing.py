@@ -73,6 +73,8 @@ ALLOWED_FILES = frozenset(
         "requirements.txt",
         "input_example.json",
         "serving_input_example.json",
+        # Names (not values) of environment variables the model read while MLflow checked it.
+        "environment_variables.txt",
     }
 )
 # The python_function flavor's keys MLflow writes for a models-from-code pyfunc. Any other key

@@ -124,6 +124,8 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
     if requested == "regression" or (requested == "auto" and mostly_numeric):
         fmt = number["format"]
         values = cells.read_numbers(column, fmt).values
+        # XGBoost keeps labels as float32: beyond its range a target cannot be learned.
+        values[np.abs(values) > np.finfo(np.float32).max] = np.nan
         read = values[~np.isnan(values)]
         n_distinct = len(np.unique(read))  # 1 and 1.0 are one value
         if requested == "auto":
