@@ -37,7 +37,10 @@ def analyze():
     query = params.as_query()
     if target is not None:
         query["target"] = target
-    token = read_token(config["SLUICE_INTERNAL_TOKEN"], config["SLUICE_INTERNAL_TOKEN_FILE"])
+    # Read once and kept; read again after a refusal (a trainer that made a new token).
+    token = current_app.extensions.get("internal_token") or read_token(
+        config["SLUICE_INTERNAL_TOKEN"], config["SLUICE_INTERNAL_TOKEN_FILE"]
+    )
     answer = forward_to_trainer(
         config["TRAINER_URL"],
         query,
@@ -48,6 +51,10 @@ def analyze():
         config["TRAINER_READ_TIMEOUT"],
     )
     # Relay the trainer's answer as it is: re-encoding a large prediction list costs time.
+    if answer.status == 403:
+        current_app.extensions.pop("internal_token", None)
+    elif token:
+        current_app.extensions["internal_token"] = token
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
     if answer.retry_after:
         response.headers["Retry-After"] = answer.retry_after

@@ -96,7 +96,7 @@ class ChampionCache:
     def forget_others(self, name: str, keep: set[str | None]) -> None:
         """Drop loaded versions of `name` other than those in `keep` from this process (a
         comparison loaded the champion; a dev run adopted its challenger)."""
-        for key in [k for k in self._versions if k[0] == name and k[1] not in keep]:
+        for key in [k for k in list(self._versions) if k[0] == name and k[1] not in keep]:
             entry = self._entries.get(name)
             if entry is None or entry.version != key[1]:
                 self._versions.pop(key, None)
@@ -179,7 +179,7 @@ class ChampionCache:
         return entry
 
     def _drop_old_versions(self, name: str, keep: str) -> None:
-        for key in [k for k in self._versions if k[0] == name and k[1] != keep]:
+        for key in [k for k in list(self._versions) if k[0] == name and k[1] != keep]:
             self._versions.pop(key, None)
 
     def _start_poller(self) -> None:
