@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import forward_to_trainer, trainer_healthy
-from sluice_common.app import is_heavy
+from sluice_common.app import heavy_slot
 from sluice_common.internal import read_token
 from sluice_common.params import parse_params, read_upload
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
@@ -23,10 +21,8 @@ def analyze():
     config = current_app.config
     params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
     raw, _ = read_upload(request)
-    slot = contextlib.nullcontext()
-    if is_heavy(params.phase, len(raw), config["HEAVY_PROD_MB"]):
-        slot = current_app.extensions["admission"].admit("parsing uploads")
-    with slot:  # parsing only: the slot is free again while the trainer works
+    # Parsing only: the slot is free again while the trainer works.
+    with heavy_slot(params.phase, len(raw), "parsing uploads"):
         table, report, target = parse_upload(raw, params.phase, params.target)
         del raw
         if isinstance(table, dict):  # a few rows, parsed without pandas

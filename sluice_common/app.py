@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
-from flask import Flask
+from flask import Flask, current_app
 
 from sluice_common.admission import Admission
 from sluice_common.auth import install_token_check
@@ -53,6 +54,9 @@ def install_admission(app: Flask, lock_dir: str) -> Admission:
     return admission
 
 
-def is_heavy(phase: str, upload_bytes: int, heavy_prod_mb: float) -> bool:
-    """Dev trainings, and prod uploads above HEAVY_PROD_MB, take a slot."""
-    return phase == "dev" or upload_bytes > heavy_prod_mb * 1024 * 1024
+def heavy_slot(phase: str, upload_bytes: int, what: str):
+    """A slot of the current app's admission control for a dev training or a prod upload
+    above HEAVY_PROD_MB; a no-op context for everything else."""
+    if phase == "dev" or upload_bytes > current_app.config["HEAVY_PROD_MB"] * 1024 * 1024:
+        return current_app.extensions["admission"].admit(what)
+    return contextlib.nullcontext()

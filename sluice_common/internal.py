@@ -12,24 +12,36 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 
 HEADER = "X-Sluice-Internal"
+
+
+def ensure_secret_file(path: str) -> str:
+    """A random secret kept in `path` (mode 0600): created by the first process that asks,
+    read by the others (waiting briefly while it is being written)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    for _ in range(100):
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+        if text:
+            return text
+        time.sleep(0.05)  # another process is writing it
+    raise RuntimeError(f"secret file {path} is empty")
 
 
 def ensure_token(configured: str | None, path: str | None) -> str | None:
     """The trainer's side: the configured token, else the token file, created if missing."""
     if configured:
         return configured
-    if not path:
-        return None
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_token(None, path)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-    return read_token(None, path)
+    return ensure_secret_file(path) if path else None
 
 
 def read_token(configured: str | None, path: str | None) -> str | None:

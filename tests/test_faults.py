@@ -47,6 +47,13 @@ def prod(stack, name, frame):
     return post_csv(stack.analyze_url, to_csv(frame), phase="prod", model=name, headers=AUTH)
 
 
+def champion_serving(stack, name):
+    """Train iris as `name`; the query rows and the prod answer the champion gives them."""
+    dev(stack, name, iris())
+    query = iris().drop(columns="target").head(5)
+    return query, prod(stack, name, query).json()
+
+
 def wait_healthy(stack, service, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,9 +117,7 @@ def test_trainer_down_is_a_quick_503_and_recovers(guarded):
 
 def test_mlflow_down_dev_is_503_prod_keeps_serving(guarded):
     name = "mlflow-down"
-    dev(guarded, name, iris())
-    query = iris().drop(columns="target").head(5)
-    expected = prod(guarded, name, query).json()
+    query, expected = champion_serving(guarded, name)
     guarded.kill("mlflow")
     try:
         answer = prod(guarded, name, query)
@@ -137,9 +142,7 @@ def test_mlflow_down_dev_is_503_prod_keeps_serving(guarded):
 def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
     # A frozen tracking server (not a dead one: connections are accepted, never answered).
     name = "mlflow-hung"
-    dev(guarded, name, iris())
-    query = iris().drop(columns="target").head(5)
-    expected = prod(guarded, name, query).json()
+    query, expected = champion_serving(guarded, name)
     guarded.kill("trainer")  # restarted below: no champion in memory, only its local copy
     mlflow_group = guarded.pid("mlflow")
     os.killpg(mlflow_group, signal.SIGSTOP)
@@ -215,9 +218,7 @@ def test_an_upload_just_under_the_limit_passes_the_internal_hop(guarded):
 def test_a_trainer_without_local_copies_verifies_and_serves_genuine_versions(guarded):
     # A new replica, or a lost state volume: the champion is downloaded and verified afresh.
     name = "fresh-copies"
-    dev(guarded, name, iris())
-    query = iris().drop(columns="target").head(5)
-    expected = prod(guarded, name, query).json()
+    query, expected = champion_serving(guarded, name)
     guarded.kill("trainer")
     models = os.path.join(guarded.home, "trainer", "models")
     shutil.rmtree(models)

@@ -65,9 +65,7 @@ def read_cells(table: pa.Table, kinds: list, target: str, y: np.ndarray) -> dict
             stamps = cells.read_date_cells(column, kind.detail["date_formats"]).stamps
             read[kind.name] = stamps.astype("int64")
         else:
-            distinct, positions = cells.distinct_cells(column)
-            keys = np.asarray([cells.category_key(v) for v in distinct] + [None], dtype=object)
-            read[kind.name] = keys[positions]
+            read[kind.name] = cells.category_keys(column)
     return dict(sorted(read.items()))
 
 

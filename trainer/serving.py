@@ -96,10 +96,11 @@ class ChampionCache:
     def forget_others(self, name: str, keep: set[str | None]) -> None:
         """Drop loaded versions of `name` other than those in `keep` from this process (a
         comparison loaded the champion; a dev run adopted its challenger)."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            keep = keep | {entry.version}  # the version this process serves stays
         for key in [k for k in list(self._versions) if k[0] == name and k[1] not in keep]:
-            entry = self._entries.get(name)
-            if entry is None or entry.version != key[1]:
-                self._versions.pop(key, None)
+            self._versions.pop(key, None)
 
     def last_known(self, name: str) -> str | None:
         """The last champion version this trainer served for `name` (its local copy is kept
@@ -135,7 +136,6 @@ class ChampionCache:
                 # never waits on a slow or hung tracking server.
                 known = self._last_known(name, marker)
                 if known is not None:
-                    self._start_poller()
                     return known
             try:
                 if not registry.reachable():

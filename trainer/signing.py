@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
-import time
 
 import yaml
+
+from sluice_common.internal import ensure_secret_file
 
 SCHEME = "sluice-hmac-sha256-v1"
 SIGNATURE_TAG = "sluice.signature"
 KEY_FILE = "signing.key"
-KEY_BYTES = 32
 # Written into a verified local copy by the trainer (see registry.SIGNED_MARKER).
 SIGNED_MARKER_NAME = ".sluice-signature"
 # How MLflow loads a models-from-code pyfunc; anything else (a pickled python_model) is refused.
@@ -39,22 +38,7 @@ def load_key(state_dir: str, configured: str | None) -> bytes:
         if len(key) < 32:
             raise ValueError("SLUICE_SIGNING_KEY must be at least 32 characters")
         return key
-    path = os.path.join(state_dir, KEY_FILE)
-    os.makedirs(state_dir, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:  # first start: this process creates the key, others wait for it below
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-    for _ in range(100):
-        with open(path, encoding="ascii") as handle:
-            text = handle.read().strip()
-        if text:
-            return text.encode()
-        time.sleep(0.05)  # another worker is writing it
-    raise RuntimeError(f"signing key file {path} is empty")
+    return ensure_secret_file(os.path.join(state_dir, KEY_FILE)).encode()
 
 
 # Files MLflow writes into a model directory itself: a download from `models:/<name>/<v>`

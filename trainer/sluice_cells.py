@@ -116,6 +116,12 @@ class NumberFormat:
             if fmt.decimal == self.decimal and fmt.thousands not in ("", self.thousands)
         )
 
+    @property
+    def groups_with_a_decimal_mark(self) -> bool:
+        """Whether this format's thousands separator is another convention's decimal mark,
+        so a lone group (`1,234`) reads differently there."""
+        return self.thousands in DECIMALS
+
     def to_dict(self) -> dict:
         return {"decimal": self.decimal, "thousands": self.thousands}
 
@@ -377,7 +383,7 @@ _ONE_GROUP = "^[0-9]{1,3}[.,][0-9]{3}$"
 
 def _may_regroup(fmt: NumberFormat, text: str) -> bool:
     """Whether a cell may be read with `fmt`, a regrouping of the column's own format."""
-    if fmt.thousands not in (",", "."):
+    if not fmt.groups_with_a_decimal_mark:
         return True  # spaces and apostrophes are never a decimal mark
     return _compiled(_ONE_GROUP).fullmatch(re.sub(_NOT_NUMBER_MARK, "", text)) is None
 
@@ -429,7 +435,7 @@ def read_number_texts(
         index = np.flatnonzero(bad)
         texts = cleaned.take(pa.array(index))
         more, still = other.parse_array(texts)
-        if other.thousands in (",", "."):  # see _may_regroup
+        if other.groups_with_a_decimal_mark:  # the rule of _may_regroup, in Arrow
             core = pc.replace_substring_regex(texts, _NOT_NUMBER_MARK, "")
             one_group = pc.match_substring_regex(core, _ONE_GROUP).fill_null(False)
             still |= one_group.to_numpy(zero_copy_only=False)
@@ -478,6 +484,14 @@ def distinct_cells(values: list | pa.Array) -> tuple[list, np.ndarray]:
     encoded = pc.dictionary_encode(values)
     positions = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
     return encoded.dictionary.to_pylist(), positions
+
+
+def category_keys(values: list | pa.Array) -> np.ndarray:
+    """`category_key` of every cell of a column (object array, None where missing), computed
+    once per distinct cell."""
+    distinct, positions = distinct_cells(values)
+    keys = np.asarray([category_key(value) for value in distinct] + [None], dtype=object)
+    return keys[positions]  # -1 (a null cell) takes the trailing None
 
 
 def read_categories(

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import xgboost as xgb
 from sklearn import metrics as skm
@@ -153,10 +154,8 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
 
 def _classes(column: pa.Array, name: str, reason: str) -> Target:
     """Class labels as category keys (text as written, numbers written one way)."""
-    distinct, positions = cells.distinct_cells(column)
-    keys = np.asarray([cells.category_key(value) for value in distinct] + [None], dtype=object)
-    labels = keys[positions]
-    present = sorted({key for key in keys if key is not None}, key=_label_order)
+    labels = cells.category_keys(column)
+    present = sorted((key for key in pd.unique(labels) if key is not None), key=_label_order)
     if len(present) < 2:
         raise ApiError(
             422,

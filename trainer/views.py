@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pyarrow as pa
 import requests
 from flask import Blueprint, current_app, jsonify, request
 
 from sluice_common import internal
-from sluice_common.app import is_heavy
+from sluice_common.app import heavy_slot
 from sluice_common.errors import ApiError
 from sluice_common.params import parse_params, read_upload
 from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
@@ -57,11 +55,8 @@ def ml():
             "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
             "multipart field data_file instead.",
         )
-    slot = contextlib.nullcontext()
-    if is_heavy(params.phase, len(raw), current_app.config["HEAVY_PROD_MB"]):
-        what = "trainings" if params.phase == "dev" else "large prod batches"
-        slot = current_app.extensions["admission"].admit(what)
-    with slot:
+    what = "trainings" if params.phase == "dev" else "large prod batches"
+    with heavy_slot(params.phase, len(raw), what):
         return _run(params, raw, media_type, state)
 
 
