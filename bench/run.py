@@ -327,6 +327,10 @@ def run(plan: Plan, workdir: str, results: dict) -> dict:
             f"idle {sum(starts[-1]['idle_rss'].values()) / MIB:.0f} MiB"
         )
 
+        # `mlflow models serve` and the in-process floor sign in to MLflow as the trainer does.
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+            stack.mlflow_account
+        )
         dev = [dev_request(stack, data["dev"], MODEL, plan.dev_rows) for _ in range(plan.dev_reps)]
         results["dev"] = {"small": dev}
 

@@ -78,7 +78,9 @@ print_urls() {
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
   if [[ $MLFLOW_UI == 1 ]]; then
-    echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+    echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user $(env_default MLFLOW_TRACKING_USERNAME sluice);" \
+      "password as set in MLFLOW_TRACKING_PASSWORD, or generated:" \
+      "docker-compose exec mlflow cat /run/mlflow-account/password)"
   else
     echo "  MLflow UI   not published (MLFLOW_UI=1 publishes it on $BIND_HOST:$MLFLOW_PORT)"
   fi

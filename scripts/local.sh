@@ -58,7 +58,9 @@ launch() {
     mlflow)
       # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.
       export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
-      set -- "$VENV/bin/mlflow" server \
+      # tracking/serve.py puts MLflow's basic-auth app in front and then runs mlflow server.
+      export SLUICE_MLFLOW_STATE=$SLUICE_HOME
+      set -- "$VENV/bin/python" -m tracking.serve \
         --backend-store-uri "sqlite:///$SLUICE_HOME/mlflow.db" \
         --artifacts-destination "$SLUICE_HOME/artifacts" --serve-artifacts \
         --host "$BIND_HOST" --port "$MLFLOW_PORT" --workers "${MLFLOW_WORKERS:-1}" ;;
@@ -74,9 +76,13 @@ launch() {
         --workers "${PREPROCESS_WORKERS:-2}" --threads "${PREPROCESS_THREADS:-8}" \
         --timeout "${PREPROCESS_TIMEOUT:-3600}" 'preprocess:create_app()' ;;
   esac
+  # MLflow's account for the trainer; without MLFLOW_TRACKING_PASSWORD, a password generated
+  # on first start into this file (mode 0600) that the tracking server and the trainer share.
+  export MLFLOW_TRACKING_PASSWORD_FILE=${MLFLOW_TRACKING_PASSWORD_FILE:-$SLUICE_HOME/mlflow.password}
   # The trainer creates this token on first start; preprocess presents it with every Arrow body.
   export SLUICE_INTERNAL_TOKEN_FILE=${SLUICE_INTERNAL_TOKEN_FILE:-$SLUICE_HOME/internal.token}
-  SLUICE_HOME=$SLUICE_HOME PATH="$VENV/bin:$PATH" setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  SLUICE_HOME=$SLUICE_HOME PATH="$VENV/bin:$PATH" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
 
@@ -107,7 +113,9 @@ start() {
   local deadline=$((SECONDS + START_TIMEOUT))
   for name in "${started[@]}"; do
     until healthy "$(health_url "$name")"; do
-      if ! live_pid "$name" >/dev/null || ((SECONDS > deadline)); then
+      # Alive is enough here (we just started it): its /proc/PID/environ, which live_pid
+      # reads, is briefly unreadable while tracking/serve.py execs mlflow.
+      if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || ((SECONDS > deadline)); then
         echo "sluice: $name did not become healthy; last lines of $LOGS/$name.log:" >&2
         tail -n 30 "$LOGS/$name.log" >&2
         stop_services "${started[@]}"
@@ -123,7 +131,8 @@ start() {
 print_urls() {
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
-  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT"
+  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user ${MLFLOW_TRACKING_USERNAME:-sluice}, password:" \
+    "${MLFLOW_TRACKING_PASSWORD:+as in MLFLOW_TRACKING_PASSWORD}${MLFLOW_TRACKING_PASSWORD:-in ${MLFLOW_TRACKING_PASSWORD_FILE:-$SLUICE_HOME/mlflow.password}})"
 }
 
 stop_services() {

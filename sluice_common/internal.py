@@ -20,14 +20,15 @@ HEADER = "X-Sluice-Internal"
 def ensure_secret_file(path: str) -> str:
     """A random secret kept in `path` (mode 0600): created by the first process that asks,
     read by the others (waiting briefly while it is being written)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
+    if not os.path.exists(path):  # checked first: a reader may have it on a read-only mount
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it just now
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
     for _ in range(100):
         with open(path, encoding="ascii") as handle:
             text = handle.read().strip()

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import pytest
 
 from tests.stack import LocalStack
+
+# MLflow requires an account. The session's stacks inherit this one, so the tests' own MLflow
+# clients (the insider of the signing tests, alias moves) sign in like the trainer does; the
+# generated-password path has tests of its own (test_tracking_auth.py, test_compose.py).
+os.environ["MLFLOW_TRACKING_USERNAME"] = "sluice"
+os.environ["MLFLOW_TRACKING_PASSWORD"] = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ class LocalStack:
     """A local-mode stack under its own SLUICE_HOME and ports."""
 
     home: str
-    extra_env: dict = field(default_factory=dict)
+    extra_env: dict = field(default_factory=dict)  # a value of None removes the variable
     ports: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -45,7 +45,7 @@ class LocalStack:
             START_TIMEOUT="120",
         )
         env.update(self.extra_env)
-        return env
+        return {key: value for key, value in env.items() if value is not None}
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -61,6 +61,19 @@ class LocalStack:
     @property
     def tracking_uri(self) -> str:
         return self.url("mlflow")
+
+    @property
+    def mlflow_account(self) -> tuple[str, str]:
+        """The MLflow user name and password this stack's trainer signs in with."""
+        env = self.env
+        password = env.get("MLFLOW_TRACKING_PASSWORD")
+        if not password:
+            path = env.get("MLFLOW_TRACKING_PASSWORD_FILE") or os.path.join(
+                self.home, "mlflow.password"
+            )
+            with open(path, encoding="ascii") as handle:
+                password = handle.read().strip()
+        return env.get("MLFLOW_TRACKING_USERNAME") or "sluice", password
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -76,6 +76,9 @@ class ComposeStack:
             SLUICE_API_TOKEN="",
             START_TIMEOUT="300",
         )
+        # The stack's MLflow password is the one it generates on first start (the first-start
+        # story of a plain `up`), not the test session's.
+        self.env.pop("MLFLOW_TRACKING_PASSWORD", None)
 
     def url(self, service: str) -> str:
         """The service's base URL on its published port."""
@@ -191,14 +194,23 @@ def test_trainer_restart_keeps_the_champion(compose_stack, trained):
 
 def test_mlflow_is_not_published_but_the_stack_reaches_it(compose_stack, trained):
     # Whoever reaches MLflow can register versions and move aliases: by default only the
-    # stack's own network can.
+    # stack's own network can, and there only with the account the trainer has.
     with pytest.raises(requests.ConnectionError):
         requests.get(compose_stack.url("mlflow"), timeout=5)
-    probe = (
-        "import json, urllib.request; print(json.load(urllib.request.urlopen("
-        f"'http://mlflow:5000/api/2.0/mlflow/registered-models/get?name={MODEL}'))"
-        "['registered_model']['name'])"
-    )
+    probe = f"""
+import base64, json, os, urllib.error, urllib.request
+url = 'http://mlflow:5000/api/2.0/mlflow/registered-models/get?name={MODEL}'
+try:
+    urllib.request.urlopen(url, timeout=10)
+    print('open')
+except urllib.error.HTTPError as err:
+    print(err.code)
+with open(os.environ['MLFLOW_TRACKING_PASSWORD_FILE']) as handle:
+    account = os.environ['MLFLOW_TRACKING_USERNAME'] + ':' + handle.read().strip()
+request = urllib.request.Request(url, headers={{
+    'Authorization': 'Basic ' + base64.b64encode(account.encode()).decode()}})
+print(json.load(urllib.request.urlopen(request, timeout=10))['registered_model']['name'])
+"""
     done = subprocess.run(
         ["docker", "exec", compose_stack.container("trainer"), "python", "-c", probe],
         capture_output=True,
@@ -206,7 +218,7 @@ def test_mlflow_is_not_published_but_the_stack_reaches_it(compose_stack, trained
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == MODEL
+    assert done.stdout.split() == ["401", MODEL]
 
 
 def test_the_mlflow_ui_is_published_only_on_request(compose_stack):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import Flask, request
 
 from sluice_common.app import build_app, install_admission
-from sluice_common.internal import ensure_token
+from sluice_common.internal import ensure_secret_file, ensure_token
 from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 
 DEFAULTS = {
@@ -40,6 +40,9 @@ DEFAULTS = {
     "SLUICE_SIGNING_KEY": None,
     "SLUICE_INTERNAL_TOKEN": None,
     "SLUICE_INTERNAL_TOKEN_FILE": None,
+    "MLFLOW_TRACKING_USERNAME": "sluice",
+    "MLFLOW_TRACKING_PASSWORD": None,
+    "MLFLOW_TRACKING_PASSWORD_FILE": None,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
@@ -77,6 +80,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _mlflow_credentials(config: dict) -> None:
+    """Give MLflow's client (which reads them from the environment) the tracking server's
+    account: the configured password, else the one tracking/serve.py keeps in its file."""
+    password = config["MLFLOW_TRACKING_PASSWORD"]
+    if not password and config["MLFLOW_TRACKING_PASSWORD_FILE"]:
+        password = ensure_secret_file(config["MLFLOW_TRACKING_PASSWORD_FILE"])
+    if password:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = config["MLFLOW_TRACKING_USERNAME"]
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the trainer app from environment variables (and overrides for tests)."""
     app = build_app(__name__, DEFAULTS, test_config)
@@ -92,6 +106,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from trainer.views import bp
 
     mlflow.set_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
+    _mlflow_credentials(app.config)
 
     state_dir = app.config["TRAINER_STATE_DIR"]
     os.makedirs(state_dir, exist_ok=True)

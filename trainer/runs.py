@@ -66,6 +66,18 @@ def tracking_unavailable(err: Exception) -> ApiError:
     )
 
 
+def tracking_refused_credentials(err: Exception) -> ApiError:
+    """The 503 answered when the tracking server refuses the trainer's account."""
+    log.error("MLflow refused the trainer's credentials: %s", err)
+    return ApiError(
+        503,
+        "tracking_unauthorized",
+        "The MLflow tracking server refused the trainer's credentials; the operator must give "
+        "the trainer the tracking server's account (MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_PASSWORD_FILE). Nothing was promoted.",
+    )
+
+
 def storage_unavailable(err: OSError) -> ApiError:
     """The 503 answered when the trainer cannot use its own disk (state directory, temp)."""
     log.error("trainer storage error: %s", err)
@@ -92,6 +104,8 @@ def dependency_errors():
                 f"The MLflow tracking server refused this run ({str(err.message)[:300]}). "
                 "Nothing was promoted.",
             ) from err
+        if err.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            raise tracking_refused_credentials(err) from err
         raise tracking_unavailable(err) from err
     except TRACKING_ERRORS as err:
         raise tracking_unavailable(err) from err
