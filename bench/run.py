@@ -124,6 +124,36 @@ def timed_start(stack: LocalStack) -> dict:
     }
 
 
+WARM_DEV_ROWS = 2_000
+
+
+def warm_start(stack: LocalStack, data: dict) -> dict:
+    """Right after a restart: the first prod single-row and dev answers against later ones
+    (trainer workers warm up at start; a champion's first use in a process loads it)."""
+
+    def timed(target) -> float:
+        client = Client(target, timeout=600)
+        try:
+            seconds, status, body = client.timed()
+        finally:
+            client.close()
+        expect_ok(status, body, "warm-start request")
+        return seconds
+
+    single = analyze_target(stack.analyze_url, data["single"], phase="prod", model=MODEL)
+    prod = [timed(single) for _ in range(11)]
+    dev = [
+        timed(
+            analyze_target(
+                stack.analyze_url, data["dev_warm"], phase="dev", model=f"warm{i}", target=TARGET
+            )
+        )
+        for i in range(3)
+    ]
+    log(f"after a restart: first prod {prod[0] * 1000:.1f} ms, first dev {dev[0]:.2f} s")
+    return {"prod_seconds": prod, "dev_seconds": dev, "dev_rows": WARM_DEV_ROWS}
+
+
 def expect_ok(status: int, body: bytes, what: str) -> None:
     """Stop the run with the server's answer when a request failed."""
     if status != 200:
@@ -310,6 +340,7 @@ def run(plan: Plan, workdir: str, results: dict) -> dict:
     log(f"generating data in {workdir}")
     data = {"query": query_csv(plan.batch_rows), "dev": train_csv(plan.dev_rows)}
     data["single"] = query_csv(1, seed=11)
+    data["dev_warm"] = train_csv(WARM_DEV_ROWS, seed=5)
     if plan.big_dev_rows:
         data["dev_big"] = train_csv(plan.big_dev_rows)
     for name, raw in data.items():
@@ -419,6 +450,10 @@ def run(plan: Plan, workdir: str, results: dict) -> dict:
             stack = LocalStack(home=stack.home, extra_env=stack.extra_env)
             starts.append(timed_start(stack))
             log(f"restart healthy after {starts[-1]['seconds']:.2f} s")
+        stack.stop()
+        stack = LocalStack(home=stack.home, extra_env=stack.extra_env)
+        stack.start()
+        results["warm_start"] = warm_start(stack, data)
     finally:
         if serve is not None:
             stop_group(serve)
@@ -588,6 +623,29 @@ def summarise(results: dict) -> tuple[list[list[str]], dict]:
                 "",
             ]
         )
+    warm = results["warm_start"]
+    dev_ratio = warm["dev_seconds"][0] / median(warm["dev_seconds"][1:])
+    targets["first_dev_le_1_3x_later"] = dev_ratio <= 1.3
+    rows.append(
+        [
+            f"5 first dev after a restart / later ({warm['dev_rows']:,} rows)",
+            f"{warm['dev_seconds'][0]:.2f} s",
+            f"{median(warm['dev_seconds'][1:]):.2f} s",
+            f"{dev_ratio:.2f}x",
+            "<= 1.3x",
+            verdict(dev_ratio <= 1.3),
+        ]
+    )
+    rows.append(
+        [
+            "5 first prod single row after a restart / later (ms)",
+            f"{warm['prod_seconds'][0] * 1000:.1f}",
+            f"{median(warm['prod_seconds'][1:]) * 1000:.1f}",
+            f"{warm['prod_seconds'][0] / median(warm['prod_seconds'][1:]):.1f}x",
+            "(report)",
+            "",
+        ]
+    )
     first = results["start"]["runs"][0]["first_healthy"]
     detail = ", ".join(f"{name} {first[name]:.1f}" for name in STACK if name in first)
     rows.append(

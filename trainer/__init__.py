@@ -43,6 +43,7 @@ DEFAULTS = {
     "MLFLOW_TRACKING_USERNAME": "sluice",
     "MLFLOW_TRACKING_PASSWORD": None,
     "MLFLOW_TRACKING_PASSWORD_FILE": None,
+    "TRAINER_WARM_UP": True,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
@@ -150,4 +151,10 @@ def create_app(test_config: dict | None = None) -> Flask:
             request.max_content_length = internal_limit
 
     app.register_blueprint(bp)
+    if app.config["TRAINER_WARM_UP"]:
+        from trainer.warmup import warm_tracking, warm_up
+
+        warm_tracking()
+        seconds = warm_up(app.extensions["sluice"].training)
+        app.logger.info("trainer worker warmed up in %.2f s", seconds)
     return app
