@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 
 from flask import Flask, current_app
@@ -24,6 +25,36 @@ ADMISSION_DEFAULTS = {
     "BODY_SECONDS": 15.0,
     "BODY_MIN_RATE_KB": 100.0,
 }
+# Peak memory of parsing an upload, per byte of CSV: measured 14-18x for 20-50 MB files of 10
+# to 1,000 columns of short cells (python -m bench.parse_memory), the worst case for the ratio.
+PARSE_MEMORY_PER_BYTE = 18
+
+log = logging.getLogger(__name__)
+
+
+def heavy_memory_bytes(heavy_slots: int, max_upload_mb: float) -> int:
+    """What the heavy requests a service admits at once can need at the upload limit."""
+    return int(heavy_slots * PARSE_MEMORY_PER_BYTE * max_upload_mb * 1024 * 1024)
+
+
+def warn_if_memory_is_short(heavy_slots: int, max_upload_mb: float) -> None:
+    """Say at start when HEAVY_SLOTS uploads at MAX_UPLOAD_MB could exhaust this machine."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    needed = heavy_memory_bytes(heavy_slots, max_upload_mb)
+    if needed > physical:
+        log.warning(
+            "HEAVY_SLOTS=%d uploads of MAX_UPLOAD_MB=%g can need ~%.1f GiB at once (~%dx each "
+            "upload while it is parsed), more than this machine's %.1f GiB: lower "
+            "MAX_UPLOAD_MB or HEAVY_SLOTS",
+            heavy_slots,
+            max_upload_mb,
+            needed / 2**30,
+            PARSE_MEMORY_PER_BYTE,
+            physical / 2**30,
+        )
 
 
 def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> Flask:
@@ -51,6 +82,7 @@ def install_admission(app: Flask, lock_dir: str) -> Admission:
         app.config["ADMISSION_WAIT_SECONDS"],
     )
     app.extensions["admission"] = admission
+    warn_if_memory_is_short(app.config["HEAVY_SLOTS"], app.config["MAX_UPLOAD_MB"])
     return admission
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 
@@ -116,3 +117,36 @@ def test_heavy_requests_beyond_the_slots_get_503_while_small_ones_stay_fast(narr
             assert answer.json()["error"]["code"] == "busy"
             assert int(answer.headers["Retry-After"]) >= 1
     assert latencies and max(latencies) < 2.0, latencies
+
+
+def wide_csv(columns: int = 19_998, rows: int = 12) -> bytes:
+    """The issue's wide upload: ~0.6 MB of one-digit cells in 19,999 columns."""
+    rng = np.random.default_rng(0)
+    lines = [",".join([*(f"c{i}" for i in range(columns)), "label"])]
+    for row in range(rows):
+        cells = rng.integers(0, 10, columns).astype(str)
+        lines.append(",".join([*cells, "yes" if row % 2 else "no"]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_wide_upload_trains_in_its_slot_while_small_requests_stay_fast(narrow):
+    # It used to end in a 503 after ~40 s; now its cost is bounded (column limit, one slot)
+    # and it answers, while the service keeps answering everyone else.
+    post_csv(narrow.analyze_url, to_csv(iris()), phase="dev", model="small")
+    query = to_csv(iris().drop(columns="target").head(1))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        wide = pool.submit(
+            post_csv, narrow.analyze_url, wide_csv(), phase="dev", model="wide", timeout=600
+        )
+        latencies = []
+        while not wide.done():
+            started = time.monotonic()
+            assert requests.get(f"{narrow.url('trainer')}/health", timeout=5).ok
+            single = post_csv(narrow.analyze_url, query, phase="prod", model="small")
+            assert single.status_code == 200, single.text
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.5)
+        answer = wide.result()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["cleaning"]["columns_in"] == 19_999
+    assert len(latencies) > 3 and max(latencies) < 2.0, latencies

@@ -258,13 +258,14 @@ def _inner_split(keys: np.ndarray, validation: float, fraction: float):
 
 
 def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None):
+    # Feature names go on the booster after training, not on the matrices: XGBoost checks a
+    # matrix's names against the booster's on every round, converting each name from C, which
+    # made a 20,000-column upload spend most of its training time there.
     def dmatrix(x, label):
-        return xgb.DMatrix(
-            x, label=label, feature_types=types, feature_names=names, enable_categorical=True
-        )
+        return xgb.DMatrix(x, label=label, feature_types=types, enable_categorical=True)
 
     evals = [(dmatrix(*valid), "valid")] if valid is not None else []
-    return xgb.train(
+    booster = xgb.train(
         params,
         dmatrix(matrix, y),
         num_boost_round=rounds,
@@ -272,6 +273,8 @@ def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=Non
         early_stopping_rounds=early_stopping if evals else None,
         verbose_eval=False,
     )
+    booster.feature_names = names
+    return booster
 
 
 def baseline_losses(task: str, y_fit: np.ndarray, y_valid: np.ndarray, n_classes: int):
