@@ -97,6 +97,7 @@ give_up() {
 
 up() {
   export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
+  "$ROOT/scripts/lock_inputs.sh" --check  # the images install only the locks
   compose build
   # v1 blocks in `up -d` until each depends_on condition holds, and waits forever on a container
   # that crash-loops; so it runs in the background while we poll, and a crash ends the wait.

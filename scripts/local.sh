@@ -131,8 +131,9 @@ start() {
 print_urls() {
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
-  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user ${MLFLOW_TRACKING_USERNAME:-sluice}, password:" \
-    "${MLFLOW_TRACKING_PASSWORD:+as in MLFLOW_TRACKING_PASSWORD}${MLFLOW_TRACKING_PASSWORD:-in ${MLFLOW_TRACKING_PASSWORD_FILE:-$SLUICE_HOME/mlflow.password}})"
+  local where="in ${MLFLOW_TRACKING_PASSWORD_FILE:-$SLUICE_HOME/mlflow.password}"
+  [[ -z ${MLFLOW_TRACKING_PASSWORD:-} ]] || where="the one set in MLFLOW_TRACKING_PASSWORD"
+  echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user ${MLFLOW_TRACKING_USERNAME:-sluice}, password $where)"
 }
 
 stop_services() {

@@ -105,6 +105,30 @@ def test_each_image_installs_only_its_lock(service):
     )
 
 
+def test_the_venv_holds_nothing_beyond_the_lock():
+    locked = {canonicalize_name(req.name) for req, _ in read_lock(DEV_LOCK).values()}
+    installed = {canonicalize_name(d.metadata["Name"]) for d in metadata.distributions()}
+    assert installed - locked - {"pip", "setuptools", "wheel"} == set()
+
+
+def test_a_stale_lock_is_refused_before_anything_is_installed(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", ROOT, str(clone)], check=True, timeout=120)
+    pins = clone / "trainer" / "requirements.txt"
+    pins.write_text(pins.read_text() + "# a changed pin\n")
+    venv = tmp_path / "venv"
+    done = subprocess.run(
+        [str(clone / "scripts" / "ensure_venv.sh")],
+        env={**os.environ, "SLUICE_VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "run scripts/lock.sh" in done.stderr
+    assert not venv.exists()
+
+
 def test_the_venv_holds_exactly_the_locked_versions():
     for requirement, _ in read_lock(DEV_LOCK).values():
         if requirement.marker is not None and not requirement.marker.evaluate():

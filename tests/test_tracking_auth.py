@@ -98,14 +98,42 @@ def test_a_new_password_and_a_restart_rotate_it(generated):
     assert _search(generated, old) == 200
 
 
-def test_a_short_password_stops_the_start_with_a_clear_message(tmp_path):
-    local = LocalStack(home=str(tmp_path), extra_env={"MLFLOW_TRACKING_PASSWORD": "short"})
+@pytest.mark.parametrize(
+    "password, message",
+    [("short", "at least 12 characters"), ("pässwörd-with-umlauts", "printable ASCII")],
+)
+def test_a_password_mlflow_cannot_take_stops_the_start_saying_why(tmp_path, password, message):
+    local = LocalStack(home=str(tmp_path), extra_env={"MLFLOW_TRACKING_PASSWORD": password})
     done = local.run("start", timeout=300)
     try:
         assert done.returncode != 0
-        assert "at least 12 characters" in done.stderr
+        assert message in done.stderr
     finally:
         local.run("stop")
+
+
+def test_start_never_prints_a_configured_password(tmp_path):
+    password = "do-not-print-this-1234"
+    local = LocalStack(home=str(tmp_path), extra_env={"MLFLOW_TRACKING_PASSWORD": password})
+    try:
+        output = local.start()
+        assert "MLFLOW_TRACKING_PASSWORD" in output
+        assert password not in output + local.start()  # "already running" prints it too
+    finally:
+        local.stop()
+
+
+def test_auth_settings_keep_percent_signs_as_written(tmp_path):
+    import configparser
+
+    from tracking.serve import auth_settings
+
+    uri = "postgresql://user:p%40ss@db/auth"
+    path = tmp_path / "auth.ini"
+    path.write_text(auth_settings(uri, "sluice"))
+    config = configparser.ConfigParser()
+    config.read(path)
+    assert config["mlflow"]["database_uri"] == uri
 
 
 def test_a_trainer_with_the_wrong_password_answers_503_saying_so(stack, monkeypatch):

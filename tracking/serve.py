@@ -44,11 +44,24 @@ def credentials(env: dict) -> tuple[str, str]:
         raise ConfigError(
             f"MLFLOW_TRACKING_PASSWORD must have at least {MIN_PASSWORD_CHARS} characters"
         )
+    for name, value in (
+        ("MLFLOW_TRACKING_USERNAME", username),
+        ("MLFLOW_TRACKING_PASSWORD", password),
+    ):
+        # MLflow's artifact routes read basic-auth credentials as ASCII (its other routes as
+        # UTF-8): anything else signs in but fails every model upload.
+        if not (value.isascii() and value.isprintable()):
+            raise ConfigError(f"{name} must be printable ASCII (letters, digits, punctuation)")
+    if ":" in username:
+        raise ConfigError("MLFLOW_TRACKING_USERNAME cannot contain ':' (basic auth splits on it)")
     return username, password
 
 
 def auth_settings(database_uri: str, username: str) -> str:
     """MLflow's basic-auth configuration (an ini file's text)."""
+    # configparser interpolates %: a URL-encoded database password or a path with % in it
+    # must reach MLflow as written.
+    database_uri, username = database_uri.replace("%", "%%"), username.replace("%", "%%")
     return (
         "[mlflow]\n"
         # Only the admin account exists; any other user must be granted access explicitly.
@@ -75,6 +88,14 @@ def set_admin(database_uri: str, username: str, password: str) -> None:
     else:
         store.create_user(username, password, is_admin=True)
         print(f"tracking: created MLflow user {username!r}")
+    others = [
+        user.username for user in store.list_users() if user.is_admin and user.username != username
+    ]
+    if others:  # e.g. the account's earlier name: it keeps working until an admin removes it
+        print(
+            f"tracking: WARNING: other MLflow admin accounts exist: {', '.join(others)}; "
+            "delete those you no longer use (MLflow's users/delete API)"
+        )
 
 
 def main(argv: list[str]) -> None:

@@ -108,6 +108,9 @@ def dependency_errors():
             raise tracking_refused_credentials(err) from err
         raise tracking_unavailable(err) from err
     except TRACKING_ERRORS as err:
+        response = getattr(err, "response", None)  # an artifact transfer's HTTPError
+        if response is not None and response.status_code in (401, 403):
+            raise tracking_refused_credentials(err) from err
         raise tracking_unavailable(err) from err
     except OSError as err:
         raise storage_unavailable(err) from err
