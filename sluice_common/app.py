@@ -32,18 +32,13 @@ PARSE_MEMORY_PER_BYTE = 18
 log = logging.getLogger(__name__)
 
 
-def heavy_memory_bytes(heavy_slots: int, max_upload_mb: float) -> int:
-    """What the heavy requests a service admits at once can need at the upload limit."""
-    return int(heavy_slots * PARSE_MEMORY_PER_BYTE * max_upload_mb * 1024 * 1024)
-
-
 def warn_if_memory_is_short(heavy_slots: int, max_upload_mb: float) -> None:
     """Say at start when HEAVY_SLOTS uploads at MAX_UPLOAD_MB could exhaust this machine."""
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return
-    needed = heavy_memory_bytes(heavy_slots, max_upload_mb)
+    needed = heavy_slots * PARSE_MEMORY_PER_BYTE * max_upload_mb * 2**20
     if needed > physical:
         log.warning(
             "HEAVY_SLOTS=%d uploads of MAX_UPLOAD_MB=%g can need ~%.1f GiB at once (~%dx each "

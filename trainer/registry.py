@@ -155,6 +155,15 @@ def ping() -> None:
         MlflowClient().search_experiments(max_results=1)
 
 
+def refuses_account(err: Exception) -> bool:
+    """Whether a tracking-server error says it refused the trainer's account (REST calls raise
+    MlflowException; artifact transfers an HTTPError)."""
+    if isinstance(err, MlflowException):
+        return err.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+    response = getattr(err, "response", None)
+    return response is not None and response.status_code in (401, 403)
+
+
 _probe = {"ok": True, "at": float("-inf")}
 _probe_lock = threading.Lock()
 PROBE_SECONDS = 1.0  # the probe's own timeout

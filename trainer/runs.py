@@ -95,21 +95,16 @@ def dependency_errors():
     """Turn tracking-server and local-disk failures into their 503 answers."""
     try:
         yield
-    except MlflowException as err:
-        if err.error_code == "INVALID_PARAMETER_VALUE":  # it answered, and said no
-            log.warning("MLflow refused a request: %s", err)
+    except TRACKING_ERRORS as err:
+        if isinstance(err, MlflowException) and err.error_code == "INVALID_PARAMETER_VALUE":
+            log.warning("MLflow refused a request: %s", err)  # it answered, and said no
             raise ApiError(
                 422,
                 "tracking_rejected",
                 f"The MLflow tracking server refused this run ({str(err.message)[:300]}). "
                 "Nothing was promoted.",
             ) from err
-        if err.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-            raise tracking_refused_credentials(err) from err
-        raise tracking_unavailable(err) from err
-    except TRACKING_ERRORS as err:
-        response = getattr(err, "response", None)  # an artifact transfer's HTTPError
-        if response is not None and response.status_code in (401, 403):
+        if registry.refuses_account(err):
             raise tracking_refused_credentials(err) from err
         raise tracking_unavailable(err) from err
     except OSError as err:

@@ -67,26 +67,22 @@ def warm_tracking(attempts: int = 60) -> threading.Thread:
     password is a PBKDF2 hash, and the first calls open connections. Never blocks the start."""
 
     def run():
-        import mlflow
-        import requests
         from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
 
-        health = mlflow.get_tracking_uri().rstrip("/") + "/health"
+        from trainer import registry
+
         for _ in range(attempts):
             try:
-                if requests.get(health, timeout=1).ok:  # quiet while it starts
+                if registry.reachable():  # its /health probe: quiet while the server starts
                     MlflowClient().search_experiments(max_results=1)
                     return
-            except MlflowException as err:
-                if err.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            except Exception as err:  # noqa: BLE001 - not up yet (local mode starts it alongside)
+                if registry.refuses_account(err):
                     log.error(
                         "the MLflow tracking server refuses the trainer's account: check "
                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (dev answers 503)"
                     )
                     return
-            except Exception:  # noqa: BLE001 - not up yet (local mode starts it alongside)
-                pass
             time.sleep(1)
 
     thread = threading.Thread(target=run, name="warm-tracking", daemon=True)
