@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -67,20 +66,39 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
+def _malformed(detail: str) -> ApiError:
+    return ApiError(
+        400,
+        "malformed_csv",
+        f"The CSV could not be parsed ({detail}). Check that every row has as many fields as "
+        "the header and that quotes are balanced.",
+    )
+
+
 def read_header(text: str, delimiter: str) -> list[str]:
-    """The header row's column names, stripped; blanks named column_N; duplicates rejected."""
+    """The header row's column names, stripped; blanks named column_N; duplicates rejected.
+    A first data row wider than the header is refused here, before pandas would make it an
+    index (and spend ~16 us per extra field doing so)."""
     reader = csv.reader(io.StringIO(text[: 4 * SNIFF_BYTES]), delimiter=delimiter)
     try:
-        header = next(r for r in reader if r)
-    except (StopIteration, csv.Error) as err:
+        rows = (r for r in reader if r)
+        header = next(rows)
+        first = next(rows, None)  # cut short by the sample at worst: a lower bound
+    except StopIteration as err:
         raise ApiError(400, "empty_file", "The file has no header row.") from err
-    names = [name.strip() or f"column_{i + 1}" for i, name in enumerate(header)]
-    if len(names) > MAX_COLUMNS:
+    except csv.Error as err:
+        raise _malformed(str(err)[:300]) from err
+    if len(header) > MAX_COLUMNS:
         raise ApiError(
             400,
             "too_many_columns",
-            f"The file has {len(names)} columns; at most {MAX_COLUMNS} are supported.",
+            f"The file has more than {MAX_COLUMNS} columns; at most {MAX_COLUMNS} are supported.",
         )
+    if first is not None and len(first) > len(header):
+        raise _malformed(
+            f"the first data row has {len(first)} or more fields, the header {len(header)}"
+        )
+    names = [name.strip() or f"column_{i + 1}" for i, name in enumerate(header)]
     seen, duplicates = set(), []
     for name in names:
         if name in seen and name not in duplicates:
@@ -99,8 +117,9 @@ def read_header(text: str, delimiter: str) -> list[str]:
 def parse_csv(raw: bytes) -> ParsedCsv:
     """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
     text, encoding = decode_text(raw)  # validates the whole upload decodes
-    if "\r" in text and "\n" not in text:
-        # Classic Mac line ends (Excel's "CSV (Macintosh)"): pandas' C reader splits on \n.
+    if "\r\n" not in text and text.count("\r") > text.count("\n"):
+        # Classic Mac line ends (Excel's "CSV (Macintosh)", which writes a line break inside a
+        # cell as LF): pandas' C reader splits rows on \n.
         text = text.replace("\r", "\n")
         raw = text.encode(encoding)
     sample = text[: 4 * SNIFF_BYTES]
@@ -108,32 +127,29 @@ def parse_csv(raw: bytes) -> ParsedCsv:
     delimiter = sniff_delimiter(sample)
     names = read_header(sample, delimiter)
     try:
-        # index_col=False and warnings as errors: rows wider than the header are rejected,
-        # never silently shifted into an index or trimmed.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.BytesIO(raw),
-                encoding=encoding,
-                sep=delimiter,
-                header=0,
-                names=names,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                skip_blank_lines=True,
-                engine="c",
-                index_col=False,
-            )
+        # A row wider than the header is an error of the C tokenizer ("Expected N fields"),
+        # raised at once; only a wider first data row would become an index instead, and
+        # read_header refused that. (Not index_col=False with warnings as errors: the warnings
+        # filter is process-wide, so a parse in another thread could switch it off and a wide
+        # row would be trimmed silently.)
+        frame = pd.read_csv(
+            io.BytesIO(raw),
+            encoding=encoding,
+            sep=delimiter,
+            header=0,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+            engine="c",
+        )
     except pd.errors.EmptyDataError as err:
         raise ApiError(400, "empty_file", "The file has no header row.") from err
-    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, csv.Error) as err:
-        raise ApiError(
-            400,
-            "malformed_csv",
-            f"The CSV could not be parsed ({_first_line(err)}). Check that every row has as many "
-            "fields as the header and that quotes are balanced.",
-        ) from err
+    except (pd.errors.ParserError, ValueError, csv.Error) as err:
+        raise _malformed(_first_line(err)) from err
+    if not isinstance(frame.index, pd.RangeIndex):  # a first row wider beyond the sample
+        raise _malformed("the first data row has more fields than the header")
     if frame.empty:
         raise ApiError(400, "no_rows", "The file has a header but no data rows.")
     return ParsedCsv(frame=frame, encoding=encoding, delimiter=delimiter)

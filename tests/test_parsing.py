@@ -146,7 +146,9 @@ def test_small_upload_fast_path_covers_simple_files():
     assert small is not None and small.delimiter == ";" and small.encoding == "utf-16"
     assert small.columns == {"a": ["1,5", "2"], "b": ["x", "y"], "c": ["", ""]}
     assert parse_small_csv(b'a,b\n"1",2\n') is None  # quotes: pandas decides
-    assert parse_small_csv(b"a,b\n1,2,3\n") is None  # too wide: pandas raises the error
+    with pytest.raises(ApiError) as too_wide:  # refused by the header check, as in parse_csv
+        parse_small_csv(b"a,b\n1,2,3\n")
+    assert too_wide.value.code == "malformed_csv"
 
 
 noisy_cells = st.text(
@@ -166,3 +168,55 @@ def test_small_batches_reach_the_trainer_as_the_same_arrow_table(rows):
     slow, _ = read_arrow(frame_to_arrow(frame, report))
     assert fast.schema.remove_metadata() == slow.schema.remove_metadata()
     assert fast.to_pydict() == slow.to_pydict()
+
+
+def test_a_wide_row_is_refused_even_while_other_threads_change_the_warnings_filter():
+    # The warnings filter is process-wide: a parse must not depend on it (gunicorn threads).
+    import threading
+    import warnings
+
+    stop = threading.Event()
+
+    def toggle():
+        while not stop.is_set():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+
+    raw = b"name,amount,color\n" + b"Bob,2.5,blue\n" * 20_000 + b"Smith, John,3.5,green\n"
+    first_row = b"name,amount,color\nSmith, John,3.5,green\n" + b"Bob,2.5,blue\n" * 20_000
+    thread = threading.Thread(target=toggle)
+    thread.start()
+    try:
+        for data in [raw, first_row] * 5:
+            with pytest.raises(ApiError) as err:
+                parse_csv(data)
+            assert err.value.code == "malformed_csv"
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_one_very_wide_row_under_a_narrow_header_is_refused():
+    for raw in (
+        b"amount,color\n" + b"1," * 500_000 + b"x\n",  # the first data row
+        b"amount,color\n" + b"1,red\n" * 1000 + b"1," * 500_000 + b"x\n",  # a later one
+    ):
+        with pytest.raises(ApiError) as err:
+            parse_csv(raw)
+        assert err.value.code == "malformed_csv"
+        assert "fields" in err.value.message
+
+
+def test_mac_line_ends_with_a_line_break_inside_a_cell():
+    # Excel for Mac: rows end in CR, a line break typed inside a cell is LF.
+    raw = b'a;b;target\r"x\ny";1;0\r' + b"p;2;1\r" * 3
+    frame = parse_csv(raw).frame
+    expected = pd.DataFrame(
+        {"a": ["x\ny", "p", "p", "p"], "b": ["1", "2", "2", "2"], "target": ["0", "1", "1", "1"]}
+    )
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+def test_a_cr_inside_a_cell_of_an_lf_file_is_kept():
+    frame = parse_csv(b'a,b\n"one\rtwo",1\n"x",2\n').frame
+    assert frame["a"].tolist() == ["one\rtwo", "x"]
