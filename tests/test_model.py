@@ -66,6 +66,28 @@ def test_kinds_and_formats_are_decided_on_the_whole_upload():
     assert dropped["empty"] == "all values missing"
 
 
+def test_repeated_rows_keep_an_id_column_an_id():
+    # Copies of a whole row are one record observed twice: they share its id, which is still
+    # an id. A value repeated across different records is not.
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1300),
+            "row": np.arange(1, 301),
+            "amount": rng.normal(size=300).round(3),
+            "target": rng.choice(["yes", "no"], size=300),
+        }
+    )
+    with_copies = pd.concat([frame, frame.iloc[[0, 0, 7]]], ignore_index=True)
+    dropped = dropped_of(train_model(as_text(with_copies), "target", config=FAST))
+    assert dropped["customer_id"].startswith("id-like")
+    assert dropped["row"].startswith("id-like")
+    reused = frame.copy()
+    reused.loc[5, "customer_id"] = reused.loc[4, "customer_id"]  # two records, one id
+    inputs = inputs_of(train_model(as_text(reused), "target", config=FAST))
+    assert inputs["customer_id"]["kind"] == "numeric"
+
+
 def test_numbers_with_leading_zeros_are_codes():
     rng = np.random.default_rng(5)
     zips = rng.choice(["02134", "02139", "10001", "94105", "60601"], 300)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trainer import rows
 from trainer import sluice_cells as cells
 from trainer.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
 
@@ -187,14 +188,23 @@ def _leading_zero_codes(distinct: Distinct) -> bool:
     return bool(distinct.counts[zero].sum() >= LEADING_ZERO_SHARE * distinct.total)
 
 
-def _numeric_id(values: np.ndarray, name: str) -> bool:
-    """Unique integers that count rows (consecutive) or are named like an identifier."""
-    present = values[~np.isnan(values)]
-    if len(present) < MIN_ROWS_FOR_ID or len(np.unique(present)) < len(present):
+def _numeric_id(values: np.ndarray, name: str, first_copies) -> bool:
+    """Unique integers that count rows (consecutive) or are named like an identifier. Unique
+    per record: copies of a whole row are observations of one record and share its id, so
+    one repeated row does not make the id a feature (`first_copies()` marks the records)."""
+    is_present = ~np.isnan(values)
+    present = values[is_present]
+    if len(present) < MIN_ROWS_FOR_ID or not np.all(np.mod(present, 1) == 0):
         return False
-    if not np.all(np.mod(present, 1) == 0):
+    distinct = np.unique(present)
+    if not (ID_NAME.search(name) or np.all(np.diff(distinct) == 1)):
         return False
-    return bool(ID_NAME.search(name)) or bool(np.all(np.diff(np.sort(present)) == 1))
+    if len(distinct) == len(present):
+        return True
+    if 2 * len(distinct) < len(present):  # mostly repeated: no id (and no cost for rows)
+        return False
+    once = values[first_copies() & is_present]
+    return len(np.unique(once)) == len(once)
 
 
 @dataclass
@@ -214,6 +224,13 @@ def fit_kinds(
     rows, before the split, so the split can hash exactly the columns the model reads."""
     prefer_comma = delimiter == ";"
     kinds, dropped, unreadable = [], [], {}
+    records: list[np.ndarray] = []  # whole-row first copies, hashed only if an id needs them
+
+    def first_copies() -> np.ndarray:
+        if not records:
+            records.append(rows.first_copies(table))
+        return records[0]
+
     for name in table.column_names:
         if name == target:
             continue
@@ -229,7 +246,7 @@ def fit_kinds(
             continue
         if typed and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
             numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            if _numeric_id(numbers, name):
+            if _numeric_id(numbers, name, first_copies):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
             else:
                 kinds.append(ColumnKind(name, "numeric", {}))
@@ -248,7 +265,7 @@ def fit_kinds(
         if number is not None:
             fmt = number["format"]
             numbers = cells.read_numbers(column, fmt).values
-            if _numeric_id(numbers, name):
+            if _numeric_id(numbers, name, first_copies):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
                 continue
             detail = {"number_format": fmt.to_dict()}

@@ -108,6 +108,12 @@ def row_keys(content: np.ndarray, spread: np.ndarray) -> np.ndarray:
     return (hashed >> np.uint64(11)).astype("float64") * _UNIT
 
 
+def first_copies(table: pa.Table) -> np.ndarray:
+    """True for the first of each set of rows whose cells are all the same, as uploaded."""
+    hashed = pd.util.hash_pandas_object(table.to_pandas(), index=False)
+    return ~hashed.duplicated().to_numpy()
+
+
 def duplicate_count(content: np.ndarray) -> int:
     """Rows that repeat an earlier row exactly (kept: they are observations)."""
     return int(len(content) - len(np.unique(content)))
