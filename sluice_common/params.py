@@ -58,8 +58,32 @@ def _choice(args, name: str, choices: tuple[str, ...], default: str | None) -> s
     return value
 
 
+KNOWN_PARAMS = ("phase", "model", "target", "task", "promote", "proba")
+
+
+def _check_names(args) -> None:
+    """A misspelt parameter (`targte=`) would otherwise be ignored and its default used, and
+    of a repeated one only the first would count: both are refused, saying which."""
+    unknown = sorted(set(args) - set(KNOWN_PARAMS))
+    if unknown:
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}; "
+            f"the known ones are {', '.join(KNOWN_PARAMS)}.",
+        )
+    repeated = [name for name in KNOWN_PARAMS if len(args.getlist(name)) > 1]
+    if repeated:
+        raise ApiError(
+            400,
+            "repeated_parameter",
+            f"Give each parameter once; repeated: {', '.join(repeated)}.",
+        )
+
+
 def parse_params(args, default_model: str) -> Params:
     """Validate phase, model, target, task, promote and proba from the query string."""
+    _check_names(args)
     phase = _choice(args, "phase", PHASES, None)
     model = args.get("model", default_model).strip()
     if not MODEL_NAME.match(model):

@@ -377,6 +377,9 @@ PROTOCOL_PARAMS = {
     "unknown_task": ({"phase": "dev", "task": "ranking"}, 400, "invalid_task", "regression"),
     "invalid_promote": ({"phase": "dev", "promote": "maybe"}, 400, "invalid_promote", "auto"),
     "invalid_proba": ({"phase": "prod", "proba": "perhaps"}, 400, "invalid_proba", "true"),
+    # A typo would otherwise be ignored and the default used (the wrong model or target).
+    "misspelt_parameter": ({"phase": "prod", "modle": CHAMPION}, 400, "unknown_parameter", "model"),
+    "repeated_parameter": ({"phase": ["prod", "dev"]}, 400, "repeated_parameter", "phase"),
 }
 
 
