@@ -40,12 +40,32 @@ _NOT_MID_WORD = frozenset("ìùÌÙ")
 _CZECH = frozenset("øìùòèØÌÙÒÈ")
 
 
+# Files people send instead of a CSV, by their first bytes: said by name, so the answer says
+# what to do rather than "not text".
+KNOWN_CONTAINERS = (
+    (b"\x1f\x8b", "a gzip-compressed file: decompress it"),
+    (
+        b"PK\x03\x04",
+        "a ZIP archive or an Excel workbook (.xlsx): unpack it, or export the sheet as CSV",
+    ),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): export the sheet as CSV"),
+    (b"BZh", "a bzip2-compressed file: decompress it"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file: decompress it"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file: decompress it"),
+    (b"PAR1", "a Parquet file: export it as CSV"),
+    (b"%PDF", "a PDF document: export the table as CSV"),
+)
+
+
 def decode_text(raw: bytes) -> tuple[str, str]:
     """Decode bytes as text, detecting the encoding; raise ApiError for binary data."""
     if not raw.strip():
         raise ApiError(
             400, "empty_file", "The uploaded file is empty: send a CSV with a header row."
         )
+    for magic, what in KNOWN_CONTAINERS:
+        if raw.startswith(magic):
+            raise ApiError(400, "not_csv", f"The upload is {what}, then send the CSV file.")
     for bom, encoding in BOMS:
         if raw.startswith(bom):
             return _decode(raw, encoding), encoding

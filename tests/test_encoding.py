@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
@@ -247,3 +248,25 @@ def test_any_utf8_text_decodes_as_utf8(text):
 def test_russian_words_read_as_cp1252_never_look_western(words):
     raw = ",".join(words).encode("cp1251")
     assert not looks_western(raw.decode("cp1252"))
+
+
+def test_compressed_files_and_workbooks_are_named_in_the_answer():
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    csv_bytes = b"a,b\n1,2\n"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("data.csv", csv_bytes)
+    for raw, word in [
+        (gzip.compress(csv_bytes), "gzip"),
+        (archive.getvalue(), "Excel"),
+        (bz2.compress(csv_bytes), "bzip2"),
+        (lzma.compress(csv_bytes), "xz"),
+        (b"%PDF-1.7\n" + bytes(range(256)), "PDF"),
+    ]:
+        with pytest.raises(ApiError) as err:
+            decode_text(raw)
+        assert err.value.code == "not_csv" and word in err.value.message
