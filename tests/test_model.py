@@ -88,6 +88,21 @@ def test_repeated_rows_keep_an_id_column_an_id():
     assert inputs["customer_id"]["kind"] == "numeric"
 
 
+def test_a_target_of_numbers_and_text_is_refused_not_made_into_singleton_classes():
+    rng = np.random.default_rng(4)
+    values = [f"{v:.2f}" for v in rng.uniform(0, 100, 150)]
+    junk = list(rng.choice(["unknown", "tbd", "??", "later"], size=150))
+    frame = pd.DataFrame({"x": rng.normal(size=300), "price": values + junk})
+    with pytest.raises(ApiError) as err:
+        train_model(as_text(frame), "price", config=FAST)
+    assert err.value.status == 422 and err.value.code == "ambiguous_target"
+    assert "50% numbers" in err.value.message and "task=classification" in err.value.message
+    asked = train_model(as_text(frame), "price", task="classification", config=FAST)
+    assert asked.task == "classification"
+    labels = pd.DataFrame({"x": rng.normal(size=300), "grade": rng.choice(list("ABCDE"), 300)})
+    assert train_model(as_text(labels), "grade", config=FAST).task == "classification"
+
+
 def test_numbers_with_leading_zeros_are_codes():
     rng = np.random.default_rng(5)
     zips = rng.choice(["02134", "02139", "10001", "94105", "60601"], 300)

@@ -149,6 +149,18 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
         return Target("regression", reason, values[keep], None, fmt.to_dict(), keep)
     if requested == "classification":
         return _classes(column, name, "requested with task=classification")
+    if number is not None and n_distinct > 20 and number["unreadable"] <= 0.5 * distinct.total:
+        # Mostly numbers among text: as classes, nearly every value would be a class of its
+        # own (a 150-class model of one row each), and too few are numbers for regression.
+        share = 1 - number["unreadable"] / distinct.total
+        raise ApiError(
+            422,
+            "ambiguous_target",
+            f"{name!r} is {share:.0%} numbers and the rest text (such as "
+            f"{_first_unreadable(distinct, number)!r}): clean the column so that its values "
+            "are numbers (at least 95%) or labels, or set task=classification to keep every "
+            "distinct value as a class.",
+        )
     return _classes(column, name, f"target has text values ({n_distinct} distinct)")
 
 
