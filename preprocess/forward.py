@@ -20,6 +20,9 @@ from sluice_common.transport import ARROW_MEDIA_TYPE
 
 _local = threading.local()
 
+# How a kept-alive connection the server closed before reading our request fails.
+_CLOSED_UNDER_US = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
 
 @dataclass(frozen=True)
 class TrainerAnswer:
@@ -43,12 +46,15 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 def _connection(trainer_url: str, connect_timeout: float, read_timeout: float):
-    """This thread's connection to the trainer, new when there is none or it went stale."""
+    """This thread's connection to the trainer, new when there is none or it went stale.
+
+    Also says whether it was reused: only a reused one can have been closed under us.
+    """
     parts = urlsplit(trainer_url)
     key = (parts.scheme, parts.hostname, parts.port)
     conn = getattr(_local, "conns", {}).get(key)
     if conn is not None and not _dropped(conn):
-        return conn, parts.path.rstrip("/")
+        return conn, parts.path.rstrip("/"), True
     if conn is not None:
         conn.close()
     factory = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -56,7 +62,7 @@ def _connection(trainer_url: str, connect_timeout: float, read_timeout: float):
     conn.connect()
     conn.sock.settimeout(read_timeout)  # connecting is quick; answering may take a training
     _local.conns = {**getattr(_local, "conns", {}), key: conn}
-    return conn, parts.path.rstrip("/")
+    return conn, parts.path.rstrip("/"), False
 
 
 def _forget(trainer_url: str) -> None:
@@ -85,9 +91,20 @@ def forward_to_trainer(
     if authorization:
         headers["Authorization"] = authorization
     try:
-        conn, base_path = _connection(trainer_url, connect_timeout, read_timeout)
-        conn.request("POST", f"{base_path}/ml?{urlencode(query)}", body=payload, headers=headers)
-        response = conn.getresponse()
+        for attempt in (1, 2):
+            conn, base_path, reused = _connection(trainer_url, connect_timeout, read_timeout)
+            try:
+                conn.request(
+                    "POST", f"{base_path}/ml?{urlencode(query)}", body=payload, headers=headers
+                )
+                response = conn.getresponse()
+                break
+            except _CLOSED_UNDER_US:
+                # gunicorn closes a kept-alive connection after its idle timeout; when that
+                # crosses our request, the request was never read. Once, on a new connection.
+                _forget(trainer_url)
+                if not reused or attempt == 2:
+                    raise
         body = response.read()
         if response.will_close:
             _forget(trainer_url)
