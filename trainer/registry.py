@@ -20,7 +20,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from trainer import signing
-from trainer.sluice_model import BOOSTER_ARTIFACT, RULES_ARTIFACT, SPEC_ARTIFACT
+from trainer.sluice_model import (
+    BOOSTER_ARTIFACT,
+    PROFILE_ARTIFACT,
+    RULES_ARTIFACT,
+    SPEC_ARTIFACT,
+)
 from trainer.training import TrainedModel
 
 CHAMPION_ALIAS = "champion"
@@ -114,12 +119,21 @@ def log_run(
         with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
             booster_path = os.path.join(tmp, "booster.ubj")
             spec_path = os.path.join(tmp, "feature_spec.json")
+            profile_path = os.path.join(tmp, "monitoring_profile.json")
             trained.model.booster.save_model(booster_path)
             with open(spec_path, "w", encoding="utf-8") as handle:
                 json.dump(trained.spec, handle)
+            with open(profile_path, "w", encoding="utf-8") as handle:
+                json.dump(trained.profile, handle, separators=(",", ":"))
             written = {
                 os.path.basename(path): signing.file_digest(path)
-                for path in (booster_path, spec_path, MODEL_CODE_PATH, RULES_CODE_PATH)
+                for path in (
+                    booster_path,
+                    spec_path,
+                    profile_path,
+                    MODEL_CODE_PATH,
+                    RULES_CODE_PATH,
+                )
             }
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -128,6 +142,7 @@ def log_run(
                     BOOSTER_ARTIFACT: booster_path,
                     SPEC_ARTIFACT: spec_path,
                     RULES_ARTIFACT: RULES_CODE_PATH,
+                    PROFILE_ARTIFACT: profile_path,
                 },
                 signature=signature_of(trained.spec),
                 input_example=_input_example(trained),

@@ -52,6 +52,7 @@ ALLOWED_FILES = frozenset(
         "artifacts/booster.ubj",
         "artifacts/feature_spec.json",
         "artifacts/sluice_cells.py",
+        "artifacts/monitoring_profile.json",
         "conda.yaml",
         "python_env.yaml",
         "requirements.txt",
@@ -80,6 +81,8 @@ ARTIFACT_PATHS = {
     "cell_rules": "artifacts/sluice_cells.py",
     "feature_spec": "artifacts/feature_spec.json",
 }
+# Versions logged since monitoring also carry their reference profile; older ones do not.
+PROFILE_PATHS = {**ARTIFACT_PATHS, "monitoring_profile": "artifacts/monitoring_profile.json"}
 
 
 def manifest(model_dir: str) -> bytes:
@@ -120,9 +123,9 @@ def verify(model_dir: str, key: bytes, claimed: str | None, bound_to: str = "") 
         raise UntrustedVersion("the version's files do not match its Sluice signature")
 
 
-def check_shape(model_dir: str) -> None:
+def check_shape(model_dir: str) -> dict[str, str]:
     """The directory holds only the files a Sluice model has, and MLflow's model file loads
-    exactly Sluice's model code with Sluice's three artifacts, nothing else."""
+    exactly Sluice's model code with Sluice's artifacts, nothing else; its artifact paths."""
     present = {line.split("\t")[0] for line in manifest(model_dir).decode().splitlines() if line}
     extra = sorted(present - ALLOWED_FILES)
     if extra:
@@ -143,16 +146,17 @@ def check_shape(model_dir: str) -> None:
         raise UntrustedVersion("logged model runs another model file")
     artifacts = flavor.get("artifacts") or {}
     paths = {name: str((entry or {}).get("path", "")) for name, entry in artifacts.items()}
-    if paths != ARTIFACT_PATHS:
+    if paths not in (ARTIFACT_PATHS, PROFILE_PATHS):
         raise UntrustedVersion("logged model's artifacts are not Sluice's")
+    return paths
 
 
 def check_logged(model_dir: str, written: dict[str, str]) -> None:
     """Before signing: the logged model has Sluice's shape (`check_shape`) and each code and
     artifact file is the one Sluice wrote (`written` maps a file name to the SHA-256 of the
     local file it came from). Guards the moment between upload and signing."""
-    check_shape(model_dir)
-    for relative in ("sluice_model.py", *ARTIFACT_PATHS.values()):
+    paths = check_shape(model_dir)
+    for relative in ("sluice_model.py", *paths.values()):
         if file_digest(os.path.join(model_dir, relative)) != written[os.path.basename(relative)]:
             raise UntrustedVersion(f"logged file {relative} differs from what Sluice wrote")
 

@@ -28,6 +28,8 @@ import xgboost as xgb
 BOOSTER_ARTIFACT = "booster"
 SPEC_ARTIFACT = "feature_spec"
 RULES_ARTIFACT = "cell_rules"
+# The monitoring reference of this version (JSON): the training data as the model sees it.
+PROFILE_ARTIFACT = "monitoring_profile"
 # Up to this many rows, cells are read one by one in plain Python: Arrow's and pandas'
 # per-call overheads (~0.1 ms) would dominate a single-row request.
 SMALL_ROWS = 64
@@ -51,6 +53,7 @@ class Scored:
     probabilities: np.ndarray | None  # (n_rows, n_classes) for classification
     ignored_columns: list[str] = field(default_factory=list)
     warnings: dict = field(default_factory=dict)
+    matrix: np.ndarray | None = None  # the feature matrix scored (for monitoring counts)
 
 
 def load_rules(path: str) -> ModuleType:
@@ -184,6 +187,7 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         self.booster = booster
         self.spec = spec
         self.rules = rules
+        self.profile: dict | None = None
         self._parallel_booster: xgb.Booster | None = None
 
     def use_threads(self, small: int = 1, large: int = 0) -> None:
@@ -204,6 +208,10 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         with open(context.artifacts[SPEC_ARTIFACT], encoding="utf-8") as handle:
             self.spec = json.load(handle)
         self.rules = load_rules(context.artifacts[RULES_ARTIFACT])
+        self.profile = None
+        if PROFILE_ARTIFACT in context.artifacts:
+            with open(context.artifacts[PROFILE_ARTIFACT], encoding="utf-8") as handle:
+                self.profile = json.load(handle)
         self.booster = booster
         self._parallel_booster = None
 
@@ -240,7 +248,7 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
         predictions, proba = self.score_matrix(matrix)
         required = set(self.required_columns)
         ignored = [name for name in column_names(data) if name not in required]
-        return Scored(predictions, proba, ignored, warnings)
+        return Scored(predictions, proba, ignored, warnings, matrix)
 
     def predict(self, context, model_input, params=None):
         """pyfunc entry point: predictions, or class probabilities with params={"proba": True}."""

@@ -24,6 +24,7 @@ from trainer.features import (
     fit_kinds,
     fit_number_format,
 )
+from trainer.monitoring.profile import build_profile
 from trainer.sluice_model import SluiceModel, feature_matrix
 
 MAX_CLASSES = 200
@@ -91,6 +92,7 @@ class TrainedModel:
     report: dict = field(default_factory=dict)  # rows and cells: what was dropped or unread
     table: pa.Table | None = None  # the rows trained and validated on (cleaned cells)
     split_keys: np.ndarray | None = None  # every row's key: held out when below the fraction
+    profile: dict | None = None  # the monitoring reference (trainer/monitoring/profile.py)
 
 
 def _first_unreadable(distinct: Distinct, result: dict) -> str:
@@ -418,6 +420,18 @@ def train_model(
         losses=row_losses(read.task, y_valid, predictions, proba),
         baseline_losses=baseline_losses(read.task, y[fit_idx], y_valid, len(read.classes or [])),
     )
+    gain = booster.get_score(importance_type="total_gain")
+    position = {name: i for i, name in enumerate(names)}
+    profile = build_profile(
+        spec,
+        matrix[fit_idx],
+        predictions,
+        proba,
+        metrics,
+        PRIMARY_METRIC[read.task],
+        gain={position[name]: value for name, value in gain.items() if name in position},
+    )
+    model.profile = profile
     report = {
         "rows_in": rows_in,
         "rows_out": table.num_rows,
@@ -441,6 +455,7 @@ def train_model(
         report=report,
         table=table,
         split_keys=keys,
+        profile=profile,
     )
 
 

@@ -1,0 +1,1 @@
+"""Production monitoring: reference profiles, per-batch counts, drift, feedback and reports."""
