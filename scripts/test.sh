@@ -4,6 +4,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 "$ROOT/scripts/ensure_venv.sh"
+"$ROOT/scripts/ensure_browser.sh"
 "$ROOT/.venv/bin/ruff" check .
 "$ROOT/.venv/bin/ruff" format --check .
 exec "$ROOT/.venv/bin/python" -m pytest "$@"
