@@ -14,6 +14,7 @@ from sluice_common.auth import install_token_check
 from sluice_common.config import from_env
 from sluice_common.errors import register_error_handlers
 from sluice_common.jsonio import OrjsonProvider
+from sluice_common.metrics import install_request_metrics
 from sluice_common.slowbody import install_body_deadline
 
 # Admission control settings every service reads (see sluice_common/admission.py).
@@ -54,7 +55,7 @@ def warn_if_memory_is_short(heavy_slots: int, max_upload_mb: float) -> None:
 
 def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> Flask:
     """A Flask app with config from the environment, fast JSON, one error shape, the upload
-    limit and the optional API token."""
+    limit, the optional API token and Prometheus metrics on GET /metrics."""
     app = Flask(name, static_folder=None)  # no static files to serve
     app.config.from_mapping(from_env({**ADMISSION_DEFAULTS, **defaults}))
     if test_config:
@@ -65,6 +66,7 @@ def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> 
     register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
     install_token_check(app, app.config["SLUICE_API_TOKEN"])
     install_body_deadline(app)
+    install_request_metrics(app, name)
     return app
 
 
