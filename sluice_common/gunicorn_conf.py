@@ -4,13 +4,30 @@ Bounded request parsing: gunicorn's own limits on the request line and headers, 
 line costs a quick 4xx instead of a rescan per chunk (unlimited, 8 MiB of request line took
 ~9 s of CPU). gunicorn answers those before Flask sees the request; its error pages are HTML,
 so they are rewritten here in Sluice's one JSON error shape.
+
+Prometheus multiprocess mode: the master gives its workers one directory for their metric
+files (PROMETHEUS_MULTIPROC_DIR), empty at start, before it forks them; the workers import
+the app (and prometheus_client) after the fork, so their values go to files there and
+/metrics sums them (sluice_common/metrics.py).
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import re
+import shutil
+import stat
+import tempfile
 
 from gunicorn import util
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Which PROMETHEUS_MULTIPROC_DIR a Sluice master made: a master re-executed by SIGUSR2 inherits
+# the variable, and must not take its parent's directory for the operator's.
+MADE_ENV = "SLUICE_PROMETHEUS_DIR_MADE"
+_made_dir: str | None = None  # the directory this master made, removed on exit
 
 # The longest request line gunicorn allows; a query string needs far less (model names are
 # at most 64 characters, targets 512).
@@ -63,3 +80,87 @@ def write_json_error(sock, status_int, reason, mesg) -> None:
 
 
 util.write_error = write_json_error
+
+
+def _own_dir(path: str) -> bool:
+    """Whether `path` is a real directory (no symlink) of this user: one a master of ours made."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
+def _wipe_metric_files(path: str) -> None:
+    """Delete the files prometheus_client writes (*.db), and nothing else."""
+    for name in glob.glob(os.path.join(glob.escape(path), "*.db")):
+        os.remove(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of this pid runs (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def multiproc_dir_name(server) -> str:
+    """`sluice-prometheus-<service>-<port>-<master pid>`: unique per master on one machine, and
+    readable in a listing of the temporary directory."""
+    service = str(server.proc_name or "gunicorn").split(":")[0]  # "trainer:create_app()"
+    port = str((server.cfg.bind or ["unknown"])[0]).rsplit(":", 1)[-1]
+    label = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part)[:40] for part in (service, port))
+    return f"sluice-prometheus-{label}-{os.getpid()}"
+
+
+def _remove_stale_dirs(base: str, name: str) -> None:
+    """Remove what masters of this service and port that were killed (no on_exit) left."""
+    prefix = name.rsplit("-", 1)[0] + "-"
+    for path in glob.glob(os.path.join(glob.escape(base), glob.escape(prefix) + "*")):
+        pid = path[len(os.path.join(base, prefix)) :]
+        if pid.isdigit() and not _pid_alive(int(pid)) and _own_dir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def on_starting(server) -> None:
+    """Set PROMETHEUS_MULTIPROC_DIR for the workers, its metric files wiped."""
+    global _made_dir
+    path = os.environ.get(MULTIPROC_ENV)
+    if path and path != os.environ.get(MADE_ENV):
+        # The operator's directory: other files in it are not ours to delete.
+        os.makedirs(path, exist_ok=True)
+        _wipe_metric_files(path)
+        server.log.info("Prometheus metrics of the workers in %s (%s)", path, MULTIPROC_ENV)
+        return
+    base = tempfile.gettempdir()
+    name = multiproc_dir_name(server)
+    _remove_stale_dirs(base, name)
+    path = os.path.join(base, name)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if _own_dir(path):  # a dead master of the same pid left it
+            _wipe_metric_files(path)
+        else:  # someone else's name squatting: a fresh name of our own
+            path = tempfile.mkdtemp(prefix=name + "-")
+    _made_dir = path
+    os.environ[MULTIPROC_ENV] = os.environ[MADE_ENV] = path
+    server.log.info("Prometheus metrics of the workers in %s", path)
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges; its counts stay in the sums."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess  # only after on_starting set the variable
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory this master made."""
+    if _made_dir:
+        shutil.rmtree(_made_dir, ignore_errors=True)
