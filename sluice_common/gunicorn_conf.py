@@ -117,11 +117,11 @@ def multiproc_dir_name(server) -> str:
     return f"sluice-prometheus-{label}-{os.getpid()}"
 
 
-def _remove_stale_dirs(base: str, name: str) -> None:
-    """Remove what masters of this service and port that were killed (no on_exit) left."""
-    prefix = name.rsplit("-", 1)[0] + "-"
-    for path in glob.glob(os.path.join(glob.escape(base), glob.escape(prefix) + "*")):
-        pid = path[len(os.path.join(base, prefix)) :]
+def _remove_stale_dirs(base: str) -> None:
+    """Remove what Sluice masters that were killed (no on_exit) left: their directories are
+    named by their pid, and tests start many masters on ever new ports."""
+    for path in glob.glob(os.path.join(glob.escape(base), "sluice-prometheus-*-*")):
+        pid = path.rsplit("-", 1)[1]
         if pid.isdigit() and not _pid_alive(int(pid)) and _own_dir(path):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -138,7 +138,7 @@ def on_starting(server) -> None:
         return
     base = tempfile.gettempdir()
     name = multiproc_dir_name(server)
-    _remove_stale_dirs(base, name)
+    _remove_stale_dirs(base)
     path = os.path.join(base, name)
     try:
         os.mkdir(path, 0o700)
@@ -146,7 +146,7 @@ def on_starting(server) -> None:
         if _own_dir(path):  # a dead master of the same pid left it
             _wipe_metric_files(path)
         else:  # someone else's name squatting: a fresh name of our own
-            path = tempfile.mkdtemp(prefix=name + "-")
+            path = tempfile.mkdtemp(prefix=name + "-tmp")  # never all digits: not a pid
     _made_dir = path
     os.environ[MULTIPROC_ENV] = os.environ[MADE_ENV] = path
     server.log.info("Prometheus metrics of the workers in %s", path)

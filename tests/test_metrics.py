@@ -254,7 +254,7 @@ def test_on_starting_wipes_what_a_dead_master_of_the_same_name_left(master_env):
     reused = os.path.join(base, gunicorn_conf.multiproc_dir_name(server))  # a reused pid
     os.makedirs(reused, exist_ok=True)
     open(os.path.join(reused, "counter_99.db"), "wb").close()
-    stale = os.path.join(base, "sluice-prometheus-trainer-8125-999999999")  # no such pid
+    stale = os.path.join(base, "sluice-prometheus-preprocess-9-999999999")  # no such pid
     os.makedirs(stale, exist_ok=True)
     gunicorn_conf.on_starting(server)
     assert os.environ[gunicorn_conf.MULTIPROC_ENV] == reused
