@@ -85,18 +85,46 @@ def forward_to_trainer(
 
     Raw body rather than multipart: no encoding or form parsing on either side.
     """
-    headers = {"Content-Type": ARROW_MEDIA_TYPE, "Content-Length": str(len(payload))}
+    headers = {"Content-Type": ARROW_MEDIA_TYPE}
     if internal_token:
         headers[HEADER] = internal_token
+    return relay(
+        trainer_url,
+        "POST",
+        "/ml",
+        query,
+        payload,
+        headers,
+        authorization,
+        connect_timeout,
+        read_timeout,
+    )
+
+
+def relay(
+    trainer_url: str,
+    method: str,
+    path: str,
+    query: dict[str, str] | list[tuple[str, str]] | None,
+    body: bytes | None,
+    headers: dict[str, str],
+    authorization: str | None,
+    connect_timeout: float,
+    read_timeout: float,
+) -> TrainerAnswer:
+    """One request to the trainer on this thread's kept-alive connection; 503/504 when the
+    trainer cannot be reached or does not answer in time."""
+    headers = dict(headers)
+    if body is not None:
+        headers["Content-Length"] = str(len(body))
     if authorization:
         headers["Authorization"] = authorization
+    target = f"{path}?{urlencode(query)}" if query else path
     try:
         for attempt in (1, 2):
             conn, base_path, reused = _connection(trainer_url, connect_timeout, read_timeout)
             try:
-                conn.request(
-                    "POST", f"{base_path}/ml?{urlencode(query)}", body=payload, headers=headers
-                )
+                conn.request(method, f"{base_path}{target}", body=body, headers=headers)
                 response = conn.getresponse()
                 break
             except _CLOSED_UNDER_US:
@@ -105,13 +133,13 @@ def forward_to_trainer(
                 _forget(trainer_url)
                 if not reused or attempt == 2:
                     raise
-        body = response.read()
+        answer = response.read()
         if response.will_close:
             _forget(trainer_url)
         return TrainerAnswer(
             response.status,
             response.getheader("Content-Type", "application/json"),
-            body,
+            answer,
             response.getheader("Retry-After"),
         )
     except TimeoutError as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from preprocess.forward import forward_to_trainer, trainer_healthy
+from preprocess.forward import TrainerAnswer, forward_to_trainer, relay, trainer_healthy
 from sluice_common.app import heavy_slot
 from sluice_common.internal import read_token
 from sluice_common.params import parse_params, read_upload
@@ -51,10 +51,57 @@ def analyze():
         current_app.extensions.pop("internal_token", None)
     elif token:
         current_app.extensions["internal_token"] = token
+    return _relayed(answer)
+
+
+def _relayed(answer: TrainerAnswer) -> Response:
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
     if answer.retry_after:
         response.headers["Retry-After"] = answer.retry_after
     return response
+
+
+def _to_trainer(method: str, path: str, body: bytes | None = None, content_type=None):
+    """Relay this request to the trainer as it is (the trainer checks it)."""
+    config = current_app.config
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = relay(
+        config["TRAINER_URL"],
+        method,
+        path,
+        list(request.args.items(multi=True)) or None,  # repeats kept: the trainer refuses them
+        body,
+        headers,
+        request.headers.get("Authorization"),
+        config["TRAINER_CONNECT_TIMEOUT"],
+        config["TRAINER_READ_TIMEOUT"],
+    )
+    return _relayed(answer)
+
+
+@bp.get("/monitoring")
+def monitoring():
+    """The trainer's monitoring summary (JSON), on the public entry."""
+    return _to_trainer("GET", "/monitoring")
+
+
+@bp.get("/monitoring/report")
+def monitoring_report():
+    """The trainer's monitoring report (HTML), on the public entry."""
+    return _to_trainer("GET", "/monitoring/report")
+
+
+@bp.post("/feedback")
+def feedback():
+    """Labels for earlier prod rows, passed to the trainer as they were sent."""
+    body = request.get_data(cache=False)
+    return _to_trainer("POST", "/feedback", body, request.headers.get("Content-Type"))
+
+
+@bp.get("/metrics/trainer")
+def trainer_metrics():
+    """The trainer's Prometheus metrics, on the public entry."""
+    return _to_trainer("GET", "/metrics")
 
 
 @bp.get("/health")

@@ -59,20 +59,22 @@ def _choice(args, name: str, choices: tuple[str, ...], default: str | None) -> s
 
 
 KNOWN_PARAMS = ("phase", "model", "target", "task", "promote", "proba")
+FEEDBACK_PARAMS = ("model",)
+MONITORING_PARAMS = ("model", "version", "batch_id", "since", "until")
 
 
-def _check_names(args) -> None:
+def _check_names(args, known: tuple[str, ...] = KNOWN_PARAMS) -> None:
     """A misspelt parameter (`targte=`) would otherwise be ignored and its default used, and
     of a repeated one only the first would count: both are refused, saying which."""
-    unknown = sorted(set(args) - set(KNOWN_PARAMS))
+    unknown = sorted(set(args) - set(known))
     if unknown:
         raise ApiError(
             400,
             "unknown_parameter",
             f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}; "
-            f"the known ones are {', '.join(KNOWN_PARAMS)}.",
+            f"the known ones are {', '.join(known)}.",
         )
-    repeated = [name for name in KNOWN_PARAMS if len(args.getlist(name)) > 1]
+    repeated = [name for name in known if len(args.getlist(name)) > 1]
     if repeated:
         raise ApiError(
             400,
@@ -81,10 +83,8 @@ def _check_names(args) -> None:
         )
 
 
-def parse_params(args, default_model: str) -> Params:
-    """Validate phase, model, target, task, promote and proba from the query string."""
-    _check_names(args)
-    phase = _choice(args, "phase", PHASES, None)
+def model_name(args, default_model: str) -> str:
+    """The model parameter, checked."""
     model = args.get("model", default_model).strip()
     if not MODEL_NAME.match(model):
         raise ApiError(
@@ -93,6 +93,45 @@ def parse_params(args, default_model: str) -> Params:
             "model must be 1-64 characters of letters, digits, '_', '-' or '.', "
             f"starting with a letter or digit; got {model[:70]!r}.",
         )
+    return model
+
+
+VERSION = re.compile(r"^[0-9]{1,12}$")
+BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def parse_monitoring_params(args, default_model: str) -> dict:
+    """model, version, batch_id, since and until of GET /monitoring (times left as text)."""
+    _check_names(args, MONITORING_PARAMS)
+    query = {"model": model_name(args, default_model)}
+    version = args.get("version")
+    if version is not None:
+        version = version.strip().lstrip("v")
+        if not VERSION.match(version):
+            raise ApiError(400, "invalid_version", "version must be a version number, e.g. 3.")
+    batch_id = args.get("batch_id")
+    if batch_id is not None:
+        batch_id = batch_id.strip().lower()
+        if not BATCH_ID.match(batch_id):
+            raise ApiError(
+                400, "invalid_batch_id", "batch_id must be the 32-character id of a prod answer."
+            )
+    query.update(version=version, batch_id=batch_id)
+    query.update(since=args.get("since"), until=args.get("until"))
+    return query
+
+
+def parse_feedback_params(args, default_model: str) -> str:
+    """The model of POST /feedback."""
+    _check_names(args, FEEDBACK_PARAMS)
+    return model_name(args, default_model)
+
+
+def parse_params(args, default_model: str) -> Params:
+    """Validate phase, model, target, task, promote and proba from the query string."""
+    _check_names(args)
+    phase = _choice(args, "phase", PHASES, None)
+    model = model_name(args, default_model)
     target = args.get("target")
     if target is not None:
         target = target.strip()

@@ -3,6 +3,9 @@
 Endpoints:
 - POST /ml?phase=dev|prod  (multipart field data_file: CSV, or Arrow IPC from preprocess)
 - GET  /health
+- POST /feedback?model=NAME  (multipart data_file: batch_id, row and the true label)
+- GET  /monitoring?model=NAME[&version=&batch_id=&since=&until=]  and  /monitoring/report
+- GET  /metrics  (Prometheus)
 """
 
 from __future__ import annotations
@@ -44,6 +47,25 @@ DEFAULTS = {
     "MLFLOW_TRACKING_PASSWORD": None,
     "MLFLOW_TRACKING_PASSWORD_FILE": None,
     "TRAINER_WARM_UP": True,
+    # Monitoring (README, Monitoring): the store, retention, methods and thresholds.
+    "MONITORING_ENABLED": True,
+    "MONITORING_DB_URL": None,  # default: SQLite at $TRAINER_STATE_DIR/monitoring.db
+    "MONITORING_RETENTION_DAYS": 90.0,
+    "MONITORING_RETENTION_ROWS": 10_000_000,
+    "MONITORING_MIN_ROWS": 200,
+    "MONITORING_NUMERIC_METHOD": "psi",
+    "MONITORING_CATEGORICAL_METHOD": "psi",
+    "MONITORING_PSI_WARNING": 0.1,
+    "MONITORING_PSI_ALERT": 0.25,
+    "MONITORING_JS_WARNING": 0.1,
+    "MONITORING_JS_ALERT": 0.2,
+    "MONITORING_KS_WARNING": 0.1,
+    "MONITORING_KS_ALERT": 0.2,
+    "MONITORING_ALPHA": 0.01,
+    "MONITORING_SHARE_ALERT": 0.5,
+    "MONITORING_MIN_LABELS": 100,
+    "MONITORING_METRIC_TOLERANCE": 0.1,
+    "MONITORING_METRICS_MINUTES": 60.0,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
@@ -65,6 +87,7 @@ class TrainerState:
     gate: object
     state_dir: str
     tags: dict
+    monitor: object | None = None
 
 
 def _git_commit() -> str | None:
@@ -90,6 +113,38 @@ def _mlflow_credentials(config: dict) -> None:
     if password:
         os.environ["MLFLOW_TRACKING_USERNAME"] = config["MLFLOW_TRACKING_USERNAME"]
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+
+
+def _monitor(config: dict, state_dir: str):
+    """The monitoring store and settings, or None with MONITORING_ENABLED off."""
+    if not config["MONITORING_ENABLED"]:
+        return None
+    from trainer.monitoring.drift import METHODS, DriftSettings
+    from trainer.monitoring.monitor import Monitor, PerformanceSettings
+    from trainer.monitoring.store import MonitoringStore, default_url
+
+    for key in ("MONITORING_NUMERIC_METHOD", "MONITORING_CATEGORICAL_METHOD"):
+        if config[key] not in METHODS:
+            raise ValueError(f"{key} must be one of {', '.join(METHODS)}")
+    settings = DriftSettings(
+        numeric_method=config["MONITORING_NUMERIC_METHOD"],
+        categorical_method=config["MONITORING_CATEGORICAL_METHOD"],
+        warning={m: float(config[f"MONITORING_{m.upper()}_WARNING"]) for m in METHODS},
+        alert={m: float(config[f"MONITORING_{m.upper()}_ALERT"]) for m in METHODS},
+        min_rows=int(config["MONITORING_MIN_ROWS"]),
+        alpha=float(config["MONITORING_ALPHA"]),
+        share_alert=float(config["MONITORING_SHARE_ALERT"]),
+    )
+    store = MonitoringStore(
+        config["MONITORING_DB_URL"] or default_url(state_dir),
+        retention_days=float(config["MONITORING_RETENTION_DAYS"]),
+        retention_rows=int(config["MONITORING_RETENTION_ROWS"]),
+    )
+    perf = PerformanceSettings(
+        min_labels=int(config["MONITORING_MIN_LABELS"]),
+        tolerance=float(config["MONITORING_METRIC_TOLERANCE"]),
+    )
+    return Monitor(store, settings, perf)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -150,6 +205,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         if request.mimetype == ARROW_MEDIA_TYPE:
             request.max_content_length = internal_limit
 
+    monitor = app.extensions["sluice"].monitor = _monitor(app.config, state_dir)
+    if monitor is not None:
+        from trainer.monitoring.monitor import ScrapeCollector
+
+        app.extensions.setdefault("metrics_collectors", []).append(
+            ScrapeCollector(
+                monitor, app.extensions["sluice"].cache, app.config["MONITORING_METRICS_MINUTES"]
+            )
+        )
     app.register_blueprint(bp)
     if app.config["TRAINER_WARM_UP"]:
         from trainer.warmup import warm_tracking, warm_up

@@ -16,6 +16,7 @@ import pyarrow as pa
 import requests
 from mlflow.exceptions import MlflowException
 
+from sluice_common import metrics
 from sluice_common.errors import ApiError
 from trainer import registry
 from trainer.promotion import (
@@ -313,6 +314,7 @@ def prod_run(
     model_name: str,
     proba: bool,
     cache: ChampionCache,
+    monitor=None,
 ) -> dict:
     """Score every row with the champion, in input order; the prod answer.
 
@@ -359,18 +361,21 @@ def prod_run(
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
     # exception classes are not this process's.
+    started = time.perf_counter()
     try:
         scored = champion.model.score_frame(table)
     except (ValueError, TypeError) as err:
         raise ApiError(
             422, "invalid_values", f"Some values could not be scored: {str(err)[:300]}"
         ) from err
+    n_rows = table_rows(table)
+    metrics.record_prediction(model_name, champion.version, n_rows, time.perf_counter() - started)
     predictions = scored.predictions
     answer = {
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
-        "n_rows": table_rows(table),
+        "n_rows": n_rows,
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         "ignored_columns": scored.ignored_columns,
         "warnings": scored.warnings,
@@ -379,4 +384,9 @@ def prod_run(
     if proba and scored.probabilities is not None:
         answer["classes"] = champion.model.classes
         answer["probabilities"] = scored.probabilities
+    if monitor is not None:
+        # Counted here, written by a background thread: the answer never waits on storage.
+        answer["batch_id"] = monitor.observe(
+            model_name, champion.version, champion.model, scored, n_rows
+        )
     return answer

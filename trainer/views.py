@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import pyarrow as pa
 import requests
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from sluice_common import internal
 from sluice_common.app import heavy_slot
 from sluice_common.errors import ApiError
-from sluice_common.params import parse_params, read_upload
+from sluice_common.params import (
+    parse_feedback_params,
+    parse_monitoring_params,
+    parse_params,
+    read_upload,
+)
 from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, resolve_target
+from trainer.monitoring.monitor import parse_time
+from trainer.monitoring.presenting import public, report_data
+from trainer.monitoring.report import render_report
+from trainer.monitoring.store import utcnow
 from trainer.runs import dev_run, prod_run
 from trainer.sluice_model import table_rows
 
@@ -81,9 +90,61 @@ def _run(params, raw: bytes, media_type: str, state):
         )
     else:
         answer = prod_run(
-            table, report, model_name=params.model, proba=params.proba, cache=state.cache
+            table,
+            report,
+            model_name=params.model,
+            proba=params.proba,
+            cache=state.cache,
+            monitor=state.monitor,
         )
     return jsonify(answer)
+
+
+def _monitor():
+    monitor = current_app.extensions["sluice"].monitor
+    if monitor is None:
+        raise ApiError(
+            404,
+            "monitoring_off",
+            "Monitoring is off on this trainer (MONITORING_ENABLED=0); turn it on to record "
+            "prod batches.",
+        )
+    return monitor
+
+
+def _summary(monitor):
+    query = parse_monitoring_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    since = parse_time(query["since"], "since")
+    until = parse_time(query["until"], "until")
+    if since and until and since > until:
+        raise ApiError(400, "invalid_window", "since must be before until.")
+    return monitor.summary(query["model"], query["version"], query["batch_id"], since, until)
+
+
+@bp.get("/monitoring")
+def monitoring():
+    """Drift, live quality and status of a model version over a window (JSON)."""
+    return jsonify(public(_summary(_monitor())))
+
+
+@bp.get("/monitoring/report")
+def monitoring_report():
+    """The same as a self-contained HTML page with plots."""
+    monitor = _monitor()
+    data = report_data(_summary(monitor), monitor.settings, utcnow())
+    return Response(render_report(data), content_type="text/html; charset=utf-8")
+
+
+@bp.post("/feedback")
+def feedback():
+    """True labels for rows of earlier prod batches (batch_id, row, the target column)."""
+    monitor = _monitor()
+    model = parse_feedback_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    raw, _ = read_upload(request)
+    cells, _, _ = parse_upload(raw, "dev", None)
+    if table_rows(cells) == 0:
+        raise ApiError(400, "no_rows", "The file has no data rows.")
+    return jsonify(monitor.feedback(model, cells))
 
 
 @bp.get("/health")

@@ -328,7 +328,10 @@ def merge_counts(total: dict | None, counts: dict) -> dict:
             total["features"][name] = _copy(part)
         else:
             _add(mine, part)
-    _add(total["prediction"], counts["prediction"])
+    if total.get("prediction") is None:
+        total["prediction"] = _copy(counts.get("prediction"))
+    elif counts.get("prediction"):
+        _add(total["prediction"], counts["prediction"])
     return total
 
 
@@ -343,7 +346,10 @@ def _copy(value):
 def _add(mine: dict, other: dict) -> None:
     for key, value in other.items():
         if isinstance(value, list):
-            current = mine[key]
+            current = mine.get(key)
+            if current is None:
+                mine[key] = list(value)
+                continue
             if len(current) != len(value):
                 raise ValueError(f"counts of different shapes for {key!r}")
             mine[key] = [a + b for a, b in zip(current, value, strict=True)]

@@ -1,0 +1,281 @@
+"""Monitoring with the real services: drift per batch, feedback, metrics, restart, the report."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn import metrics as skm
+
+from tests.browser import browser, drawn_plots  # noqa: F401
+from tests.datasets import to_csv
+from tests.stack import LocalStack, post_csv
+
+COLORS = ["red", "green", "blue", "black"]
+
+
+def shop(rows: int, seed: int) -> pd.DataFrame:
+    """Two numeric columns and a categorical one; the class depends on all three."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(50, 10, rows).round(2),
+            "weight": rng.gamma(2.0, 3.0, rows).round(3),
+            "color": rng.choice(COLORS, rows, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
+    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
+    return frame
+
+
+def prod(stack, frame: pd.DataFrame, model: str, proba: bool = False) -> dict:
+    answer = post_csv(
+        stack.analyze_url,
+        to_csv(frame.drop(columns="bought", errors="ignore")),
+        phase="prod",
+        model=model,
+        proba="true" if proba else "false",
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def monitoring(stack, **params) -> dict:
+    answer = requests.get(f"{stack.url('preprocess')}/monitoring", params=params, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def settled(stack, rows: int, **params) -> dict:
+    """The summary once `rows` rows are in it: each worker's writer adds its batches within
+    about a second."""
+    deadline = time.monotonic() + 10
+    while True:
+        summary = monitoring(stack, **params)
+        if summary["rows_scored"] >= rows or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.2)
+
+
+def feedback(stack, frame: pd.DataFrame, model: str):
+    return post_csv(f"{stack.url('preprocess')}/feedback", to_csv(frame), model=model)
+
+
+@pytest.fixture(scope="module")
+def trained(stack):
+    model = "monitored-shop"
+    answer = post_csv(stack.analyze_url, to_csv(shop(3000, 1)), phase="dev", model=model)
+    assert answer.status_code == 200, answer.text
+    return model, answer.json()
+
+
+def test_a_batch_like_the_training_data_shows_no_drift(stack, trained):
+    model, dev = trained
+    answer = prod(stack, shop(1500, 2), model)
+    assert len(answer["batch_id"]) == 32
+    summary = monitoring(stack, model=model, batch_id=answer["batch_id"])
+    assert summary["version"] == dev["version"] and summary["rows_scored"] == 1500
+    drift = summary["drift"]
+    assert set(drift["features"]) == {"size", "weight", "color"}
+    assert drift["drifted_features"] == [] and drift["share_drifted"] == 0.0
+    for result in drift["features"].values():
+        assert result["status"] == "ok" and result["score"] < 0.1, result
+    assert drift["prediction"]["status"] == "ok"
+    assert summary["status"] == "ok", summary["alerts"]
+
+
+def test_a_shifted_column_and_a_replaced_category_are_flagged_on_exactly_those(stack, trained):
+    model, _ = trained
+    frame = shop(1500, 3)
+    frame["size"] = frame["size"] + 15  # 1.5 standard deviations
+    frame["color"] = frame["color"].replace({"green": "purple"})  # a level never seen
+    answer = prod(stack, frame, model)
+    summary = monitoring(stack, model=model, batch_id=answer["batch_id"])
+    drift = summary["drift"]
+    assert drift["drifted_features"] == ["color", "size"], drift["features"]
+    assert drift["features"]["weight"]["status"] == "ok"
+    assert drift["features"]["color"]["unseen"] == int((frame["color"] == "purple").sum())
+    assert drift["features"]["size"]["out_of_range"] > 0
+    assert summary["status"] in ("warning", "alert") and summary["alerts"]
+    assert any("size" in alert for alert in summary["alerts"])
+
+
+def test_too_few_rows_say_so_instead_of_guessing(stack, trained):
+    model, _ = trained
+    answer = prod(stack, shop(5, 4), model)
+    summary = monitoring(stack, model=model, batch_id=answer["batch_id"])
+    for result in summary["drift"]["features"].values():
+        assert result["status"] == "insufficient_data" and result["score"] is None
+        assert "200" in result["note"]
+    assert summary["status"] == "insufficient_data"
+
+
+def test_feedback_gives_the_metrics_sklearn_computes_on_the_same_rows(stack, trained):
+    model, dev = trained
+    frame = shop(400, 5)
+    answer = prod(stack, frame, model, proba=True)
+    batch = answer["batch_id"]
+    labels = pd.DataFrame({"batch_id": batch, "row": range(400), "bought": frame["bought"]})
+    # Labels arrive in any order, and some not at all.
+    labels = labels.sample(frac=1.0, random_state=0).head(300)
+    posted = feedback(stack, labels, model)
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["new"] == 300
+    again = feedback(stack, labels, model)
+    assert again.json()["new"] == 0 and again.json()["unchanged"] == 300
+
+    perf = monitoring(stack, model=model, batch_id=batch)["performance"]
+    rows = labels["row"].to_numpy()
+    truth = labels["bought"].to_numpy()
+    classes = answer["classes"]
+    proba = np.asarray(answer["probabilities"])[rows]
+    predicted = np.asarray(answer["predictions"], dtype=object)[rows]
+    assert perf["labelled_rows"] == 300 and perf["rows_scored"] == 400
+    assert perf["coverage"] == pytest.approx(0.75)
+    assert perf["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(truth, predicted))
+    assert perf["metrics"]["log_loss"] == pytest.approx(
+        skm.log_loss(truth, proba, labels=classes), rel=1e-5
+    )
+    assert perf["metrics"]["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(truth == classes[1], proba[:, 1]), rel=1e-6
+    )
+    assert perf["baseline"] == dev["metrics"]
+    assert perf["status"] == "ok", perf
+
+
+def test_feedback_refuses_what_it_cannot_join(stack, trained):
+    model, _ = trained
+    answer = prod(stack, shop(10, 6), model)
+    batch = answer["batch_id"]
+    cases = {
+        "unknown_batch": pd.DataFrame({"batch_id": ["0" * 32], "row": [0], "bought": ["yes"]}),
+        "row_out_of_range": pd.DataFrame({"batch_id": [batch], "row": [10], "bought": ["yes"]}),
+        "invalid_row": pd.DataFrame({"batch_id": [batch], "row": ["-1"], "bought": ["yes"]}),
+        "unreadable_labels": pd.DataFrame(
+            {"batch_id": [batch, batch], "row": [0, 1], "bought": ["yes", "maybe"]}
+        ),
+        "missing_columns": pd.DataFrame({"batch_id": [batch], "row": [0], "label": ["yes"]}),
+        "conflicting_labels": pd.DataFrame(
+            {"batch_id": [batch, batch], "row": [0, 0], "bought": ["yes", "no"]}
+        ),
+    }
+    for code, frame in cases.items():
+        refused = feedback(stack, frame, model)
+        assert 400 <= refused.status_code < 500, (code, refused.text)
+        assert refused.json()["error"]["code"] == code, refused.text
+    # Nothing of the refused files was stored.
+    perf = monitoring(stack, model=model, batch_id=batch)["performance"]
+    assert perf["labelled_rows"] == 0
+    other = feedback(stack, cases["row_out_of_range"].assign(row=0), "another-model")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "batch_of_another_model"
+
+
+def test_bad_monitoring_queries_are_clear_400s(stack, trained):
+    model, _ = trained
+    base = f"{stack.url('preprocess')}/monitoring"
+    for params, code in [
+        ({"model": model, "since": "yesterday"}, "invalid_since"),
+        ({"model": model, "batch_id": "x"}, "invalid_batch_id"),
+        ({"model": model, "versoin": "1"}, "unknown_parameter"),
+        ({"model": model, "since": "2026-12-02", "until": "2026-12-01"}, "invalid_window"),
+    ]:
+        answer = requests.get(base, params=params, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == code
+    missing = requests.get(base, params={"model": "never-trained-x"}, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_monitoring_data"
+
+
+def _samples(text: str, name: str) -> dict:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_rows_scored_in_metrics_match_the_rows_sent_over_both_workers(stack):
+    model = "monitored-metrics"
+    dev = post_csv(stack.analyze_url, to_csv(shop(600, 7)), phase="dev", model=model)
+    assert dev.status_code == 200, dev.text
+    version = dev.json()["version"]
+    sizes = [1, 3, 250, 1, 40, 7, 1, 1, 120, 2]
+    batch_ids = [prod(stack, shop(n, 10 + i), model)["batch_id"] for i, n in enumerate(sizes)]
+    assert len(set(batch_ids)) == len(sizes)
+    text = requests.get(f"{stack.url('preprocess')}/metrics/trainer", timeout=30).text
+    rows = _samples(text, "sluice_rows_scored_total")
+    assert rows[(("model", model), ("version", version))] == sum(sizes)
+    timed = _samples(text, "sluice_prediction_duration_seconds_count")
+    assert timed[(("model", model), ("version", version))] == len(sizes)
+    # The store's windows add up the same rows, whichever worker scored them.
+    summary = settled(stack, sum(sizes), model=model)
+    assert summary["rows_scored"] == sum(sizes) and summary["batches"] == len(sizes)
+    # Drift and the champion are computed from the store at scrape time, cached for seconds.
+    deadline = time.monotonic() + 15
+    while True:
+        text = requests.get(f"{stack.url('preprocess')}/metrics/trainer", timeout=30).text
+        champion = _samples(text, "sluice_champion_info")
+        if (("model", model), ("version", version)) in champion or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert champion.get((("model", model), ("version", version))) == 1
+    scores = _samples(text, "sluice_drift_score")
+    features = {dict(k)["feature"] for k in scores if dict(k)["model"] == model}
+    assert features == {"size", "weight", "color", "prediction"}
+
+
+def test_history_survives_a_restart(tmp_path):
+    local = LocalStack(home=str(tmp_path / "home"))
+    local.start()
+    try:
+        dev = post_csv(local.analyze_url, to_csv(shop(600, 8)), phase="dev", model="kept")
+        assert dev.status_code == 200, dev.text
+        batch = prod(local, shop(300, 9), "kept")["batch_id"]
+        before = settled(local, 300, model="kept")
+        local.stop()
+        local.start()
+        after = monitoring(local, model="kept")
+        assert after["rows_scored"] == before["rows_scored"] == 300
+        assert after["drift"] == before["drift"]
+        assert monitoring(local, model="kept", batch_id=batch)["rows_scored"] == 300
+    finally:
+        local.stop()
+
+
+def test_the_report_draws_its_plots_in_a_real_browser(stack, trained, browser):  # noqa: F811
+    model, _ = trained
+    for seed in (20, 21):
+        prod(stack, shop(300, seed), model)
+    url = f"{stack.url('preprocess')}/monitoring/report?model={model}"
+    page = requests.get(url, timeout=60)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    browser.get(url)
+    plots = drawn_plots(browser)
+    kinds = {plot["kind"] for plot in plots}
+    assert {"distribution", "timeline", "prediction"} <= kinds, plots
+    distributions = {p["feature"]: p for p in plots if p["kind"] == "distribution"}
+    assert set(distributions) == {"size", "weight", "color"}
+    for plot in plots:
+        assert plot["width"] > 100 and plot["height"] > 50 and plot["marks"] > 0, plot
+
+
+def test_monitoring_off_records_nothing_and_says_so(tmp_path):
+    local = LocalStack(home=str(tmp_path / "home"), extra_env={"MONITORING_ENABLED": "0"})
+    local.start()
+    try:
+        dev = post_csv(local.analyze_url, to_csv(shop(300, 11)), phase="dev", model="quiet")
+        assert dev.status_code == 200, dev.text
+        answer = prod(local, shop(5, 12), "quiet")
+        assert "batch_id" not in answer
+        refused = requests.get(f"{local.url('preprocess')}/monitoring?model=quiet", timeout=30)
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "monitoring_off"
+    finally:
+        local.stop()

@@ -1,0 +1,479 @@
+"""Monitoring as the trainer uses it: count a scored batch, answer /monitoring, read labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from sluice_common.errors import ApiError
+from trainer.monitoring import drift
+from trainer.monitoring import profile as profiles
+from trainer.monitoring.store import BatchRecord, MonitoringStore, utcnow
+from trainer.training import labels_of, row_losses, score
+
+log = logging.getLogger(__name__)
+Z_99 = 2.326  # one-sided 99%: a live loss this many standard errors above the baseline
+
+
+@dataclass(frozen=True)
+class PerformanceSettings:
+    min_labels: int = 100
+    tolerance: float = 0.1  # relative loss increase that matters
+
+
+def parse_time(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time as naive UTC (a time without an offset is taken as UTC)."""
+    if text is None or text == "":
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ApiError(
+            400,
+            f"invalid_{name}",
+            f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z; got {text[:40]!r}.",
+        ) from err
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+class Monitor:
+    """Per-process monitoring: compiled profiles and the store."""
+
+    def __init__(self, store: MonitoringStore, settings: drift.DriftSettings, perf):
+        self.store = store
+        self.settings = settings
+        self.perf = perf
+        self._compiled: dict[int, tuple[dict, profiles.Compiled]] = {}
+        self._guard = threading.Lock()
+
+    def _compile(self, profile: dict) -> profiles.Compiled:
+        entry = self._compiled.get(id(profile))
+        if entry is None or entry[0] is not profile:
+            with self._guard:
+                if len(self._compiled) > 256:
+                    self._compiled.clear()
+                entry = self._compiled[id(profile)] = (profile, profiles.Compiled(profile))
+        return entry[1]
+
+    # -- prod ------------------------------------------------------------------------------
+
+    def observe(self, model_name: str, version: str, model, scored, n_rows: int) -> str:
+        """Count a scored batch and queue it; its batch id. Costs microseconds for a row."""
+        batch_id = secrets.token_hex(16)
+        profile = getattr(model, "profile", None)
+        if profile is not None and scored.matrix is not None:
+            values = profiles._prediction_values(profile, scored.predictions, scored.probabilities)
+            counts = profiles.batch_counts(
+                profile, scored.matrix, scored.warnings, values, self._compile(profile)
+            )
+        else:  # a version logged before monitoring: rows and predictions only
+            counts = {"rows": n_rows, "features": {}, "prediction": None}
+        if scored.probabilities is not None:
+            kept = np.asarray(scored.probabilities)
+        else:
+            kept = np.asarray(scored.predictions, dtype="float64")
+        self.store.record(
+            BatchRecord(batch_id, model_name, version, utcnow(), n_rows, counts, kept, profile)
+        )
+        return batch_id
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _version_and_profile(self, model_name: str, version: str | None):
+        self.store.flush(timeout=2 * self.store.flush_seconds + 1)
+        version = version or self.store.latest_version(model_name)
+        if version is None:
+            raise ApiError(
+                404,
+                "no_monitoring_data",
+                f"Nothing has been scored with model {model_name!r} yet; monitoring starts "
+                "with its first prod request.",
+            )
+        profile = self.store.profile(model_name, version)
+        return version, profile
+
+    def summary(self, model_name, version=None, batch_id=None, since=None, until=None) -> dict:
+        """The /monitoring answer (see the README's Monitoring section)."""
+        if batch_id is not None:
+            row = self._batch_row(model_name, batch_id)
+            version = row.version
+        version, profile = self._version_and_profile(model_name, version)
+        if batch_id is not None:
+            counts, n_batches, n_rows = json.loads(row.counts), 1, row.n_rows
+            minutes = []
+        else:
+            counts, n_batches, n_rows, minutes = self.store.window(
+                model_name, version, since, until
+            )
+        answer = {
+            "model": model_name,
+            "version": version,
+            "window": {"since": _iso(since), "until": _iso(until), "batch_id": batch_id},
+            "batches": n_batches,
+            "rows_scored": n_rows,
+            "records_dropped": dict(self.store.dropped),
+        }
+        if profile is None:
+            answer.update(
+                drift=None,
+                performance=None,
+                status="insufficient_data",
+                alerts=[
+                    f"v{version} was trained before Sluice kept reference profiles: train it "
+                    "again (phase=dev) to monitor its drift."
+                ],
+            )
+            return answer
+        assessed = drift.assess(profile, counts, self.settings)
+        performance = self.performance(profile, model_name, version, batch_id, since, until)
+        status, alerts = self._status(assessed, performance, n_rows)
+        answer.update(drift=assessed, performance=performance, status=status, alerts=alerts)
+        answer["_minutes"] = minutes  # for the report; removed from the JSON answer
+        answer["_profile"] = profile
+        return answer
+
+    def _batch_row(self, model_name: str, batch_id: str):
+        self.store.flush(timeout=2 * self.store.flush_seconds + 1)
+        self._wait_for_batches([batch_id])
+        row = self.store.batch(batch_id)
+        if row is None or row.model != model_name:
+            raise ApiError(
+                404,
+                "unknown_batch",
+                f"No prod batch {batch_id[:40]!r} of model {model_name!r} is recorded "
+                "(batch ids are in the prod answers).",
+            )
+        return row
+
+    def _status(self, assessed: dict, performance: dict, n_rows: int) -> tuple[str, list[str]]:
+        alerts, level = [], "ok"
+        min_rows = self.settings.min_rows
+        features = assessed["features"]
+        for name, result in sorted(features.items(), key=lambda kv: -(kv[1]["score"] or 0)):
+            if result["status"] in ("warning", "alert"):
+                level = "warning"
+                threshold = self.settings.threshold(result["status"], result["method"])
+                alerts.append(
+                    f"{name!r}: {result['method']} {result['score']:.3g} ≥ {threshold:g} "
+                    f"({'drifted' if result['drifted'] else 'watch'})"
+                )
+        share = assessed["share_drifted"]
+        if (
+            share is not None
+            and share >= self.settings.share_alert
+            and assessed["drifted_features"]
+        ):
+            level = "alert"
+            alerts.insert(
+                0,
+                f"{len(assessed['drifted_features'])} of {len(features)} features drifted "
+                f"(share {share:.0%} ≥ {self.settings.share_alert:.0%})",
+            )
+        prediction = assessed["prediction"]
+        if prediction["status"] == "alert":
+            level = "alert"
+            alerts.insert(
+                0,
+                f"the prediction's distribution drifted ({prediction['method']} "
+                f"{prediction['score']:.3g})",
+            )
+        elif prediction["status"] == "warning" and level == "ok":
+            level = "warning"
+        if performance.get("status") == "alert":
+            level = "alert"
+            alerts.insert(0, performance["note"])
+        if level == "ok" and n_rows < min_rows and performance.get("status") != "ok":
+            level = "insufficient_data"
+            alerts.append(f"drift needs at least {min_rows} scored rows; has {n_rows}")
+        return level, alerts
+
+    def performance(self, profile, model_name, version, batch_id, since, until) -> dict:
+        """Live metrics over the labelled rows (by when they were predicted)."""
+        ys, predictions, times = [], [], []
+        for created_at, kept, texts in self.store.labelled(
+            model_name, version, since, until, batch_id
+        ):
+            ys.append(texts)
+            predictions.append(kept)
+            times.append((created_at, len(texts)))
+        if batch_id is not None:
+            n_scored, _ = self._batch_rows(batch_id)
+        else:
+            n_scored, _ = self.store.scored_rows(model_name, version, since, until)
+        labels = [text for texts in ys for text in texts]
+        result = {
+            "labelled_rows": len(labels),
+            "rows_scored": n_scored,
+            "coverage": round(len(labels) / n_scored, 6) if n_scored else 0.0,
+            "primary": profile["primary"],
+            "baseline": profile["baseline"],
+            "metrics": {},
+        }
+        if not labels:
+            result.update(status="insufficient_data", note="no labels received yet")
+            return result
+        y, readable = labels_of(profile, pa.array(labels, type=pa.string()))
+        kept = np.concatenate(predictions)[readable]
+        y = y[readable]
+        task = profile["task"]
+        if task == "regression":
+            metrics = score(task, y, kept, None)
+            losses = row_losses(task, y, kept, None)
+            baseline_loss = profile["baseline"]["rmse"] ** 2
+        else:
+            metrics = score(task, y, None, kept)
+            losses = row_losses(task, y, None, kept)
+            baseline_loss = profile["baseline"]["log_loss"]
+        result["metrics"] = metrics
+        if len(y) < self.perf.min_labels:
+            result.update(
+                status="insufficient_data",
+                note=f"live metrics need at least {self.perf.min_labels} labels to be judged; "
+                f"has {len(y)}",
+            )
+            return result
+        live = float(np.mean(losses))
+        se = float(np.std(losses, ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
+        worse = live - baseline_loss
+        degraded = worse > self.perf.tolerance * baseline_loss and worse > Z_99 * se
+        name = "mean squared error" if task == "regression" else "log loss"
+        result["loss"] = {
+            "name": name,
+            "live": live,
+            "baseline": baseline_loss,
+            "standard_error": se,
+        }
+        if degraded:
+            result.update(
+                status="alert",
+                note=f"live {name} {live:.4g} is worse than the validation baseline "
+                f"{baseline_loss:.4g} by more than {self.perf.tolerance:.0%} and beyond noise "
+                f"({len(y)} labelled rows)",
+            )
+        else:
+            result.update(status="ok", note=f"{len(y)} labelled rows")
+        return result
+
+    def _batch_rows(self, batch_id: str) -> tuple[int, int]:
+        info = self.store.batches_info([batch_id]).get(batch_id)
+        return (info[2] if info else 0), 0
+
+    # -- feedback --------------------------------------------------------------------------
+
+    def feedback(self, model_name: str, frame) -> dict:
+        """Store labels from a table of batch_id, row and the target column (text cells)."""
+        columns = [str(c) for c in frame.columns]
+        for needed in ("batch_id", "row"):
+            if needed not in columns:
+                raise ApiError(
+                    422,
+                    "missing_columns",
+                    f"The feedback file needs columns batch_id, row and the model's target; "
+                    f"it has {', '.join(map(repr, columns[:20]))}.",
+                    missing_columns=[needed],
+                )
+        batch_ids = [str(v).strip() if v is not None else "" for v in frame["batch_id"].tolist()]
+        rows = _read_rows(frame["row"].tolist())
+        self.store.flush(timeout=2 * self.store.flush_seconds + 1)
+        info = self._wait_for_batches(sorted(set(batch_ids)))
+        unknown = sorted(b for b in set(batch_ids) if b not in info)
+        if unknown:
+            raise ApiError(
+                404,
+                "unknown_batch",
+                f"{len(unknown)} batch id(s) are not recorded, such as {unknown[0][:40]!r}; use "
+                "the batch_id of a prod answer.",
+                unknown_batches=unknown[:20],
+            )
+        others = sorted({info[b][0] for b in batch_ids} - {model_name})
+        if others:
+            raise ApiError(
+                422,
+                "batch_of_another_model",
+                f"Some batches were scored by model(s) {', '.join(map(repr, others[:5]))}, not "
+                f"{model_name!r}; post their labels with model=<that name>.",
+            )
+        expired = sorted(b for b in set(batch_ids) if not info[b][3])
+        if expired:
+            raise ApiError(
+                410,
+                "predictions_expired",
+                f"The predictions of {len(expired)} batch(es), such as {expired[0]!r}, are past "
+                "the retention limit (MONITORING_RETENTION_DAYS / _ROWS): their labels cannot "
+                "be joined any more.",
+            )
+        out_of_range = [
+            i for i, (b, r) in enumerate(zip(batch_ids, rows, strict=True)) if r >= info[b][2]
+        ]
+        if out_of_range:
+            i = out_of_range[0]
+            raise ApiError(
+                422,
+                "row_out_of_range",
+                f"{len(out_of_range)} row(s) are beyond their batch, such as line {i + 2}: row "
+                f"{rows[i]} of batch {batch_ids[i]!r}, which has {info[batch_ids[i]][2]} rows "
+                "(rows count from 0).",
+            )
+        labels_by_version = {}
+        for i, b in enumerate(batch_ids):
+            labels_by_version.setdefault(info[b][1], []).append(i)
+        target = None
+        items = []
+        for version, positions in labels_by_version.items():
+            profile = self.store.profile(model_name, version)
+            if profile is None:
+                raise ApiError(
+                    422,
+                    "no_reference_profile",
+                    f"v{version} was trained before Sluice monitored models; retrain it to "
+                    "receive labels.",
+                )
+            target = profile["target"]
+            if target not in columns:
+                raise ApiError(
+                    422,
+                    "missing_columns",
+                    f"The feedback file needs the label in a column named as the model's "
+                    f"target, {target!r}.",
+                    missing_columns=[target],
+                )
+            texts = frame[target].tolist()
+            picked = [texts[i] for i in positions]
+            cells = pa.array([None if v is None else str(v) for v in picked], type=pa.string())
+            _, readable = labels_of(profile, cells)
+            if not readable.all():
+                bad = [positions[j] for j in np.flatnonzero(~readable)]
+                what = (
+                    "a number"
+                    if profile["task"] == "regression"
+                    else f"one of the classes {profile['classes'][:10]}"
+                )
+                raise ApiError(
+                    422,
+                    "unreadable_labels",
+                    f"{len(bad)} label(s) are not {what}, such as {texts[bad[0]]!r} on line "
+                    f"{bad[0] + 2}. Nothing was stored.",
+                )
+            items += [(batch_ids[i], rows[i], str(texts[i]).strip()) for i in positions]
+        seen: dict[tuple[str, int], str] = {}
+        for batch, row, label in items:
+            if seen.setdefault((batch, row), label) != label:
+                raise ApiError(
+                    422,
+                    "conflicting_labels",
+                    f"Row {row} of batch {batch!r} has two different labels in this file.",
+                )
+        saved = self.store.save_labels(items)
+        return {"model": model_name, "labels": len(items), "batches": len(set(batch_ids)), **saved}
+
+    def _wait_for_batches(self, batch_ids: list[str]) -> dict:
+        """Batches another worker scored may still be in its writer's queue for a moment."""
+        deadline = time.monotonic() + 3 * self.store.flush_seconds + 1
+        while True:
+            info = self.store.batches_info(batch_ids)
+            if len(info) == len(batch_ids) or time.monotonic() > deadline:
+                return info
+            time.sleep(0.1)
+
+
+def _read_rows(values: list) -> list[int]:
+    rows = []
+    for i, value in enumerate(values):
+        text = "" if value is None else str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ApiError(
+                422,
+                "invalid_row",
+                f"row must be a whole number from 0 (a row's position in its prod batch); "
+                f"line {i + 2} has {text[:40]!r}.",
+            )
+        rows.append(number)
+    return rows
+
+
+class ScrapeCollector:
+    """Prometheus families computed from the store at scrape time (cached briefly): drift
+    per {model, version, feature}, live metrics per {model, version, metric}, the champion."""
+
+    CACHE_SECONDS = 5.0
+
+    def __init__(self, monitor: Monitor, cache, window_minutes: float):
+        self.monitor = monitor
+        self.cache = cache
+        self.window_minutes = window_minutes
+        self._families: list = []
+        self._at = 0.0
+        self._guard = threading.Lock()
+
+    def __call__(self):
+        with self._guard:
+            if time.monotonic() - self._at > self.CACHE_SECONDS:
+                self._families = self._collect()
+                self._at = time.monotonic()
+            return list(self._families)
+
+    def _collect(self) -> list:
+        from prometheus_client.core import GaugeMetricFamily
+
+        drift_score = GaugeMetricFamily(
+            "sluice_drift_score",
+            "Drift of a feature (or the prediction) over the recent window, by its method.",
+            labels=["model", "version", "feature", "method"],
+        )
+        live = GaugeMetricFamily(
+            "sluice_live_metric",
+            "Live quality over the labelled rows of the recent window.",
+            labels=["model", "version", "metric"],
+        )
+        status = GaugeMetricFamily(
+            "sluice_monitoring_status",
+            "1 for the model version's current monitoring status.",
+            labels=["model", "version", "status"],
+        )
+        champion = GaugeMetricFamily(
+            "sluice_champion_info",
+            "The version each model serves as champion (value 1).",
+            labels=["model", "version"],
+        )
+        since = utcnow() - timedelta(minutes=self.window_minutes)
+        for model_name in self.monitor.store.models():
+            known = self.cache.last_known(model_name)
+            if known:
+                champion.add_metric([model_name, known], 1)
+            version = known or self.monitor.store.latest_version(model_name)
+            if version is None or self.monitor.store.profile(model_name, version) is None:
+                continue
+            summary = self.monitor.summary(model_name, version, since=since)
+            for name, result in summary["drift"]["features"].items():
+                if result["score"] is not None:
+                    drift_score.add_metric(
+                        [model_name, version, name, result["method"]], result["score"]
+                    )
+            prediction = summary["drift"]["prediction"]
+            if prediction["score"] is not None:
+                drift_score.add_metric(
+                    [model_name, version, "prediction", prediction["method"]], prediction["score"]
+                )
+            for metric, value in summary["performance"]["metrics"].items():
+                live.add_metric([model_name, version, metric], value)
+            status.add_metric([model_name, version, summary["status"]], 1)
+        return [drift_score, live, status, champion]

@@ -1,0 +1,510 @@
+"""The monitoring store (SQLAlchemy: SQLite by default, PostgreSQL or any other URL).
+
+Tables:
+- monitoring_profiles: each model version's reference profile, written with its first batch;
+- monitoring_batches: one row per prod batch: model, version, time, rows, its counts (JSON)
+  and its predictions (NumPy's .npy bytes; dropped by retention), for the feedback join;
+- monitoring_windows: counts summed per model, version, minute and writer process, so a
+  window's drift reads a few rows per minute, not every batch; additive across processes;
+- monitoring_labels: one label per (batch, row), as received.
+
+Requests never wait on it: `record` queues, a background thread writes every FLUSH_SECONDS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import sqlalchemy as sa
+
+from trainer.monitoring.profile import merge_counts
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+FLUSH_SECONDS = 0.5
+MAX_QUEUED_ROWS = 5_000_000  # beyond this a stalled store drops records (counted, logged)
+PRUNE_SECONDS = 60.0
+
+metadata = sa.MetaData()
+profiles = sa.Table(
+    "monitoring_profiles",
+    metadata,
+    sa.Column("model", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("profile", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+batches = sa.Table(
+    "monitoring_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+    sa.Column("predictions", sa.LargeBinary, nullable=True),
+    sa.Index("ix_monitoring_batches_model_time", "model", "version", "created_at"),
+)
+windows = sa.Table(
+    "monitoring_windows",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("minute", sa.DateTime, nullable=False),
+    sa.Column("writer", sa.String(96), nullable=False),
+    sa.Column("batches", sa.Integer, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+    sa.UniqueConstraint("model", "version", "minute", "writer"),
+    sa.Index("ix_monitoring_windows_model_minute", "model", "version", "minute"),
+)
+labels = sa.Table(
+    "monitoring_labels",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+)
+meta = sa.Table(
+    "monitoring_schema",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC (every backend stores it the same way)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class BatchRecord:
+    """What a prod batch leaves for monitoring (built in the request, written later)."""
+
+    batch_id: str
+    model: str
+    version: str
+    created_at: datetime
+    n_rows: int
+    counts: dict
+    predictions: np.ndarray  # class probabilities (classification) or values (regression)
+    profile: dict | None  # written once per version
+
+
+def encode_array(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_array(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def default_url(state_dir: str) -> str:
+    return f"sqlite:///{os.path.join(state_dir, 'monitoring.db')}"
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for the store; SQLite waits for other writers instead of failing."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writers
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create missing tables and record the schema version; idempotent across processes."""
+    metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(meta.c.version).where(meta.c.name == "monitoring")).first()
+        if row is None:
+            try:
+                conn.execute(meta.insert().values(name="monitoring", version=SCHEMA_VERSION))
+            except sa.exc.IntegrityError:
+                pass  # another worker recorded it first
+        elif row.version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the monitoring store was written by a newer Sluice (schema {row.version}); "
+                f"this one knows schema {SCHEMA_VERSION}"
+            )
+
+
+class MonitoringStore:
+    """Queue plus background writer, and the reads behind /monitoring and /feedback."""
+
+    def __init__(
+        self,
+        url: str,
+        retention_days: float = 90.0,
+        retention_rows: int = 10_000_000,
+        flush_seconds: float = FLUSH_SECONDS,
+    ):
+        self.url = url
+        self.engine = make_engine(url)
+        create_schema(self.engine)
+        self.retention_days = retention_days
+        self.retention_rows = retention_rows
+        self.flush_seconds = flush_seconds
+        self.writer_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self.dropped = {"batches": 0, "rows": 0}
+        self.write_errors = 0
+        self._profiles_written: set[tuple[str, str]] = set()
+        self._windows: dict[tuple, list] = {}  # (model, version, minute) -> [id, n, rows, counts]
+        self._last_prune = 0.0
+        self._thread: threading.Thread | None = None
+        self._pid = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def record(self, batch: BatchRecord) -> None:
+        """Queue a batch for the writer; never blocks (a full queue drops it, counted)."""
+        with self._lock:
+            if self._queued_rows + batch.n_rows > MAX_QUEUED_ROWS:
+                self.dropped["batches"] += 1
+                self.dropped["rows"] += batch.n_rows
+                log.error("monitoring queue full: batch %s not recorded", batch.batch_id)
+                return
+            self._queued_rows += batch.n_rows
+            self._idle.clear()
+        self._ensure_writer()
+        self._queue.put(batch)
+
+    def _ensure_writer(self) -> None:
+        # gunicorn forks workers after nothing; a thread started in another process is gone.
+        if self._thread is None or self._pid != os.getpid():
+            with self._lock:
+                if self._thread is None or self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(
+                        target=self._write_forever, name="monitoring-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far in this process is written."""
+        return self._idle.wait(timeout)
+
+    def _write_forever(self) -> None:
+        while True:
+            first = self._queue.get()
+            time.sleep(self.flush_seconds)  # gather what arrives meanwhile into one write
+            pending = [first]
+            while True:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(pending)
+            except Exception:  # the store is down: the batches are lost, and said so
+                self.write_errors += 1
+                with self._lock:
+                    self.dropped["batches"] += len(pending)
+                    self.dropped["rows"] += sum(b.n_rows for b in pending)
+                log.exception("monitoring store write failed; %d batches lost", len(pending))
+            with self._lock:
+                self._queued_rows -= sum(b.n_rows for b in pending)
+                if self._queue.empty():
+                    self._idle.set()
+            if time.monotonic() - self._last_prune > PRUNE_SECONDS:
+                self._last_prune = time.monotonic()
+                try:
+                    self.prune()
+                except Exception:
+                    log.exception("monitoring retention failed")
+
+    def _write(self, pending: list[BatchRecord]) -> None:
+        touched = {}
+        for batch in pending:
+            key = (batch.model, batch.version, batch.created_at.replace(second=0, microsecond=0))
+            entry = self._windows.setdefault(key, [None, 0, 0, None])
+            entry[1] += 1
+            entry[2] += batch.n_rows
+            entry[3] = merge_counts(entry[3], batch.counts)
+            touched[key] = entry
+        with self.engine.begin() as conn:
+            for batch in pending:
+                key = (batch.model, batch.version)
+                if batch.profile is not None and key not in self._profiles_written:
+                    exists = conn.execute(
+                        sa.select(profiles.c.model).where(
+                            profiles.c.model == batch.model, profiles.c.version == batch.version
+                        )
+                    ).first()
+                    if exists is None:
+                        conn.execute(
+                            profiles.insert().values(
+                                model=batch.model,
+                                version=batch.version,
+                                profile=json.dumps(batch.profile, separators=(",", ":")),
+                                created_at=utcnow(),
+                            )
+                        )
+                    self._profiles_written.add(key)
+            conn.execute(
+                batches.insert(),
+                [
+                    {
+                        "batch_id": b.batch_id,
+                        "model": b.model,
+                        "version": b.version,
+                        "created_at": b.created_at,
+                        "n_rows": b.n_rows,
+                        "counts": json.dumps(b.counts, separators=(",", ":")),
+                        "predictions": encode_array(b.predictions),
+                    }
+                    for b in pending
+                ],
+            )
+            for (model, version, minute), entry in touched.items():
+                values = {
+                    "batches": entry[1],
+                    "rows": entry[2],
+                    "counts": json.dumps(entry[3], separators=(",", ":")),
+                }
+                if entry[0] is None:
+                    result = conn.execute(
+                        windows.insert().values(
+                            model=model,
+                            version=version,
+                            minute=minute,
+                            writer=self.writer_id,
+                            **values,
+                        )
+                    )
+                    entry[0] = result.inserted_primary_key[0]
+                else:
+                    conn.execute(windows.update().where(windows.c.id == entry[0]).values(**values))
+        # Only the current minute can still grow; older windows are final.
+        newest = max(key[2] for key in self._windows)
+        for key in [k for k in self._windows if k[2] < newest - timedelta(minutes=1)]:
+            del self._windows[key]
+
+    def prune(self) -> None:
+        """Retention: batches older than retention_days go (with their labels); beyond
+        retention_rows kept predictions, the oldest batches' predictions go."""
+        cutoff = utcnow() - timedelta(days=self.retention_days)
+        with self.engine.begin() as conn:
+            old = sa.select(batches.c.batch_id).where(batches.c.created_at < cutoff)
+            conn.execute(labels.delete().where(labels.c.batch_id.in_(old)))
+            conn.execute(batches.delete().where(batches.c.created_at < cutoff))
+            conn.execute(windows.delete().where(windows.c.minute < cutoff))
+            kept = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(batches.c.n_rows), 0)).where(
+                    batches.c.predictions.is_not(None)
+                )
+            ).scalar_one()
+            excess = int(kept) - self.retention_rows
+            if excess <= 0:
+                return
+            oldest = conn.execute(
+                sa.select(batches.c.batch_id, batches.c.n_rows)
+                .where(batches.c.predictions.is_not(None))
+                .order_by(batches.c.created_at)
+                .limit(10_000)
+            )
+            expired = []
+            for batch_id, n_rows in oldest:
+                if excess <= 0:
+                    break
+                expired.append(batch_id)
+                excess -= n_rows
+            for start in range(0, len(expired), 500):
+                chunk = expired[start : start + 500]
+                conn.execute(
+                    batches.update().where(batches.c.batch_id.in_(chunk)).values(predictions=None)
+                )
+                conn.execute(labels.delete().where(labels.c.batch_id.in_(chunk)))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def profile(self, model: str, version: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(profiles.c.profile).where(
+                    profiles.c.model == model, profiles.c.version == version
+                )
+            ).first()
+        return json.loads(row.profile) if row else None
+
+    def latest_version(self, model: str) -> str | None:
+        """The version that scored the model's most recent batch."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(batches.c.version)
+                .where(batches.c.model == model)
+                .order_by(batches.c.created_at.desc())
+                .limit(1)
+            ).first()
+        return row.version if row else None
+
+    def window(self, model, version, since=None, until=None) -> tuple[dict | None, int, int, list]:
+        """Summed counts, batches, rows and the per-minute rows of a window."""
+        query = sa.select(
+            windows.c.minute, windows.c.batches, windows.c.rows, windows.c.counts
+        ).where(windows.c.model == model, windows.c.version == version)
+        if since is not None:
+            query = query.where(windows.c.minute >= since.replace(second=0, microsecond=0))
+        if until is not None:
+            query = query.where(windows.c.minute <= until)
+        total, n_batches, n_rows, minutes = None, 0, 0, []
+        with self.engine.connect() as conn:
+            for minute, count, rows, counts in conn.execute(query.order_by(windows.c.minute)):
+                parsed = json.loads(counts)
+                minutes.append((minute, parsed))
+                total = merge_counts(total, parsed)
+                n_batches += count
+                n_rows += rows
+        return total, n_batches, n_rows, minutes
+
+    def batch(self, batch_id: str):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(batches).where(batches.c.batch_id == batch_id)).first()
+
+    def batches_info(self, batch_ids: list[str]) -> dict[str, tuple]:
+        """batch_id -> (model, version, n_rows, has predictions, created_at)."""
+        found = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(batch_ids), 500):
+                chunk = batch_ids[start : start + 500]
+                query = sa.select(
+                    batches.c.batch_id,
+                    batches.c.model,
+                    batches.c.version,
+                    batches.c.n_rows,
+                    batches.c.predictions.is_not(None).label("kept"),
+                    batches.c.created_at,
+                ).where(batches.c.batch_id.in_(chunk))
+                for row in conn.execute(query):
+                    found[row.batch_id] = (
+                        row.model,
+                        row.version,
+                        row.n_rows,
+                        bool(row.kept),
+                        row.created_at,
+                    )
+        return found
+
+    def save_labels(self, items: list[tuple[str, int, str]]) -> dict:
+        """Upsert labels (batch_id, row, label); a label posted again changes nothing."""
+        result = {"new": 0, "unchanged": 0, "changed": 0}
+        now = utcnow()
+        with self.engine.begin() as conn:
+            by_batch: dict[str, dict[int, str]] = {}
+            for batch_id, row, label in items:
+                by_batch.setdefault(batch_id, {})[row] = label
+            for batch_id, wanted in by_batch.items():
+                existing = dict(
+                    conn.execute(
+                        sa.select(labels.c.row, labels.c.label).where(labels.c.batch_id == batch_id)
+                    ).all()
+                )
+                new = [
+                    {"batch_id": batch_id, "row": r, "label": v, "received_at": now}
+                    for r, v in wanted.items()
+                    if r not in existing
+                ]
+                if new:
+                    conn.execute(labels.insert(), new)
+                for r, v in wanted.items():
+                    if r in existing and existing[r] != v:
+                        conn.execute(
+                            labels.update()
+                            .where(labels.c.batch_id == batch_id, labels.c.row == r)
+                            .values(label=v, received_at=now)
+                        )
+                        result["changed"] += 1
+                    elif r in existing:
+                        result["unchanged"] += 1
+                result["new"] += len(new)
+        return result
+
+    def labelled(self, model, version, since=None, until=None, batch_id=None):
+        """(created_at, predictions at the labelled rows, labels) per batch with labels."""
+        query = (
+            sa.select(batches.c.batch_id, batches.c.created_at, batches.c.predictions)
+            .where(
+                batches.c.model == model,
+                batches.c.version == version,
+                batches.c.predictions.is_not(None),
+                batches.c.batch_id.in_(sa.select(labels.c.batch_id).distinct()),
+            )
+            .order_by(batches.c.created_at)
+        )
+        if since is not None:
+            query = query.where(batches.c.created_at >= since)
+        if until is not None:
+            query = query.where(batches.c.created_at <= until)
+        if batch_id is not None:
+            query = query.where(batches.c.batch_id == batch_id)
+        with self.engine.connect() as conn:
+            for batch_id, created_at, blob in conn.execute(query).all():
+                rows = conn.execute(
+                    sa.select(labels.c.row, labels.c.label)
+                    .where(labels.c.batch_id == batch_id)
+                    .order_by(labels.c.row)
+                ).all()
+                predictions = decode_array(blob)
+                index = np.array([r for r, _ in rows], dtype="int64")
+                yield created_at, predictions[index], [label for _, label in rows]
+
+    def scored_rows(self, model, version, since=None, until=None) -> tuple[int, int]:
+        """Rows scored and rows labelled in a window, by the batches' own times."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(batches.c.n_rows), 0)).where(
+            batches.c.model == model, batches.c.version == version
+        )
+        labelled = (
+            sa.select(sa.func.count())
+            .select_from(labels.join(batches, labels.c.batch_id == batches.c.batch_id))
+            .where(batches.c.model == model, batches.c.version == version)
+        )
+        if since is not None:
+            query = query.where(batches.c.created_at >= since)
+            labelled = labelled.where(batches.c.created_at >= since)
+        if until is not None:
+            query = query.where(batches.c.created_at <= until)
+            labelled = labelled.where(batches.c.created_at <= until)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one()), int(conn.execute(labelled).scalar_one())
+
+    def models(self) -> list[str]:
+        """Every model with a recorded profile."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(profiles.c.model).distinct()).all()
+        return sorted(r.model for r in rows)
+
+    def versions(self, model: str) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(profiles.c.version).where(profiles.c.model == model)
+            ).all()
+        return sorted((r.version for r in rows), key=lambda v: int(v) if v.isdigit() else 0)
