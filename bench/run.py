@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 import requests
 
+from bench import monitoring as monitoring_bench
 from bench.data import TARGET, query_csv, train_csv
 from bench.loadgen import Client, analyze_target, closed_loop, invocations_target
 from bench.procmem import PeakSampler, group_processes, group_pss, settled_rss
@@ -733,6 +734,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-1m", action="store_true", help="leave out the 1M-row dev request")
     parser.add_argument("--out", default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data and logs)")
+    parser.add_argument(
+        "--skip-monitoring", action="store_true", help="leave out the monitoring on/off rows"
+    )
     args = parser.parse_args(argv)
     plan = make_plan(args.quick, args.skip_1m)
     subprocess.run([os.path.join(ROOT, "scripts", "ensure_venv.sh")], check=True)
@@ -741,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     try:
         run(plan, workdir, results)
+        if not args.skip_monitoring:
+            log("monitoring on/off: two stacks side by side (bench/monitoring.py)")
+            quick = plan.mode == "quick"
+            results["monitoring"] = monitoring_bench.measure(
+                os.path.join(workdir, "monitoring"), 3 if quick else 6, 200 if quick else 400
+            )
         failed = False
     finally:
         if failed:
@@ -751,6 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     rows, targets = summarise(results)
+    if "monitoring" in results:
+        rows += monitoring_bench.table_rows(results["monitoring"])
+        targets["monitoring_batch_drop_le_5pct"] = results["monitoring"]["batch"]["within_budget"]
+        targets["monitoring_single_p50_le_0_3ms"] = results["monitoring"]["single"]["within_budget"]
     results["targets"] = targets
     results["table"] = rows
     write_json(results, args.out)
