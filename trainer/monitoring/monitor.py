@@ -227,10 +227,11 @@ class Monitor:
         if not labels:
             result.update(status="insufficient_data", note="no labels received yet")
             return result
-        y, readable = labels_of(profile, pa.array(labels, type=pa.string()))
-        kept = np.concatenate(predictions)[readable]
-        y = y[readable]
+        y_all, readable = labels_of(profile, pa.array(labels, type=pa.string()))
+        kept_all = np.concatenate(predictions)
+        kept, y = kept_all[readable], y_all[readable]
         task = profile["task"]
+        result["timeline"] = _metric_timeline(task, times, y_all, kept_all, readable)
         if task == "regression":
             metrics = score(task, y, kept, None)
             losses = row_losses(task, y, kept, None)
@@ -389,6 +390,39 @@ class Monitor:
             if len(info) == len(batch_ids) or time.monotonic() > deadline:
                 return info
             time.sleep(0.1)
+
+
+TIMELINE_POINTS = 50
+
+
+def _metric_timeline(task, times, y, kept, readable) -> dict:
+    """Live metrics over time: consecutive batches in at most TIMELINE_POINTS groups of about
+    as many labels each, each group scored on its own rows."""
+    total = sum(n for _, n in times)
+    per_group = max(1, -(-total // TIMELINE_POINTS))
+    groups, start, size, first = [], 0, 0, None
+    for created_at, n in times:
+        first = first or created_at
+        size += n
+        if size >= per_group:
+            groups.append((first, start, start + size))
+            start, size, first = start + size, 0, None
+    if size:
+        groups.append((first, start, start + size))
+    points, series = [], {}
+    for moment, begin, end in groups:
+        ok = readable[begin:end]
+        yy, kk = y[begin:end][ok], kept[begin:end][ok]
+        if not len(yy):
+            continue
+        values = score(task, yy, kk, None) if task == "regression" else score(task, yy, None, kk)
+        points.append(_iso(moment))
+        for name, value in values.items():
+            series.setdefault(name, [None] * (len(points) - 1)).append(value)
+        for name in series:
+            if len(series[name]) < len(points):
+                series[name].append(None)
+    return {"times": points, "metrics": series}
 
 
 def _read_rows(values: list) -> list[int]:
