@@ -286,6 +286,19 @@ def dev_run(
             "stage_seconds": timings,
         },
         "cleaning": cleaning,
+        "monitoring": _profile_summary(trained.profile),
+    }
+
+
+def _profile_summary(profile: dict | None) -> dict | None:
+    """What the version's monitoring reference covers."""
+    if profile is None:
+        return None
+    return {
+        "columns": len(profile["features"]),
+        "not_monitored": profile["not_monitored"]["count"],
+        "reference_rows": profile["rows"],
+        "prediction_reference_rows": profile["validation_rows"],
     }
 
 
