@@ -60,7 +60,10 @@ launch() {
       export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
       # tracking/serve.py puts MLflow's basic-auth app in front and then runs mlflow server.
       export SLUICE_MLFLOW_STATE=$SLUICE_HOME
-      set -- "$VENV/bin/python" -m tracking.serve \
+      # Sluice's services' Prometheus directory is theirs: MLflow's own prometheus_client would
+      # write into it (or fail on a stale one).
+      set -- env -u PROMETHEUS_MULTIPROC_DIR -u SLUICE_PROMETHEUS_DIR_MADE \
+        "$VENV/bin/python" -m tracking.serve \
         --backend-store-uri "sqlite:///$SLUICE_HOME/mlflow.db" \
         --artifacts-destination "$SLUICE_HOME/artifacts" --serve-artifacts \
         --host "$BIND_HOST" --port "$MLFLOW_PORT" --workers "${MLFLOW_WORKERS:-1}" ;;

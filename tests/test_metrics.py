@@ -216,8 +216,11 @@ def fake_master(bind: str = "127.0.0.1:8080") -> SimpleNamespace:
 @pytest.fixture
 def master_env(monkeypatch):
     """No multiprocess directory set, and none made by this process, before and after."""
-    monkeypatch.delenv(gunicorn_conf.MULTIPROC_ENV, raising=False)
-    monkeypatch.delenv(gunicorn_conf.MADE_ENV, raising=False)
+    # setenv first, so that teardown removes what on_starting sets (delenv of an unset
+    # variable records nothing to undo, and the variable would leak into later tests' stacks).
+    for name in (gunicorn_conf.MULTIPROC_ENV, gunicorn_conf.MADE_ENV):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(gunicorn_conf, "_made_dir", None)
     yield
     if gunicorn_conf._made_dir:
@@ -225,6 +228,7 @@ def master_env(monkeypatch):
 
 
 def test_on_starting_wipes_only_metric_files_of_an_operators_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv(gunicorn_conf.MADE_ENV, "")  # restored afterwards, whatever is set
     monkeypatch.setenv(gunicorn_conf.MULTIPROC_ENV, str(tmp_path))
     monkeypatch.setattr(gunicorn_conf, "_made_dir", None)
     (tmp_path / "counter_123.db").write_bytes(b"stale")
