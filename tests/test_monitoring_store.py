@@ -194,16 +194,6 @@ def test_create_schema_twice_and_two_stores_on_one_url_are_fine(url, make_store)
     assert window_of(first)[1:3] == window_of(second)[1:3] == (2, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG trainer/monitoring/store.py create_schema: metadata.create_all(checkfirst=True) is "
-        "not atomic; stores created at once on a fresh database (gunicorn workers booting) fail "
-        "with 'table monitoring_profiles already exists' or 'database is locked' (SQLite "
-        "OperationalError, at once despite timeout=30: a read transaction cannot upgrade) or "
-        "UniqueViolation on pg_type_typname_nsp_index (PostgreSQL IntegrityError)."
-    ),
-)
 def test_stores_created_at_once_on_a_fresh_database_all_start(new_url):
     errors = []
     for _ in range(3):
@@ -380,16 +370,6 @@ def test_record_never_blocks_while_the_database_is_down_and_the_loss_is_counted(
     assert store.scored_rows("m", "1") == (9, 0)
 
 
-STALE_WINDOW = (
-    "BUG trainer/monitoring/store.py MonitoringStore._write: self._windows (counts and the "
-    "window row id) is updated before the transaction and kept when it fails; the next write "
-    "of that minute stores the lost batches' counts (already counted in `dropped`), and an id "
-    "from a rolled-back insert is then UPDATEd: no row on PostgreSQL (the writer's counts "
-    "vanish), another writer's reused row on SQLite (its counts overwritten)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_WINDOW)
 def test_after_a_lost_write_the_window_counts_only_what_was_stored(own_server, make_store):
     store, _, (first, lost, last) = lose_a_write(own_server, make_store)
     stored = store.scored_rows("m", "1")[0]
@@ -399,7 +379,6 @@ def test_after_a_lost_write_the_window_counts_only_what_was_stored(own_server, m
     assert total == summed([first, last])
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_WINDOW)
 def test_a_write_whose_commit_fails_leaves_the_windows_of_every_writer_right(url, make_store):
     a, b = make_store(url, flush_seconds=0.05), make_store(url, flush_seconds=0.05)
     fail = {"left": 1}
@@ -423,15 +402,6 @@ def test_a_write_whose_commit_fails_leaves_the_windows_of_every_writer_right(url
     assert total == summed([other, later])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG trainer/monitoring/store.py MonitoringStore._write: the profile is inserted after "
-        "a SELECT that found none (check-then-insert); when another worker's transaction is "
-        "inserting the same (model, version) profile meanwhile, this insert fails on the "
-        "primary key and the whole write (every pending batch) is dropped."
-    ),
-)
 def test_two_workers_writing_a_new_versions_first_batches_at_once_lose_nothing(url, make_store):
     a, b = make_store(url, flush_seconds=0.05), make_store(url, flush_seconds=0.05)
 

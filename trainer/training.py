@@ -420,6 +420,14 @@ def train_model(
         losses=row_losses(read.task, y_valid, predictions, proba),
         baseline_losses=baseline_losses(read.task, y[fit_idx], y_valid, len(read.classes or [])),
     )
+    # What the model reports reading the training rows' categorical cells (levels outside its
+    # kept ones), for the monitoring reference.
+    grouped = [i for i in spec["inputs"] if i["kind"] == "categorical" and i.get("other")]
+    train_warnings = {}
+    if grouped:
+        fit_cells = rowsets.take_rows(table.select([i["name"] for i in grouped]), fit_idx)
+        grouped_spec = {"inputs": grouped, "feature_names": [i["name"] for i in grouped]}
+        _, train_warnings = feature_matrix(fit_cells, grouped_spec, cells)
     gain = booster.get_score(importance_type="total_gain")
     position = {name: i for i, name in enumerate(names)}
     profile = build_profile(
@@ -430,6 +438,7 @@ def train_model(
         metrics,
         PRIMARY_METRIC[read.task],
         gain={position[name]: value for name, value in gain.items() if name in position},
+        train_warnings=train_warnings,
     )
     model.profile = profile
     report = {

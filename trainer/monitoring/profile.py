@@ -29,10 +29,15 @@ TOP_LEVELS = 30  # categorical levels kept by name; the rest count together
 MAX_COLUMNS = 100
 OTHER_LEVELS = "other levels"
 UNSEEN = "unseen"
+# With a rare-level group, the model reads rare training levels and new ones alike (neither is
+# among its kept levels), so they share one bin.
+RARE_OR_UNSEEN = "rare or unseen"
 
 
 def monitored_columns(spec: dict) -> list[tuple[str, str, int, dict]]:
-    """(name, kind, matrix column, spec item) per monitored column; date parts are numeric."""
+    """(name, kind, matrix column, spec item) per monitored column; date parts are numeric
+    and named `<column>.<part>` (with `_` added until the name is unique: an upload may have
+    its own column of that name)."""
     columns, position = [], 0
     for item in spec["inputs"]:
         if item["kind"] == "datetime":
@@ -42,7 +47,15 @@ def monitored_columns(spec: dict) -> list[tuple[str, str, int, dict]]:
         else:
             columns.append((item["name"], item["kind"], position, item))
             position += 1
-    return columns
+    inputs = {item["name"] for item in spec["inputs"] if item["kind"] != "datetime"}
+    used, unique = set(), []
+    for name, kind, position, item in columns:
+        if item["kind"] == "datetime":
+            while name in used or name in inputs:
+                name += "_"
+        used.add(name)
+        unique.append((name, kind, position, item))
+    return unique
 
 
 def _numeric_part(values: np.ndarray) -> dict:
@@ -86,7 +99,7 @@ def _categorical_part(codes: np.ndarray, levels: list[str], has_other: bool) -> 
         bins.append(OTHER_LEVELS)
     return {
         "kind": "categorical",
-        "bins": bins + [UNSEEN],
+        "bins": bins + [RARE_OR_UNSEEN if has_other else UNSEEN],
         "bin_of_code": bin_of_code.tolist(),
         "other_code": len(levels) if has_other else None,
     }
@@ -100,12 +113,15 @@ def build_profile(
     metrics: dict,
     primary: str,
     gain: dict[int, float] | None = None,
+    train_warnings: dict | None = None,
 ) -> dict:
     """The reference profile of a model: its training rows' counts per monitored column,
     its validation predictions' counts, and the validation metrics as the baseline.
 
     `gain` is each matrix column's total gain in the booster (to choose which columns to
-    monitor when there are more than MAX_COLUMNS)."""
+    monitor when there are more than MAX_COLUMNS); `train_warnings` what the model reported
+    reading the training rows (its counts of levels outside its kept ones), so the reference
+    is counted exactly as a batch of those rows would be."""
     columns = monitored_columns(spec)
     skipped = []
     if len(columns) > MAX_COLUMNS:
@@ -147,7 +163,10 @@ def build_profile(
         "not_monitored": {"count": len(skipped), "columns": skipped[:50]},
     }
     profile["reference"] = batch_counts(
-        profile, train_matrix, {}, _prediction_values(profile, valid_predictions, valid_proba)
+        profile,
+        train_matrix,
+        train_warnings or {},
+        _prediction_values(profile, valid_predictions, valid_proba),
     )
     return profile
 
@@ -230,9 +249,10 @@ def numeric_bins(part: dict, counts: dict) -> list[int]:
 
 
 def out_of_range(counts: dict) -> int:
-    """Values below the training minimum or above its maximum."""
+    """Values below the training minimum or above its maximum (every present value, for a
+    column that had none in training)."""
     grid = counts["grid"]
-    return int(grid[0] + grid[-1]) if len(grid) > 1 else 0
+    return int(grid[0] + grid[-1]) if len(grid) > 1 else int(sum(grid))
 
 
 def _count_categorical(codes: np.ndarray, lookup, n_bins, other_code, unseen: int) -> dict:

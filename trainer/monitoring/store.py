@@ -106,6 +106,10 @@ class BatchRecord:
     profile: dict | None  # written once per version
 
 
+def _deep(counts: dict | None) -> dict | None:
+    return None if counts is None else json.loads(json.dumps(counts))
+
+
 def encode_array(values: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
@@ -136,21 +140,37 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def create_schema(engine: sa.Engine) -> None:
-    """Create missing tables and record the schema version; idempotent across processes."""
+def create_schema(engine: sa.Engine, attempts: int = 20) -> None:
+    """Create missing tables and record the schema version; idempotent across processes.
+
+    Workers starting together race to create the tables (create_all checks, then creates):
+    the loser's error is retried once the winner is done."""
+    for attempt in range(attempts):
+        try:
+            _create_schema_once(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _create_schema_once(engine: sa.Engine) -> None:
     metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
         row = conn.execute(sa.select(meta.c.version).where(meta.c.name == "monitoring")).first()
         if row is None:
-            try:
-                conn.execute(meta.insert().values(name="monitoring", version=SCHEMA_VERSION))
-            except sa.exc.IntegrityError:
-                pass  # another worker recorded it first
-        elif row.version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the monitoring store was written by a newer Sluice (schema {row.version}); "
-                f"this one knows schema {SCHEMA_VERSION}"
-            )
+            conn.execute(meta.insert().values(name="monitoring", version=SCHEMA_VERSION))
+            return
+    if row.version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the monitoring store was written by a newer Sluice (schema {row.version}); "
+            f"this one knows schema {SCHEMA_VERSION}"
+        )
+
+
+class SchemaTooNew(RuntimeError):
+    """The store's tables are of a later Sluice."""
 
 
 class MonitoringStore:
@@ -188,7 +208,8 @@ class MonitoringStore:
     def record(self, batch: BatchRecord) -> None:
         """Queue a batch for the writer; never blocks (a full queue drops it, counted)."""
         with self._lock:
-            if self._queued_rows + batch.n_rows > MAX_QUEUED_ROWS:
+            # A stalled store must not hold unbounded memory; one batch alone always queues.
+            if self._queued_rows and self._queued_rows + batch.n_rows > MAX_QUEUED_ROWS:
                 self.dropped["batches"] += 1
                 self.dropped["rows"] += batch.n_rows
                 log.error("monitoring queue full: batch %s not recorded", batch.batch_id)
@@ -243,33 +264,26 @@ class MonitoringStore:
                     log.exception("monitoring retention failed")
 
     def _write(self, pending: list[BatchRecord]) -> None:
-        touched = {}
+        for batch in pending:
+            if batch.profile is not None:
+                self._write_profile(batch.model, batch.version, batch.profile)
+        # The window sums as they will be once this write commits; adopted only then, so a
+        # failed write leaves the committed sums (memory and database) as they were.
+        staged: dict[tuple, list] = {}
         for batch in pending:
             key = (batch.model, batch.version, batch.created_at.replace(second=0, microsecond=0))
-            entry = self._windows.setdefault(key, [None, 0, 0, None])
+            entry = staged.get(key)
+            if entry is None:
+                committed = self._windows.get(key)
+                entry = staged[key] = (
+                    [committed[0], committed[1], committed[2], _deep(committed[3])]
+                    if committed
+                    else [None, 0, 0, None]
+                )
             entry[1] += 1
             entry[2] += batch.n_rows
             entry[3] = merge_counts(entry[3], batch.counts)
-            touched[key] = entry
         with self.engine.begin() as conn:
-            for batch in pending:
-                key = (batch.model, batch.version)
-                if batch.profile is not None and key not in self._profiles_written:
-                    exists = conn.execute(
-                        sa.select(profiles.c.model).where(
-                            profiles.c.model == batch.model, profiles.c.version == batch.version
-                        )
-                    ).first()
-                    if exists is None:
-                        conn.execute(
-                            profiles.insert().values(
-                                model=batch.model,
-                                version=batch.version,
-                                profile=json.dumps(batch.profile, separators=(",", ":")),
-                                created_at=utcnow(),
-                            )
-                        )
-                    self._profiles_written.add(key)
             conn.execute(
                 batches.insert(),
                 [
@@ -285,7 +299,7 @@ class MonitoringStore:
                     for b in pending
                 ],
             )
-            for (model, version, minute), entry in touched.items():
+            for (model, version, minute), entry in staged.items():
                 values = {
                     "batches": entry[1],
                     "rows": entry[2],
@@ -304,10 +318,35 @@ class MonitoringStore:
                     entry[0] = result.inserted_primary_key[0]
                 else:
                     conn.execute(windows.update().where(windows.c.id == entry[0]).values(**values))
+        self._windows.update(staged)
         # Only the current minute can still grow; older windows are final.
         newest = max(key[2] for key in self._windows)
         for key in [k for k in self._windows if k[2] < newest - timedelta(minutes=1)]:
             del self._windows[key]
+
+    def _write_profile(self, model: str, version: str, profile: dict) -> None:
+        """A version's profile, once: its own transaction, so another worker writing the same
+        one at the same moment costs nothing but this insert."""
+        key = (model, version)
+        if key in self._profiles_written:
+            return
+        query = sa.select(profiles.c.model).where(
+            profiles.c.model == model, profiles.c.version == version
+        )
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(query).first() is None:
+                    conn.execute(
+                        profiles.insert().values(
+                            model=model,
+                            version=version,
+                            profile=json.dumps(profile, separators=(",", ":")),
+                            created_at=utcnow(),
+                        )
+                    )
+        except sa.exc.IntegrityError:
+            pass  # written by another worker meanwhile: the same profile
+        self._profiles_written.add(key)
 
     def prune(self) -> None:
         """Retention: batches older than retention_days go (with their labels); beyond
