@@ -21,6 +21,8 @@ from sluice_common.transport import ARROW_MEDIA_TYPE
 _local = threading.local()
 
 # How a kept-alive connection the server closed before reading our request fails.
+# Headers of the trainer's answer that mean something to the client (the report's policy).
+RELAYED_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
 _CLOSED_UNDER_US = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
@@ -32,6 +34,7 @@ class TrainerAnswer:
     content_type: str
     body: bytes
     retry_after: str | None = None
+    headers: tuple = ()  # (name, value) of RELAYED_HEADERS the trainer set
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
@@ -141,6 +144,11 @@ def relay(
             response.getheader("Content-Type", "application/json"),
             answer,
             response.getheader("Retry-After"),
+            tuple(
+                (name, response.getheader(name))
+                for name in RELAYED_HEADERS
+                if response.getheader(name) is not None
+            ),
         )
     except TimeoutError as err:
         _forget(trainer_url)

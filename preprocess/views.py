@@ -58,6 +58,8 @@ def _relayed(answer: TrainerAnswer) -> Response:
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
     if answer.retry_after:
         response.headers["Retry-After"] = answer.retry_after
+    for name, value in answer.headers:
+        response.headers[name] = value
     return response
 
 

@@ -228,7 +228,7 @@ def test_rows_scored_in_metrics_match_the_rows_sent_over_both_workers(stack):
     assert champion.get((("model", model), ("version", version))) == 1
     scores = _samples(text, "sluice_drift_score")
     features = {dict(k)["feature"] for k in scores if dict(k)["model"] == model}
-    assert features == {"size", "weight", "color", "prediction"}
+    assert features == {"size", "weight", "color", "prediction", "prediction_score"}
 
 
 def test_history_survives_a_restart(tmp_path):
@@ -239,11 +239,13 @@ def test_history_survives_a_restart(tmp_path):
         assert dev.status_code == 200, dev.text
         batch = prod(local, shop(300, 9), "kept")["batch_id"]
         before = settled(local, 300, model="kept")
+        # Answered a moment before a graceful stop: written on the way out, not lost.
+        last = prod(local, shop(50, 10), "kept")["batch_id"]
         local.stop()
         local.start()
+        assert monitoring(local, model="kept", batch_id=last)["rows_scored"] == 50
         after = monitoring(local, model="kept")
-        assert after["rows_scored"] == before["rows_scored"] == 300
-        assert after["drift"] == before["drift"]
+        assert after["rows_scored"] == before["rows_scored"] + 50 == 350
         assert monitoring(local, model="kept", batch_id=batch)["rows_scored"] == 300
     finally:
         local.stop()
@@ -279,3 +281,93 @@ def test_monitoring_off_records_nothing_and_says_so(tmp_path):
         assert refused.json()["error"]["code"] == "monitoring_off"
     finally:
         local.stop()
+
+
+def test_labels_are_compared_as_the_model_reads_them(stack, trained):
+    model, _ = trained
+    answer = prod(stack, shop(3, 30), model)
+    batch = answer["batch_id"]
+    first = feedback(
+        stack, pd.DataFrame({"batch_id": [batch], "row": [0], "bought": ["yes"]}), model
+    )
+    assert first.status_code == 200 and first.json()["new"] == 1, first.text
+    # The same class written another way is the same label, in one file or across posts.
+    again = feedback(
+        stack,
+        pd.DataFrame({"batch_id": [batch] * 2, "row": [0, 0], "bought": [" yes", "yes"]}),
+        model,
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["unchanged"] == 1 and again.json()["changed"] == 0
+
+
+def test_the_same_labels_posted_at_once_are_stored_once(stack, trained):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, _ = trained
+    frame = shop(200, 31)
+    batch = prod(stack, frame, model)["batch_id"]
+    labels = pd.DataFrame({"batch_id": batch, "row": range(200), "bought": frame["bought"]})
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: feedback(stack, labels, model), range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert sum(a.json()["new"] for a in answers) == 200
+    assert monitoring(stack, model=model, batch_id=batch)["performance"]["labelled_rows"] == 200
+
+
+def test_a_regression_label_beyond_what_a_model_can_read_is_refused(stack):
+    model = "monitored-price"
+    frame = shop(600, 32).assign(bought=lambda f: (f["size"] * 3 + f["weight"]).round(2))
+    dev = post_csv(stack.analyze_url, to_csv(frame), phase="dev", model=model)
+    assert dev.status_code == 200, dev.text
+    batch = prod(stack, frame.head(20), model)["batch_id"]
+    for bad in ("1e308", "inf", "1e39"):
+        refused = feedback(
+            stack, pd.DataFrame({"batch_id": [batch], "row": [0], "bought": [bad]}), model
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["code"] == "unreadable_labels"
+    ok = feedback(
+        stack, pd.DataFrame({"batch_id": [batch], "row": [0], "bought": ["151.5"]}), model
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def test_windows_are_whole_minutes_and_extreme_times_are_400s(stack, trained):
+    model, _ = trained
+    summary = monitoring(
+        stack, model=model, since="2026-01-01T10:00:30Z", until="2026-01-01T11:05:10+01:00"
+    )
+    # As stored: from the start of the first minute to the end of the last one.
+    assert summary["window"]["since"] == "2026-01-01T10:00:00Z"
+    assert summary["window"]["until"] == "2026-01-01T10:06:00Z"
+    assert summary["window"]["resolution_seconds"] == 60
+    assert summary["batches"] == 0 and summary["rows_scored"] == 0
+    assert summary["performance"]["rows_scored"] == 0
+    long = monitoring(stack, model=model, since="2026-01-01T10:00:30Z")
+    assert long["window"]["since"] == "2026-01-01T10:00:00Z"
+    assert long["window"]["resolution_seconds"] == 3600
+    assert long["rows_scored"] == long["performance"]["rows_scored"] > 0
+    for params in (
+        {"since": "9999-12-31T23:59:59-05:00"},
+        {"until": "0001-01-01T00:00:00+05:00"},
+    ):
+        answer = requests.get(
+            f"{stack.url('preprocess')}/monitoring", params={"model": model, **params}, timeout=30
+        )
+        assert answer.status_code == 400, answer.text
+    unknown = requests.get(
+        f"{stack.url('preprocess')}/monitoring",
+        params={"model": model, "version": "99"},
+        timeout=30,
+    )
+    assert unknown.status_code == 404, unknown.text
+
+
+def test_the_report_is_served_with_a_policy_that_forbids_loading_anything(stack, trained):
+    model, _ = trained
+    page = requests.get(f"{stack.url('preprocess')}/monitoring/report?model={model}", timeout=60)
+    assert page.status_code == 200
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"

@@ -242,7 +242,10 @@ def test_records_are_queued_and_show_up_in_window_and_batch_after_flush(url, mak
     total, n_batches, n_rows, minutes = window_of(store)
     assert (n_batches, n_rows) == (3, 12)
     assert total == summed(records)
+    # An open window spanning minutes is read by minute; one spanning days, by hour.
     assert [minute for minute, _ in minutes] == [MINUTE]
+    total, n_batches, _, minutes = window_of(store, since=MINUTE - timedelta(days=2))
+    assert n_batches == 3 and [minute for minute, _ in minutes] == [MINUTE.replace(minute=0)]
     for record in records:
         row = store.batch(record.batch_id)
         assert (row.model, row.version, row.n_rows) == ("m", "1", 4)
@@ -301,7 +304,15 @@ def test_two_stores_on_one_url_writing_the_same_minute_add_up(url, make_store):
         total, n_batches, n_rows, minutes = window_of(store)
         assert n_batches == 80 and n_rows == sum(r.n_rows for r in everything)
         assert total == summed(everything)
-        assert [minute for minute, _ in minutes] == [MINUTE, MINUTE]  # one row per writer
+        # One row per writer in the store, read back as one minute holding both.
+        assert [minute for minute, _ in minutes] == [MINUTE] and minutes[0][1] == total
+    with stores_[0].engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(stores.windows)
+            .where(stores.windows.c.seconds == stores.MINUTE)
+        ).scalar_one()
+    assert rows == 2
     assert stores_[0].scored_rows("m", "1")[0] == sum(r.n_rows for r in everything)
 
 
@@ -557,3 +568,28 @@ def test_sqlite_engines_use_wal_and_wait_for_other_writers(tmp_path):
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     finally:
         engine.dispose()
+
+
+def test_flush_waits_for_what_was_queued_before_it_not_for_steady_traffic(tmp_path):
+    import threading
+
+    store = MonitoringStore(f"sqlite:///{tmp_path / 'steady.db'}", flush_seconds=0.2)
+    stop = threading.Event()
+
+    def traffic():
+        seed = 0
+        while not stop.is_set():
+            seed += 1
+            store.record(batch(1, seed=seed))
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert store.flush(timeout=5)
+        assert time.monotonic() - started < 1.5  # one or two writer rounds, not the timeout
+    finally:
+        stop.set()
+        sender.join()

@@ -200,7 +200,7 @@ def test_missing_and_not_a_number_parts_do_not_break_the_page():
     data["performance"]["metrics"] = {"log_loss": math.nan}
     del data["prediction"]
     html = render_report(data)
-    assert "Drift over time needs at least two batches: 1 so far." in html
+    assert "Drift over time needs at least two time points" in html and "1 so far." in html
     assert "No prediction distribution was recorded" in html
     assert "n/a" in html and ">nan" not in html.lower() and "nan%" not in html.lower()
 
@@ -267,7 +267,7 @@ def test_empty_window_explains_itself(show):
     driver = show(data)
     text = driver.find_element("tag name", "body").text
     assert "No rows scored in this window yet" in text
-    assert "Drift over time needs at least two batches: 0 so far." in text
+    assert "Drift over time needs at least two time points" in text and "0 so far." in text
     assert "No labelled outcomes yet" in text
     assert "0 of 0 scored rows labelled, 0.0%." in text
     plots = drawn_plots(driver)

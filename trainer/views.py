@@ -20,12 +20,13 @@ from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, resolve_target
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
-from trainer.monitoring.report import render_report
+from trainer.monitoring.report import CSP, render_report
 from trainer.monitoring.store import utcnow
 from trainer.runs import dev_run, prod_run
 from trainer.sluice_model import table_rows
 
 bp = Blueprint("trainer", __name__)
+REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"
 HEALTH_PROBE_SECONDS = 1.0
 
 
@@ -132,7 +133,12 @@ def monitoring_report():
     """The same as a self-contained HTML page with plots."""
     monitor = _monitor()
     data = report_data(_summary(monitor), monitor.settings, utcnow())
-    return Response(render_report(data), content_type="text/html; charset=utf-8")
+    response = Response(render_report(data), content_type="text/html; charset=utf-8")
+    # The page's own meta CSP, as headers too (frame-ancestors only works as a header).
+    response.headers["Content-Security-Policy"] = REPORT_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/feedback")
@@ -141,10 +147,12 @@ def feedback():
     monitor = _monitor()
     model = parse_feedback_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
     raw, _ = read_upload(request)
-    cells, _, _ = parse_upload(raw, "dev", None)
-    if table_rows(cells) == 0:
-        raise ApiError(400, "no_rows", "The file has no data rows.")
-    return jsonify(monitor.feedback(model, cells))
+    with heavy_slot("prod", len(raw), "label uploads"):  # a large file waits its turn
+        cells, _, _ = parse_upload(raw, "dev", None)
+        del raw
+        if table_rows(cells) == 0:
+            raise ApiError(400, "no_rows", "The file has no data rows.")
+        return jsonify(monitor.feedback(model, cells))
 
 
 @bp.get("/health")

@@ -182,6 +182,14 @@ def assess(profile: dict, counts: dict | None, settings: DriftSettings) -> dict:
         (counts or {}).get("prediction"),
         settings,
     )
+    score = None
+    if profile.get("prediction_score"):
+        score = assess_column(
+            profile["prediction_score"],
+            reference["prediction_score"],
+            (counts or {}).get("prediction_score"),
+            settings,
+        )
     assessed = [f for f in features.values() if f["status"] != "insufficient_data"]
     drifted = sorted(name for name, f in features.items() if f["drifted"])
     share = len(drifted) / len(assessed) if assessed else None
@@ -190,6 +198,7 @@ def assess(profile: dict, counts: dict | None, settings: DriftSettings) -> dict:
         "drifted_features": drifted,
         "share_drifted": None if share is None else round(share, 6),
         "prediction": prediction,
+        "prediction_score": score,
         "settings": {
             "numeric_method": settings.numeric_method,
             "categorical_method": settings.categorical_method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 import threading
 import time
@@ -36,15 +37,29 @@ def parse_time(text: str | None, name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as err:
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as err:  # OverflowError: beyond year 1..9999 in UTC
         raise ApiError(
             400,
             f"invalid_{name}",
             f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z; got {text[:40]!r}.",
         ) from err
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def new_batch_id() -> str:
+    """32 hex digits: the second it was made, then 96 random bits. The time says whether a
+    batch id not found yet may still be on its way to the store (another worker's queue)."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(12)}"
+
+
+def _maybe_in_flight(batch_id: str) -> bool:
+    try:
+        made = int(batch_id[:8], 16)
+    except ValueError:
+        return False
+    return -2 <= (int(time.time()) & 0xFFFFFFFF) - made <= 10
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,12 +89,17 @@ class Monitor:
 
     def observe(self, model_name: str, version: str, model, scored, n_rows: int) -> str:
         """Count a scored batch and queue it; its batch id. Costs microseconds for a row."""
-        batch_id = secrets.token_hex(16)
+        batch_id = new_batch_id()
         profile = getattr(model, "profile", None)
         if profile is not None and scored.matrix is not None:
             values = profiles._prediction_values(profile, scored.predictions, scored.probabilities)
             counts = profiles.batch_counts(
-                profile, scored.matrix, scored.warnings, values, self._compile(profile)
+                profile,
+                scored.matrix,
+                scored.warnings,
+                values,
+                self._compile(profile),
+                scores=profiles.prediction_scores(profile["classes"], scored.probabilities),
             )
         else:  # a version logged before monitoring: rows and predictions only
             counts = {"rows": n_rows, "features": {}, "prediction": None}
@@ -113,17 +133,35 @@ class Monitor:
             row = self._batch_row(model_name, batch_id)
             version = row.version
         version, profile = self._version_and_profile(model_name, version)
+        seconds, start, end = self.store.aligned(model_name, version, since, until)
         if batch_id is not None:
             counts, n_batches, n_rows = json.loads(row.counts), 1, row.n_rows
             minutes = []
+            start = end = None
         else:
             counts, n_batches, n_rows, minutes = self.store.window(
                 model_name, version, since, until
             )
+            if (
+                profile is None
+                and n_batches == 0
+                and not self.store.has_batches(model_name, version)
+            ):
+                raise ApiError(
+                    404,
+                    "no_monitoring_data",
+                    f"No prod batch of model {model_name!r} v{version} is recorded.",
+                )
         answer = {
             "model": model_name,
             "version": version,
-            "window": {"since": _iso(since), "until": _iso(until), "batch_id": batch_id},
+            # As stored: whole minutes, or whole hours for windows over 6 hours or open ones.
+            "window": {
+                "since": _iso(start),
+                "until": _iso(end),
+                "resolution_seconds": None if batch_id else seconds,
+                "batch_id": batch_id,
+            },
             "batches": n_batches,
             "rows_scored": n_rows,
             "records_dropped": dict(self.store.dropped),
@@ -140,16 +178,20 @@ class Monitor:
             )
             return answer
         assessed = drift.assess(profile, counts, self.settings)
-        performance = self.performance(profile, model_name, version, batch_id, since, until)
+        performance = self.performance(profile, model_name, version, batch_id, start, end)
         status, alerts = self._status(assessed, performance, n_rows)
         answer.update(drift=assessed, performance=performance, status=status, alerts=alerts)
         answer["_minutes"] = minutes  # for the report; removed from the JSON answer
+        if len(minutes) < 2 and batch_id is None:
+            # A window of one minute or hour: the report's timeline goes by batch instead.
+            answer["_points"] = self.store.batch_counts_in(model_name, version, start, end)
         answer["_profile"] = profile
         return answer
 
     def _batch_row(self, model_name: str, batch_id: str):
         self.store.flush(timeout=2 * self.store.flush_seconds + 1)
-        self._wait_for_batches([batch_id])
+        if _maybe_in_flight(batch_id):
+            self._wait_for_batches([batch_id])
         row = self.store.batch(batch_id)
         if row is None or row.model != model_name:
             raise ApiError(
@@ -184,16 +226,17 @@ class Monitor:
                 f"{len(assessed['drifted_features'])} of {len(features)} features drifted "
                 f"(share {share:.0%} ≥ {self.settings.share_alert:.0%})",
             )
-        prediction = assessed["prediction"]
-        if prediction["status"] == "alert":
-            level = "alert"
-            alerts.insert(
-                0,
-                f"the prediction's distribution drifted ({prediction['method']} "
-                f"{prediction['score']:.3g})",
-            )
-        elif prediction["status"] == "warning" and level == "ok":
-            level = "warning"
+        for what, result in (
+            ("the predictions' distribution", assessed["prediction"]),
+            ("the predicted probabilities' distribution", assessed.get("prediction_score")),
+        ):
+            if result is None:
+                continue
+            if result["status"] == "alert":
+                level = "alert"
+                alerts.insert(0, f"{what} drifted ({result['method']} {result['score']:.3g})")
+            elif result["status"] == "warning" and level == "ok":
+                level = "warning"
         if performance.get("status") == "alert":
             level = "alert"
             alerts.insert(0, performance["note"])
@@ -227,7 +270,7 @@ class Monitor:
         if not labels:
             result.update(status="insufficient_data", note="no labels received yet")
             return result
-        y_all, readable = labels_of(profile, pa.array(labels, type=pa.string()))
+        y_all, readable = _stored_labels(profile, labels)
         kept_all = np.concatenate(predictions)
         kept, y = kept_all[readable], y_all[readable]
         task = profile["task"]
@@ -251,7 +294,9 @@ class Monitor:
         live = float(np.mean(losses))
         se = float(np.std(losses, ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
         worse = live - baseline_loss
-        degraded = worse > self.perf.tolerance * baseline_loss and worse > Z_99 * se
+        degraded = not math.isfinite(live) or (
+            worse > self.perf.tolerance * baseline_loss and worse > Z_99 * se
+        )
         name = "mean squared error" if task == "regression" else "log loss"
         result["loss"] = {
             "name": name,
@@ -288,10 +333,22 @@ class Monitor:
                     f"it has {', '.join(map(repr, columns[:20]))}.",
                     missing_columns=[needed],
                 )
-        batch_ids = [str(v).strip() if v is not None else "" for v in frame["batch_id"].tolist()]
+        batch_ids = [
+            str(v).strip().lower() if v is not None else "" for v in frame["batch_id"].tolist()
+        ]
         rows = _read_rows(frame["row"].tolist())
+        bad = next((b for b in batch_ids if not BATCH_ID.match(b)), None)
+        if bad is not None:
+            raise ApiError(
+                422,
+                "invalid_batch_id",
+                f"batch_id must be the 32-character id of a prod answer; got {bad[:40]!r}.",
+            )
         self.store.flush(timeout=2 * self.store.flush_seconds + 1)
-        info = self._wait_for_batches(sorted(set(batch_ids)))
+        wanted = sorted(set(batch_ids))
+        info = self.store.batches_info(wanted)
+        if len(info) < len(wanted) and any(_maybe_in_flight(b) for b in wanted if b not in info):
+            info = self._wait_for_batches(wanted)
         unknown = sorted(b for b in set(batch_ids) if b not in info)
         if unknown:
             raise ApiError(
@@ -356,7 +413,10 @@ class Monitor:
             texts = frame[target].tolist()
             picked = [texts[i] for i in positions]
             cells = pa.array([None if v is None else str(v) for v in picked], type=pa.string())
-            _, readable = labels_of(profile, cells)
+            values, readable = labels_of(profile, cells)
+            if profile["task"] == "regression":
+                # As training reads a target: beyond float32 a value cannot be learned or scored.
+                readable &= np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
             if not readable.all():
                 bad = [positions[j] for j in np.flatnonzero(~readable)]
                 what = (
@@ -370,7 +430,14 @@ class Monitor:
                     f"{len(bad)} label(s) are not {what}, such as {texts[bad[0]]!r} on line "
                     f"{bad[0] + 2}. Nothing was stored.",
                 )
-            items += [(batch_ids[i], rows[i], str(texts[i]).strip()) for i in positions]
+            # Stored as the model reads it (the class as trained, or the number), so "1" and
+            # "1.0", or " yes" and "yes", are the same label.
+            canonical = (
+                [repr(float(v)) for v in values]
+                if profile["task"] == "regression"
+                else [profile["classes"][int(code)] for code in values]
+            )
+            items += [(batch_ids[i], rows[i], c) for i, c in zip(positions, canonical, strict=True)]
         seen: dict[tuple[str, int], str] = {}
         for batch, row, label in items:
             if seen.setdefault((batch, row), label) != label:
@@ -393,6 +460,17 @@ class Monitor:
 
 
 TIMELINE_POINTS = 50
+
+
+def _stored_labels(profile: dict, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as /feedback stored them (a class as trained, or a number written by Python):
+    class codes or values, and which are usable."""
+    if profile["task"] == "regression":
+        values = np.array([float(text) for text in texts], dtype="float64")
+        return values, np.isfinite(values)
+    index = {label: code for code, label in enumerate(profile["classes"])}
+    codes = np.array([index.get(text, -1) for text in texts], dtype="float64")
+    return codes, codes >= 0
 
 
 def _metric_timeline(task, times, y, kept, readable) -> dict:
@@ -425,14 +503,15 @@ def _metric_timeline(task, times, y, kept, readable) -> dict:
     return {"times": points, "metrics": series}
 
 
+BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+ROW = re.compile(r"^[0-9]{1,12}$")  # ASCII digits only: int() would take "1_0" and "٣"
+
+
 def _read_rows(values: list) -> list[int]:
     rows = []
     for i, value in enumerate(values):
         text = "" if value is None else str(value).strip()
-        try:
-            number = int(text)
-        except ValueError:
-            number = -1
+        number = int(text) if ROW.match(text) else -1
         if number < 0:
             raise ApiError(
                 422,
@@ -502,12 +581,15 @@ class ScrapeCollector:
                     drift_score.add_metric(
                         [model_name, version, name, result["method"]], result["score"]
                     )
-            prediction = summary["drift"]["prediction"]
-            if prediction["score"] is not None:
-                drift_score.add_metric(
-                    [model_name, version, "prediction", prediction["method"]], prediction["score"]
-                )
-            for metric, value in summary["performance"]["metrics"].items():
-                live.add_metric([model_name, version, metric], value)
+            for what in ("prediction", "prediction_score"):
+                result = summary["drift"].get(what)
+                if result is not None and result["score"] is not None:
+                    drift_score.add_metric(
+                        [model_name, version, what, result["method"]], result["score"]
+                    )
+            performance = summary["performance"]
+            if performance["labelled_rows"] >= self.monitor.perf.min_labels:
+                for metric, value in performance["metrics"].items():
+                    live.add_metric([model_name, version, metric], value)
             status.add_metric([model_name, version, summary["status"]], 1)
         return [drift_score, live, status, champion]

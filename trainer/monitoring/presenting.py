@@ -89,7 +89,7 @@ def report_data(summary: dict, settings: drift.DriftSettings, generated_at: date
             counts.get("prediction"),
             summary["drift"]["prediction"],
         )
-        line = timeline(profile, summary.get("_minutes", []), settings)
+        line = timeline(profile, summary.get("_points") or summary.get("_minutes", []), settings)
     performance = summary.get("performance") or {}
     return {
         "model": summary["model"],

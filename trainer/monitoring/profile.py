@@ -11,7 +11,9 @@ Per monitored column (a numeric input, a categorical input, each part of a date 
 - categorical: counts of the most frequent training levels, of all other known levels, of
   levels the model never saw, and missing cells.
 The prediction has its own: predicted classes, or the regression output binned like a numeric
-column (edges from the validation predictions).
+column (edges from the validation predictions); a classifier's score (the probability of the
+second class, or the top probability for more classes) is binned like a numeric column too,
+so a shift in confidence shows even when the predicted classes barely move.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def build_profile(
             "bin_of_code": list(range(len(classes))),
             "other_code": None,
         }
+    scores = prediction_scores(classes, valid_proba)
     profile = {
         "profile_version": PROFILE_VERSION,
         "task": spec["task"],
@@ -156,6 +159,7 @@ def build_profile(
         "target_number_format": spec.get("target_number_format"),
         "features": features,
         "prediction": prediction,
+        "prediction_score": None if scores is None else _numeric_part(scores),
         "baseline": dict(metrics),
         "primary": primary,
         "rows": int(len(train_matrix)),
@@ -167,6 +171,7 @@ def build_profile(
         train_matrix,
         train_warnings or {},
         _prediction_values(profile, valid_predictions, valid_proba),
+        scores=scores,
     )
     return profile
 
@@ -182,6 +187,9 @@ class Compiled:
         self.prediction = _compile(profile["prediction"], np.float64)
         self.few = [(n, c, _as_lists(part)) for n, c, part in self.features]
         self.few_prediction = _as_lists(self.prediction)
+        score = profile.get("prediction_score")
+        self.score = None if score is None else _compile(score, np.float64)
+        self.few_score = None if score is None else _as_lists(self.score)
 
 
 def _as_lists(part: tuple) -> tuple:
@@ -270,6 +278,15 @@ def _count_categorical(codes: np.ndarray, lookup, n_bins, other_code, unseen: in
     return {"bins": counts[:-1].tolist(), "missing": n_missing}
 
 
+def prediction_scores(classes, proba) -> np.ndarray | None:
+    """A classifier's score per row: P(second class) for two classes, else the top
+    probability; None for regression."""
+    if classes is None or proba is None:
+        return None
+    proba = np.asarray(proba, dtype="float64")
+    return proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+
+
 def _prediction_values(profile: dict, predictions, proba) -> np.ndarray:
     """What the prediction counts are made of: class indexes, or regression outputs."""
     if profile["classes"] is None:
@@ -288,6 +305,7 @@ def batch_counts(
     warnings: dict,
     prediction_values: np.ndarray,
     compiled: Compiled | None = None,
+    scores: np.ndarray | None = None,
 ) -> dict:
     """Additive counts of one batch, per monitored column and for the prediction.
 
@@ -298,7 +316,11 @@ def batch_counts(
     for key in UNSEEN_KEYS:
         unseen.update(warnings.get(key, {}))
     if len(matrix) <= FEW_ROWS:
-        return _few_counts(compiled, matrix, unseen, prediction_values)
+        counts = _few_counts(compiled, matrix, unseen, prediction_values)
+        if compiled.few_score is not None and scores is not None:
+            values = np.asarray(scores, dtype="float64").tolist()
+            counts["prediction_score"] = _count_numeric_few(values, compiled.few_score[1])
+        return counts
     features = {}
     if len(matrix) >= CONTIGUOUS_ROWS:
         # One copy of the monitored columns, each contiguous: every pass below reads a column.
@@ -316,7 +338,12 @@ def batch_counts(
         predicted = _count_numeric(prediction_values, *prediction[1:])
     else:
         predicted = _count_categorical(prediction_values, *prediction[1:], 0)
-    return {"rows": int(len(matrix)), "features": features, "prediction": predicted}
+    counts = {"rows": int(len(matrix)), "features": features, "prediction": predicted}
+    if compiled.score is not None and scores is not None:
+        counts["prediction_score"] = _count_numeric(
+            np.asarray(scores, dtype="float64"), compiled.score[1]
+        )
+    return counts
 
 
 def _few_counts(compiled: Compiled, matrix, unseen: dict, prediction_values) -> dict:
@@ -348,10 +375,13 @@ def merge_counts(total: dict | None, counts: dict) -> dict:
             total["features"][name] = _copy(part)
         else:
             _add(mine, part)
-    if total.get("prediction") is None:
-        total["prediction"] = _copy(counts.get("prediction"))
-    elif counts.get("prediction"):
-        _add(total["prediction"], counts["prediction"])
+    for key in ("prediction", "prediction_score"):
+        if not counts.get(key):
+            continue
+        if total.get(key) is None:
+            total[key] = _copy(counts[key])
+        else:
+            _add(total[key], counts[key])
     return total
 
 

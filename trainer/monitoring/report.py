@@ -181,7 +181,10 @@ def _timeline(timeline: dict | None) -> str:
     """Drift scores over time for the most drifted features, with the threshold lines."""
     times = list((timeline or {}).get("times") or [])
     if len(times) < 2:
-        return _note(f"Drift over time needs at least two batches: {len(times)} so far.")
+        return _note(
+            "Drift over time needs at least two time points (minutes, or hours for long "
+            f"windows): {len(times)} so far."
+        )
     series = {
         str(name): list(values or [])[: len(times)]
         for name, values in ((timeline or {}).get("series") or {}).items()

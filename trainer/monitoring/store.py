@@ -4,8 +4,9 @@ Tables:
 - monitoring_profiles: each model version's reference profile, written with its first batch;
 - monitoring_batches: one row per prod batch: model, version, time, rows, its counts (JSON)
   and its predictions (NumPy's .npy bytes; dropped by retention), for the feedback join;
-- monitoring_windows: counts summed per model, version, minute and writer process, so a
-  window's drift reads a few rows per minute, not every batch; additive across processes;
+- monitoring_windows: counts summed per model, version, minute (and hour) and writer process,
+  so a window's drift reads a few rows per minute or hour, not every batch; additive across
+  processes;
 - monitoring_labels: one label per (batch, row), as received.
 
 Requests never wait on it: `record` queues, a background thread writes every FLUSH_SECONDS.
@@ -13,6 +14,7 @@ Requests never wait on it: `record` queues, a background thread writes every FLU
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import logging
@@ -35,6 +37,9 @@ SCHEMA_VERSION = 1
 FLUSH_SECONDS = 0.5
 MAX_QUEUED_ROWS = 5_000_000  # beyond this a stalled store drops records (counted, logged)
 PRUNE_SECONDS = 60.0
+MINUTE, HOUR = 60, 3600
+# Windows longer than this are read from the hourly sums (and aligned to whole hours).
+HOURLY_ABOVE = timedelta(hours=6)
 
 metadata = sa.MetaData()
 profiles = sa.Table(
@@ -63,13 +68,14 @@ windows = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
-    sa.Column("minute", sa.DateTime, nullable=False),
+    sa.Column("minute", sa.DateTime, nullable=False),  # the window's start
+    sa.Column("seconds", sa.Integer, nullable=False),  # its length: MINUTE or HOUR
     sa.Column("writer", sa.String(96), nullable=False),
     sa.Column("batches", sa.Integer, nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("counts", sa.Text, nullable=False),
-    sa.UniqueConstraint("model", "version", "minute", "writer"),
-    sa.Index("ix_monitoring_windows_model_minute", "model", "version", "minute"),
+    sa.UniqueConstraint("model", "version", "seconds", "minute", "writer"),
+    sa.Index("ix_monitoring_windows_model_minute", "model", "version", "seconds", "minute"),
 )
 labels = sa.Table(
     "monitoring_labels",
@@ -85,6 +91,13 @@ meta = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+
+def floor_time(value: datetime, seconds: int) -> datetime:
+    """The start of the MINUTE or HOUR holding `value`."""
+    if seconds == HOUR:
+        return value.replace(minute=0, second=0, microsecond=0)
+    return value.replace(second=0, microsecond=0)
 
 
 def utcnow() -> datetime:
@@ -193,8 +206,11 @@ class MonitoringStore:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued_rows = 0
         self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
+        # Sequence numbers of queued and of handled batches: flush() waits for what was
+        # queued before it, not for a queue that steady traffic never empties.
+        self._queued_seq = 0
+        self._done_seq = 0
+        self._done = threading.Condition(self._lock)
         self.dropped = {"batches": 0, "rows": 0}
         self.write_errors = 0
         self._profiles_written: set[tuple[str, str]] = set()
@@ -202,6 +218,9 @@ class MonitoringStore:
         self._last_prune = 0.0
         self._thread: threading.Thread | None = None
         self._pid = None
+        # A worker that stops gracefully writes what it queued first (a daemon thread would
+        # be cut off at exit, and the answered batches lost).
+        atexit.register(self.flush, 5.0)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -215,9 +234,10 @@ class MonitoringStore:
                 log.error("monitoring queue full: batch %s not recorded", batch.batch_id)
                 return
             self._queued_rows += batch.n_rows
-            self._idle.clear()
+            self._queued_seq += 1
+            seq = self._queued_seq
         self._ensure_writer()
-        self._queue.put(batch)
+        self._queue.put((seq, batch))
 
     def _ensure_writer(self) -> None:
         # gunicorn forks workers after nothing; a thread started in another process is gone.
@@ -231,19 +251,23 @@ class MonitoringStore:
                     self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far in this process is written."""
-        return self._idle.wait(timeout)
+        """Wait until everything this process queued before the call is written (or lost and
+        counted); False when that took longer than `timeout`."""
+        with self._lock:
+            target = self._queued_seq
+            return self._done.wait_for(lambda: self._done_seq >= target, timeout)
 
     def _write_forever(self) -> None:
         while True:
             first = self._queue.get()
             time.sleep(self.flush_seconds)  # gather what arrives meanwhile into one write
-            pending = [first]
+            entries = [first]
             while True:
                 try:
-                    pending.append(self._queue.get_nowait())
+                    entries.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            pending = [batch for _, batch in entries]
             try:
                 self._write(pending)
             except Exception:  # the store is down: the batches are lost, and said so
@@ -254,8 +278,8 @@ class MonitoringStore:
                 log.exception("monitoring store write failed; %d batches lost", len(pending))
             with self._lock:
                 self._queued_rows -= sum(b.n_rows for b in pending)
-                if self._queue.empty():
-                    self._idle.set()
+                self._done_seq = max(self._done_seq, max(seq for seq, _ in entries))
+                self._done.notify_all()
             if time.monotonic() - self._last_prune > PRUNE_SECONDS:
                 self._last_prune = time.monotonic()
                 try:
@@ -271,18 +295,20 @@ class MonitoringStore:
         # failed write leaves the committed sums (memory and database) as they were.
         staged: dict[tuple, list] = {}
         for batch in pending:
-            key = (batch.model, batch.version, batch.created_at.replace(second=0, microsecond=0))
-            entry = staged.get(key)
-            if entry is None:
-                committed = self._windows.get(key)
-                entry = staged[key] = (
-                    [committed[0], committed[1], committed[2], _deep(committed[3])]
-                    if committed
-                    else [None, 0, 0, None]
-                )
-            entry[1] += 1
-            entry[2] += batch.n_rows
-            entry[3] = merge_counts(entry[3], batch.counts)
+            for seconds in (MINUTE, HOUR):
+                start = floor_time(batch.created_at, seconds)
+                key = (batch.model, batch.version, start, seconds)
+                entry = staged.get(key)
+                if entry is None:
+                    committed = self._windows.get(key)
+                    entry = staged[key] = (
+                        [committed[0], committed[1], committed[2], _deep(committed[3])]
+                        if committed
+                        else [None, 0, 0, None]
+                    )
+                entry[1] += 1
+                entry[2] += batch.n_rows
+                entry[3] = merge_counts(entry[3], batch.counts)
         with self.engine.begin() as conn:
             conn.execute(
                 batches.insert(),
@@ -299,7 +325,7 @@ class MonitoringStore:
                     for b in pending
                 ],
             )
-            for (model, version, minute), entry in staged.items():
+            for (model, version, minute, seconds), entry in staged.items():
                 values = {
                     "batches": entry[1],
                     "rows": entry[2],
@@ -311,6 +337,7 @@ class MonitoringStore:
                             model=model,
                             version=version,
                             minute=minute,
+                            seconds=seconds,
                             writer=self.writer_id,
                             **values,
                         )
@@ -319,9 +346,11 @@ class MonitoringStore:
                 else:
                     conn.execute(windows.update().where(windows.c.id == entry[0]).values(**values))
         self._windows.update(staged)
-        # Only the current minute can still grow; older windows are final.
+        # Only the current minute and hour can still grow; older windows are final.
         newest = max(key[2] for key in self._windows)
-        for key in [k for k in self._windows if k[2] < newest - timedelta(minutes=1)]:
+        for key in [
+            k for k in self._windows if k[2] < newest - timedelta(seconds=k[3]) - timedelta(hours=1)
+        ]:
             del self._windows[key]
 
     def _write_profile(self, model: str, version: str, profile: dict) -> None:
@@ -356,7 +385,7 @@ class MonitoringStore:
             old = sa.select(batches.c.batch_id).where(batches.c.created_at < cutoff)
             conn.execute(labels.delete().where(labels.c.batch_id.in_(old)))
             conn.execute(batches.delete().where(batches.c.created_at < cutoff))
-            conn.execute(windows.delete().where(windows.c.minute < cutoff))
+            conn.execute(windows.delete().where(windows.c.minute < floor_time(cutoff, HOUR)))
             kept = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(batches.c.n_rows), 0)).where(
                     batches.c.predictions.is_not(None)
@@ -406,24 +435,73 @@ class MonitoringStore:
             ).first()
         return row.version if row else None
 
+    def aligned(self, model, version, since: datetime | None, until: datetime | None) -> tuple:
+        """The window as stored: whole minutes, or whole hours when it spans more than
+        HOURLY_ABOVE (an open window spans from the version's first batch); (resolution,
+        first window start or None, end (exclusive) or None)."""
+        begin = since if since is not None else self.first_batch_time(model, version)
+        long = begin is not None and (until or utcnow()) - begin > HOURLY_ABOVE
+        seconds = HOUR if long else MINUTE
+        start = None if since is None else floor_time(since, seconds)
+        end = None if until is None else floor_time(until, seconds) + timedelta(seconds=seconds)
+        return seconds, start, end
+
     def window(self, model, version, since=None, until=None) -> tuple[dict | None, int, int, list]:
-        """Summed counts, batches, rows and the per-minute rows of a window."""
+        """Summed counts, batches, rows and the per-window rows (minutes or hours, see
+        `aligned`) between since and until."""
+        seconds, start, end = self.aligned(model, version, since, until)
         query = sa.select(
             windows.c.minute, windows.c.batches, windows.c.rows, windows.c.counts
-        ).where(windows.c.model == model, windows.c.version == version)
-        if since is not None:
-            query = query.where(windows.c.minute >= since.replace(second=0, microsecond=0))
-        if until is not None:
-            query = query.where(windows.c.minute <= until)
-        total, n_batches, n_rows, minutes = None, 0, 0, []
+        ).where(
+            windows.c.model == model, windows.c.version == version, windows.c.seconds == seconds
+        )
+        if start is not None:
+            query = query.where(windows.c.minute >= start)
+        if end is not None:
+            query = query.where(windows.c.minute < end)
+        by_start: dict[datetime, dict] = {}
+        total, n_batches, n_rows = None, 0, 0
         with self.engine.connect() as conn:
             for minute, count, rows, counts in conn.execute(query.order_by(windows.c.minute)):
                 parsed = json.loads(counts)
-                minutes.append((minute, parsed))
+                by_start[minute] = merge_counts(by_start.get(minute), parsed)
                 total = merge_counts(total, parsed)
                 n_batches += count
                 n_rows += rows
-        return total, n_batches, n_rows, minutes
+        return total, n_batches, n_rows, sorted(by_start.items())
+
+    def first_batch_time(self, model: str, version: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(batches.c.created_at)).where(
+                    batches.c.model == model, batches.c.version == version
+                )
+            ).scalar_one()
+
+    def batch_counts_in(self, model, version, start=None, end=None, limit=200) -> list:
+        """(created_at, counts) of the latest `limit` batches in [start, end), oldest first."""
+        query = (
+            sa.select(batches.c.created_at, batches.c.counts)
+            .where(batches.c.model == model, batches.c.version == version)
+            .order_by(batches.c.created_at.desc())
+            .limit(limit)
+        )
+        if start is not None:
+            query = query.where(batches.c.created_at >= start)
+        if end is not None:
+            query = query.where(batches.c.created_at < end)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(created_at, json.loads(counts)) for created_at, counts in reversed(rows)]
+
+    def has_batches(self, model: str, version: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(batches.c.batch_id)
+                .where(batches.c.model == model, batches.c.version == version)
+                .limit(1)
+            ).first()
+        return row is not None
 
     def batch(self, batch_id: str):
         with self.engine.connect() as conn:
@@ -453,8 +531,19 @@ class MonitoringStore:
                     )
         return found
 
-    def save_labels(self, items: list[tuple[str, int, str]]) -> dict:
-        """Upsert labels (batch_id, row, label); a label posted again changes nothing."""
+    def save_labels(self, items: list[tuple[str, int, str]], attempts: int = 5) -> dict:
+        """Upsert labels (batch_id, row, label); a label posted again changes nothing. Two
+        posts of the same rows at once: the later one retries and finds them."""
+        for attempt in range(attempts):
+            try:
+                return self._save_labels_once(items)
+            except sa.exc.IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _save_labels_once(self, items: list[tuple[str, int, str]]) -> dict:
         result = {"new": 0, "unchanged": 0, "changed": 0}
         now = utcnow()
         with self.engine.begin() as conn:
@@ -488,33 +577,44 @@ class MonitoringStore:
         return result
 
     def labelled(self, model, version, since=None, until=None, batch_id=None):
-        """(created_at, predictions at the labelled rows, labels) per batch with labels."""
+        """(created_at, predictions at the labelled rows, labels) per labelled batch, oldest
+        first; `until` is exclusive."""
         query = (
-            sa.select(batches.c.batch_id, batches.c.created_at, batches.c.predictions)
+            sa.select(batches.c.batch_id, batches.c.created_at, labels.c.row, labels.c.label)
+            .select_from(labels.join(batches, labels.c.batch_id == batches.c.batch_id))
             .where(
                 batches.c.model == model,
                 batches.c.version == version,
                 batches.c.predictions.is_not(None),
-                batches.c.batch_id.in_(sa.select(labels.c.batch_id).distinct()),
             )
-            .order_by(batches.c.created_at)
+            .order_by(batches.c.created_at, batches.c.batch_id, labels.c.row)
         )
         if since is not None:
             query = query.where(batches.c.created_at >= since)
         if until is not None:
-            query = query.where(batches.c.created_at <= until)
+            query = query.where(batches.c.created_at < until)
         if batch_id is not None:
             query = query.where(batches.c.batch_id == batch_id)
         with self.engine.connect() as conn:
-            for batch_id, created_at, blob in conn.execute(query).all():
-                rows = conn.execute(
-                    sa.select(labels.c.row, labels.c.label)
-                    .where(labels.c.batch_id == batch_id)
-                    .order_by(labels.c.row)
-                ).all()
-                predictions = decode_array(blob)
-                index = np.array([r for r, _ in rows], dtype="int64")
-                yield created_at, predictions[index], [label for _, label in rows]
+            grouped: dict[str, tuple] = {}
+            for bid, created_at, row, label in conn.execute(query):
+                entry = grouped.setdefault(bid, (created_at, [], []))
+                entry[1].append(row)
+                entry[2].append(label)
+            ids = list(grouped)
+            for start in range(0, len(ids), 200):
+                chunk = ids[start : start + 200]
+                blobs = dict(
+                    conn.execute(
+                        sa.select(batches.c.batch_id, batches.c.predictions).where(
+                            batches.c.batch_id.in_(chunk)
+                        )
+                    ).all()
+                )
+                for bid in chunk:
+                    created_at, rows, texts = grouped[bid]
+                    predictions = decode_array(blobs[bid])
+                    yield created_at, predictions[np.asarray(rows, dtype="int64")], texts
 
     def scored_rows(self, model, version, since=None, until=None) -> tuple[int, int]:
         """Rows scored and rows labelled in a window, by the batches' own times."""
@@ -530,8 +630,8 @@ class MonitoringStore:
             query = query.where(batches.c.created_at >= since)
             labelled = labelled.where(batches.c.created_at >= since)
         if until is not None:
-            query = query.where(batches.c.created_at <= until)
-            labelled = labelled.where(batches.c.created_at <= until)
+            query = query.where(batches.c.created_at < until)
+            labelled = labelled.where(batches.c.created_at < until)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one()), int(conn.execute(labelled).scalar_one())
 
