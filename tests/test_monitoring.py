@@ -335,6 +335,7 @@ def test_a_regression_label_beyond_what_a_model_can_read_is_refused(stack):
 
 def test_windows_are_whole_minutes_and_extreme_times_are_400s(stack, trained):
     model, _ = trained
+    prod(stack, shop(5, 40), model)  # something to read, whichever tests ran before
     summary = monitoring(
         stack, model=model, since="2026-01-01T10:00:30Z", until="2026-01-01T11:05:10+01:00"
     )

@@ -593,3 +593,18 @@ def test_flush_waits_for_what_was_queued_before_it_not_for_steady_traffic(tmp_pa
     finally:
         stop.set()
         sender.join()
+
+
+def test_until_on_a_minute_boundary_ends_there(url, make_store):
+    store = make_store(url, flush_seconds=0.05)
+    before = batch(2, seed=1, created_at=MINUTE - timedelta(seconds=30))
+    at = batch(3, seed=2, created_at=MINUTE + timedelta(seconds=5))
+    store.record(before)
+    store.record(at)
+    assert store.flush()
+    _, n_batches, n_rows, _ = window_of(store, since=MINUTE - timedelta(minutes=5), until=MINUTE)
+    assert (n_batches, n_rows) == (1, 2)
+    _, n_batches, _, _ = window_of(
+        store, since=MINUTE - timedelta(minutes=5), until=MINUTE + timedelta(seconds=1)
+    )
+    assert n_batches == 2

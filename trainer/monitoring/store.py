@@ -443,7 +443,11 @@ class MonitoringStore:
         long = begin is not None and (until or utcnow()) - begin > HOURLY_ABOVE
         seconds = HOUR if long else MINUTE
         start = None if since is None else floor_time(since, seconds)
-        end = None if until is None else floor_time(until, seconds) + timedelta(seconds=seconds)
+        end = None
+        if until is not None:  # the end of the window holding `until`; itself on a boundary
+            end = floor_time(until, seconds)
+            if end < until:
+                end += timedelta(seconds=seconds)
         return seconds, start, end
 
     def window(self, model, version, since=None, until=None) -> tuple[dict | None, int, int, list]:
