@@ -18,7 +18,7 @@ import pyarrow as pa
 from sluice_common.errors import ApiError
 from trainer.monitoring import drift
 from trainer.monitoring import profile as profiles
-from trainer.monitoring.store import BatchRecord, MonitoringStore, utcnow
+from trainer.monitoring.store import BatchRecord, MonitoringStore, iso_utc, utcnow
 from trainer.training import labels_of, row_losses, score
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,6 @@ def _maybe_in_flight(batch_id: str) -> bool:
     except ValueError:
         return False
     return -2 <= (int(time.time()) & 0xFFFFFFFF) - made <= 10
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
 
 
 class Monitor:
@@ -157,8 +153,8 @@ class Monitor:
             "version": version,
             # As stored: whole minutes, or whole hours for windows over 6 hours or open ones.
             "window": {
-                "since": _iso(start),
-                "until": _iso(end),
+                "since": iso_utc(start),
+                "until": iso_utc(end),
                 "resolution_seconds": None if batch_id else seconds,
                 "batch_id": batch_id,
             },
@@ -192,7 +188,7 @@ class Monitor:
         self.store.flush(timeout=2 * self.store.flush_seconds + 1)
         if _maybe_in_flight(batch_id):
             self._wait_for_batches([batch_id])
-        row = self.store.batch(batch_id)
+        row = self.store.batch(batch_id, with_predictions=False)
         if row is None or row.model != model_name:
             raise ApiError(
                 404,
@@ -255,7 +251,8 @@ class Monitor:
             predictions.append(kept)
             times.append((created_at, len(texts)))
         if batch_id is not None:
-            n_scored, _ = self._batch_rows(batch_id)
+            info = self.store.batches_info([batch_id]).get(batch_id)
+            n_scored = info[2] if info else 0
         else:
             n_scored, _ = self.store.scored_rows(model_name, version, since, until)
         labels = [text for texts in ys for text in texts]
@@ -314,10 +311,6 @@ class Monitor:
         else:
             result.update(status="ok", note=f"{len(y)} labelled rows")
         return result
-
-    def _batch_rows(self, batch_id: str) -> tuple[int, int]:
-        info = self.store.batches_info([batch_id]).get(batch_id)
-        return (info[2] if info else 0), 0
 
     # -- feedback --------------------------------------------------------------------------
 
@@ -494,7 +487,7 @@ def _metric_timeline(task, times, y, kept, readable) -> dict:
         if not len(yy):
             continue
         values = score(task, yy, kk, None) if task == "regression" else score(task, yy, None, kk)
-        points.append(_iso(moment))
+        points.append(iso_utc(moment))
         for name, value in values.items():
             series.setdefault(name, [None] * (len(points) - 1)).append(value)
         for name in series:

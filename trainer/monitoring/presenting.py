@@ -6,6 +6,7 @@ from datetime import datetime
 
 from trainer.monitoring import drift
 from trainer.monitoring.profile import merge_counts
+from trainer.monitoring.store import iso_utc
 
 MAX_POINTS = 200  # points of a drift timeline; minutes are merged beyond that
 
@@ -13,10 +14,6 @@ MAX_POINTS = 200  # points of a drift timeline; minutes are merged beyond that
 def public(summary: dict) -> dict:
     """The /monitoring answer: the summary without what only the report uses."""
     return {key: value for key, value in summary.items() if not key.startswith("_")}
-
-
-def _iso(value: datetime) -> str:
-    return value.replace(microsecond=0).isoformat() + "Z"
 
 
 def timeline(profile: dict, minutes: list, settings: drift.DriftSettings) -> dict:
@@ -38,7 +35,7 @@ def timeline(profile: dict, minutes: list, settings: drift.DriftSettings) -> dic
         series["prediction"].append(assessed["prediction"]["score"])
     method = settings.numeric_method
     return {
-        "times": [_iso(moment) for moment, _ in buckets],
+        "times": [iso_utc(moment) for moment, _ in buckets],
         "series": series,
         "method": method,
         "thresholds": {
@@ -94,7 +91,7 @@ def report_data(summary: dict, settings: drift.DriftSettings, generated_at: date
     return {
         "model": summary["model"],
         "version": summary["version"],
-        "generated_at": _iso(generated_at),
+        "generated_at": iso_utc(generated_at),
         "window": {"since": summary["window"]["since"], "until": summary["window"]["until"]},
         "summary": {
             "batches": summary["batches"],

@@ -100,6 +100,11 @@ def floor_time(value: datetime, seconds: int) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """A naive UTC time as ISO 8601 with a Z, to the second."""
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
 def utcnow() -> datetime:
     """Naive UTC (every backend stores it the same way)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -507,9 +512,14 @@ class MonitoringStore:
             ).first()
         return row is not None
 
-    def batch(self, batch_id: str):
+    def batch(self, batch_id: str, with_predictions: bool = True):
+        """A batch's row; without its predictions (which can be megabytes) when only its
+        counts are wanted."""
+        columns = (
+            batches.c if with_predictions else [c for c in batches.c if c.name != "predictions"]
+        )
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(batches).where(batches.c.batch_id == batch_id)).first()
+            return conn.execute(sa.select(*columns).where(batches.c.batch_id == batch_id)).first()
 
     def batches_info(self, batch_ids: list[str]) -> dict[str, tuple]:
         """batch_id -> (model, version, n_rows, has predictions, created_at)."""
