@@ -2,7 +2,7 @@
 # Refresh the lock files from the top-level pins (requirements-dev.txt and each service's
 # requirements.txt): every transitive package pinned, with hashes.
 #   requirements.lock             .venv (local mode, tests, bench): everything below
-#   {preprocess,trainer,tracking}/requirements.lock   each image, with the same versions
+#   {preprocess,trainer,tracking,s3}/requirements.lock   each image, with the same versions
 # Run it after changing a pin, and commit the locks; the .venv and the images install from them
 # only (pip --require-hashes --no-deps). Needs the network (PyPI).
 set -euo pipefail
@@ -28,7 +28,7 @@ compile() { # OUTPUT INPUT [uv options...]
   rm "$output.new"
 }
 compile requirements.lock requirements-dev.txt
-for service in preprocess trainer tracking; do
+for service in preprocess trainer tracking s3; do
   compile "$service/requirements.lock" "$service/requirements.txt" --constraint requirements.lock
 done
 echo "sluice: locks refreshed (inputs sha256 $inputs); commit them"

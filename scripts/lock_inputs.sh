@@ -6,13 +6,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 inputs=$(cat requirements-dev.txt preprocess/requirements.txt trainer/requirements.txt \
-  tracking/requirements.txt | sha256sum | cut -d' ' -f1)
+  tracking/requirements.txt s3/requirements.txt | sha256sum | cut -d' ' -f1)
 if [[ ${1:-} != --check ]]; then
   echo "$inputs"
   exit 0
 fi
 for lock in requirements.lock preprocess/requirements.lock trainer/requirements.lock \
-  tracking/requirements.lock; do
+  tracking/requirements.lock s3/requirements.lock; do
   if [[ $(sed -n '1s/^# inputs sha256: //p' "$lock") != "$inputs" ]]; then
     echo "sluice: the pins in requirements-dev.txt or a service's requirements.txt changed since" \
       "$lock was made; run scripts/lock.sh and commit the locks" >&2

@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 from tests.stack import ROOT
 
-SERVICES = ("preprocess", "trainer", "tracking")
+SERVICES = ("preprocess", "trainer", "tracking", "s3")
 DEV_LOCK = os.path.join(ROOT, "requirements.lock")
 ENTRY = re.compile(r"^(?P<spec>[A-Za-z0-9][^\s\\]*(?: ; [^\\]+)?) \\$")
 
@@ -61,7 +61,8 @@ LOCKS = {"dev": DEV_LOCK} | {
 @pytest.mark.parametrize("name", LOCKS)
 def test_every_locked_package_is_exact_and_hashed(name):
     entries = read_lock(LOCKS[name])
-    assert len(entries) > 15
+    # Every lock holds its top-level pins and what they pull in (the s3 image is the smallest).
+    assert len(entries) > 5
     for key, (requirement, hashes) in entries.items():
         assert re.fullmatch(r"==[^*,]+", str(requirement.specifier)), key
         assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), key
