@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Local mode: the MLflow tracking server, the trainer and preprocess as local processes.
+# Embedded stores by default (SQLite and directories in SLUICE_HOME); MLFLOW_BACKEND_STORE_URI,
+# MLFLOW_ARTIFACTS_DESTINATION and MONITORING_DB_URL (or SLUICE_DB_*) point it at others.
 #   scripts/local.sh start | stop [--purge] | status
 # Every process runs in its own session; its pid file is the process-group id stop.sh kills.
 set -euo pipefail
@@ -59,13 +61,13 @@ launch() {
       # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.
       export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
       # tracking/serve.py puts MLflow's basic-auth app in front and then runs mlflow server.
+      # Its stores: MLFLOW_BACKEND_STORE_URI (or the SLUICE_DB_* database) and
+      # MLFLOW_ARTIFACTS_DESTINATION when set, else SQLite and a directory in SLUICE_HOME.
       export SLUICE_MLFLOW_STATE=$SLUICE_HOME
       # Sluice's services' Prometheus directory is theirs: MLflow's own prometheus_client would
       # write into it (or fail on a stale one).
       set -- env -u PROMETHEUS_MULTIPROC_DIR -u SLUICE_PROMETHEUS_DIR_MADE \
-        "$VENV/bin/python" -m tracking.serve \
-        --backend-store-uri "sqlite:///$SLUICE_HOME/mlflow.db" \
-        --artifacts-destination "$SLUICE_HOME/artifacts" --serve-artifacts \
+        "$VENV/bin/python" -m tracking.serve --serve-artifacts \
         --host "$BIND_HOST" --port "$MLFLOW_PORT" --workers "${MLFLOW_WORKERS:-1}" ;;
     trainer)
       export MLFLOW_TRACKING_URI=${TRAINER_MLFLOW_URI:-http://127.0.0.1:$MLFLOW_PORT}
@@ -91,7 +93,7 @@ launch() {
 
 start() {
   "$ROOT/scripts/ensure_venv.sh"
-  mkdir -p "$RUN" "$LOGS" "$SLUICE_HOME/artifacts"
+  mkdir -p "$RUN" "$LOGS"
   export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
   local started=() name
   for name in "${SERVICES[@]}"; do

@@ -608,3 +608,115 @@ def test_until_on_a_minute_boundary_ends_there(url, make_store):
         store, since=MINUTE - timedelta(minutes=5), until=MINUTE + timedelta(seconds=1)
     )
     assert n_batches == 2
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+def make_schema_1_store(url: str) -> None:
+    """A store as Sluice's first monitoring release left it: its tables and indexes only,
+    recorded as schema 1, holding one batch. Built by hand (independent of today's code)."""
+    engine = sa.create_engine(url)
+    old = sa.MetaData()
+    for table in stores.metadata.sorted_tables:
+        copy = table.to_metadata(old)
+        for index in list(copy.indexes):
+            if index.name in ("ix_monitoring_batches_created", "ix_monitoring_windows_minute"):
+                copy.indexes.discard(index)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.tables["monitoring_schema"].insert().values(name="monitoring", version=1))
+        conn.execute(
+            old.tables["monitoring_batches"]
+            .insert()
+            .values(
+                batch_id="0" * 32,
+                model="m",
+                version="1",
+                created_at=utcnow(),
+                n_rows=3,
+                counts="{}",
+                predictions=None,
+            )
+        )
+    engine.dispose()
+
+
+def index_names(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            index["name"]
+            for table in ("monitoring_batches", "monitoring_windows")
+            for index in inspector.get_indexes(table)
+        }
+    finally:
+        engine.dispose()
+
+
+def schema_version(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version FROM monitoring_schema")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_schema_1_store_is_upgraded_in_place_keeping_its_data(new_url):
+    url = new_url()
+    make_schema_1_store(url)
+    assert "ix_monitoring_batches_created" not in index_names(url)
+    store = MonitoringStore(url)
+    try:
+        assert schema_version(url) == SCHEMA_VERSION == 2
+        assert {"ix_monitoring_batches_created", "ix_monitoring_windows_minute"} <= index_names(url)
+        with store.engine.connect() as conn:
+            kept = conn.execute(sa.select(stores.batches.c.batch_id)).scalars().all()
+        assert kept == ["0" * 32]
+        store.prune()  # the indexed queries run
+    finally:
+        store.engine.dispose()
+    # Starting again is a no-op: same version, same indexes, no error.
+    again = MonitoringStore(url)
+    again.engine.dispose()
+    assert schema_version(url) == 2
+
+
+def test_workers_starting_together_upgrade_an_old_store_once(new_url):
+    url = new_url()
+    make_schema_1_store(url)
+    barrier, errors, engines = threading.Barrier(4), [], []
+
+    def start():
+        barrier.wait()
+        try:
+            engines.append(MonitoringStore(url).engine)
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {str(error)[:160]}")
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for engine in engines:
+        engine.dispose()
+    assert errors == []
+    assert schema_version(url) == 2
+
+
+def test_a_step_cut_off_halfway_is_rerun(new_url):
+    """The index of step 2 already made, the version still 1 (a crash between the two)."""
+    url = new_url()
+    make_schema_1_store(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        next(i for i in stores.batches.indexes if i.name == "ix_monitoring_batches_created").create(
+            conn
+        )
+    engine.dispose()
+    MonitoringStore(url).engine.dispose()
+    assert schema_version(url) == 2
+    assert "ix_monitoring_windows_minute" in index_names(url)

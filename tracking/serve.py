@@ -13,6 +13,10 @@ server always requires a user name and password (only /health is open). Settings
 - SLUICE_MLFLOW_STATE (default: the current directory): where the auth settings, the user
   store (mlflow-auth.db, unless MLFLOW_AUTH_DATABASE_URI names another) and the session
   signing key live.
+- The stores (tracking/stores.py): MLFLOW_BACKEND_STORE_URI, else the SLUICE_DB_* database,
+  else SQLite at $SLUICE_MLFLOW_STATE/mlflow.db; MLFLOW_ARTIFACTS_DESTINATION, else
+  $SLUICE_MLFLOW_STATE/artifacts. Before MLflow starts, an older database is upgraded to this
+  MLflow's schema and an s3:// destination must answer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import sys
 
 from sluice_common.internal import ensure_secret_file
+from tracking import stores
 
 DEFAULT_USERNAME = "sluice"
 MIN_PASSWORD_CHARS = 12  # MLflow's own rule for basic-auth passwords
@@ -110,11 +115,22 @@ def main(argv: list[str]) -> None:
     database_uri = env.get("MLFLOW_AUTH_DATABASE_URI") or (
         f"sqlite:///{os.path.join(state, 'mlflow-auth.db')}"
     )
+    try:
+        backend = stores.backend_store_uri(env, state)
+        destination = stores.artifacts_destination(env, state)
+        stores.prepare_backend(backend, state, env)
+        stores.check_destination(destination, env)
+    except stores.StoreError as err:
+        sys.exit(f"tracking: {err}")
     config_path = os.path.join(state, "mlflow-auth.ini")
     with open(config_path, "w", encoding="utf-8") as handle:
         handle.write(auth_settings(database_uri, username))
     set_admin(database_uri, username, password)
     env.update(
+        # mlflow server reads these when --backend-store-uri / --artifacts-destination are not
+        # given, which keeps the database password out of the process list.
+        MLFLOW_BACKEND_STORE_URI=backend,
+        MLFLOW_ARTIFACTS_DESTINATION=destination,
         MLFLOW_AUTH_CONFIG_PATH=config_path,
         MLFLOW_AUTH_ADMIN_USERNAME=username,
         MLFLOW_AUTH_ADMIN_PASSWORD=password,

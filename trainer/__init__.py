@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from flask import Flask, request
 
 from sluice_common.app import build_app, install_admission
+from sluice_common.database import postgres_url, with_driver
 from sluice_common.internal import ensure_secret_file, ensure_token
 from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 
@@ -49,7 +50,15 @@ DEFAULTS = {
     "TRAINER_WARM_UP": True,
     # Monitoring (README, Monitoring): the store, retention, methods and thresholds.
     "MONITORING_ENABLED": True,
-    "MONITORING_DB_URL": None,  # default: SQLite at $TRAINER_STATE_DIR/monitoring.db
+    # Default: the SLUICE_DB_* database (the Compose stack's PostgreSQL), else SQLite at
+    # $TRAINER_STATE_DIR/monitoring.db.
+    "MONITORING_DB_URL": None,
+    # The stack's PostgreSQL database by parts (sluice_common/database.py); unset host: SQLite.
+    "SLUICE_DB_HOST": None,
+    "SLUICE_DB_PORT": None,
+    "SLUICE_DB_NAME": None,
+    "SLUICE_DB_USER": None,
+    "SLUICE_DB_PASSWORD": None,
     "MONITORING_RETENTION_DAYS": 90.0,
     "MONITORING_RETENTION_ROWS": 10_000_000,
     "MONITORING_MIN_ROWS": 200,
@@ -115,13 +124,22 @@ def _mlflow_credentials(config: dict) -> None:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password
 
 
+def monitoring_url(config: dict, state_dir: str) -> str:
+    """MONITORING_DB_URL, else the SLUICE_DB_* database, else SQLite in the state directory."""
+    if config["MONITORING_DB_URL"]:
+        return with_driver(config["MONITORING_DB_URL"])
+    from trainer.monitoring.store import default_url
+
+    return postgres_url(config) or default_url(state_dir)
+
+
 def _monitor(config: dict, state_dir: str):
     """The monitoring store and settings, or None with MONITORING_ENABLED off."""
     if not config["MONITORING_ENABLED"]:
         return None
     from trainer.monitoring.drift import METHODS, DriftSettings
     from trainer.monitoring.monitor import Monitor, PerformanceSettings
-    from trainer.monitoring.store import MonitoringStore, default_url
+    from trainer.monitoring.store import MonitoringStore
 
     for key in ("MONITORING_NUMERIC_METHOD", "MONITORING_CATEGORICAL_METHOD"):
         if config[key] not in METHODS:
@@ -136,7 +154,7 @@ def _monitor(config: dict, state_dir: str):
         share_alert=float(config["MONITORING_SHARE_ALERT"]),
     )
     store = MonitoringStore(
-        config["MONITORING_DB_URL"] or default_url(state_dir),
+        monitoring_url(config, state_dir),
         retention_days=float(config["MONITORING_RETENTION_DAYS"]),
         retention_rows=int(config["MONITORING_RETENTION_ROWS"]),
     )

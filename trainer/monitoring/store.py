@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from trainer.monitoring.profile import merge_counts
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the migrations below take older stores here
 FLUSH_SECONDS = 0.5
 MAX_QUEUED_ROWS = 5_000_000  # beyond this a stalled store drops records (counted, logged)
 PRUNE_SECONDS = 60.0
@@ -61,6 +61,7 @@ batches = sa.Table(
     sa.Column("counts", sa.Text, nullable=False),
     sa.Column("predictions", sa.LargeBinary, nullable=True),
     sa.Index("ix_monitoring_batches_model_time", "model", "version", "created_at"),
+    sa.Index("ix_monitoring_batches_created", "created_at"),  # schema 2: retention's scans
 )
 windows = sa.Table(
     "monitoring_windows",
@@ -76,6 +77,7 @@ windows = sa.Table(
     sa.Column("counts", sa.Text, nullable=False),
     sa.UniqueConstraint("model", "version", "seconds", "minute", "writer"),
     sa.Index("ix_monitoring_windows_model_minute", "model", "version", "seconds", "minute"),
+    sa.Index("ix_monitoring_windows_minute", "minute"),  # schema 2
 )
 labels = sa.Table(
     "monitoring_labels",
@@ -173,6 +175,19 @@ def create_schema(engine: sa.Engine, attempts: int = 20) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _time_indexes(conn: sa.Connection) -> None:
+    """Schema 2: retention deletes by time across every model; without these indexes each
+    prune (once a minute) read the whole batches and windows tables."""
+    for index in batches.indexes | windows.indexes:
+        if index.name in ("ix_monitoring_batches_created", "ix_monitoring_windows_minute"):
+            index.create(conn, checkfirst=True)
+
+
+# Each migration takes a store from the version before it to its own; a new store is created at
+# SCHEMA_VERSION directly. Every step is idempotent, so a step cut off halfway is simply rerun.
+MIGRATIONS = {2: _time_indexes}
+
+
 def _create_schema_once(engine: sa.Engine) -> None:
     metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
@@ -185,6 +200,28 @@ def _create_schema_once(engine: sa.Engine) -> None:
             f"the monitoring store was written by a newer Sluice (schema {row.version}); "
             f"this one knows schema {SCHEMA_VERSION}"
         )
+    if row.version < SCHEMA_VERSION:
+        migrate(engine)
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Bring an older store to SCHEMA_VERSION, one step per transaction; returns the version
+    found. Processes starting together: each step re-reads the version under a row lock
+    (PostgreSQL) or the write lock (SQLite), so it runs once."""
+    found = None
+    mine = meta.c.name == "monitoring"
+    while True:
+        with engine.begin() as conn:
+            # A write first: it takes the row lock (PostgreSQL) or the database's write lock
+            # (SQLite) before the version is read, so concurrent starters queue here.
+            conn.execute(meta.update().where(mine).values(version=meta.c.version))
+            version = conn.execute(sa.select(meta.c.version).where(mine)).scalar_one()
+            found = version if found is None else found
+            if version >= SCHEMA_VERSION:
+                return found
+            MIGRATIONS[version + 1](conn)
+            conn.execute(meta.update().where(mine).values(version=version + 1))
+            log.info("monitoring store: schema %d -> %d", version, version + 1)
 
 
 class SchemaTooNew(RuntimeError):
