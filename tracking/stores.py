@@ -38,6 +38,32 @@ def backend_store_uri(env: Mapping[str, str], state: str) -> str:
     return postgres_url(env) or f"sqlite:///{os.path.join(state, LEGACY_SQLITE)}"
 
 
+BUNDLED_S3_ENDPOINT = "http://s3:8333"  # the Compose s3 profile's service
+# Settings Compose passes as empty strings when unset; an empty endpoint or key is not a value.
+OPTIONAL = (
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_ARTIFACTS_DESTINATION",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
+def resolved_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with empty optional settings removed and, when the Compose s3 profile is
+    on (SLUICE_COMPOSE_PROFILES holds s3) and no destination is set, the bundled S3 filled in:
+    s3://$S3_BUCKET/artifacts at the s3 service, signed with its S3_ACCESS_KEY/S3_SECRET_KEY."""
+    env = {key: value for key, value in env.items() if key not in OPTIONAL or value.strip()}
+    profiles = {p.strip() for p in (env.get("SLUICE_COMPOSE_PROFILES") or "").split(",")}
+    if "s3" in profiles and "MLFLOW_ARTIFACTS_DESTINATION" not in env:
+        env["MLFLOW_ARTIFACTS_DESTINATION"] = f"s3://{env.get('S3_BUCKET') or 'sluice'}/artifacts"
+        env.setdefault("MLFLOW_S3_ENDPOINT_URL", BUNDLED_S3_ENDPOINT)
+        env.setdefault("AWS_ACCESS_KEY_ID", env.get("S3_ACCESS_KEY") or "sluice")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", env.get("S3_SECRET_KEY") or "")
+    return env
+
+
 def artifacts_destination(env: Mapping[str, str], state: str) -> str:
     return (env.get("MLFLOW_ARTIFACTS_DESTINATION") or "").strip() or os.path.join(
         state, "artifacts"
@@ -136,9 +162,8 @@ def refuse_over_legacy(uri: str, state: str) -> None:
         f"{legacy} holds an earlier Sluice's MLflow store ({runs} runs, {models} registered "
         f"models), and the configured database {redacted(uri)} is empty. To keep using it, set "
         f"MLFLOW_BACKEND_STORE_URI=sqlite:///{legacy} (and MONITORING_DB_URL to the trainer's "
-        "monitoring.db); to carry it over, back it up with scripts/backup.sh on the old "
-        "settings and restore it into this stack (README, Running it for real); to start "
-        f"fresh, move {legacy} away"
+        "monitoring.db; README, Running it for real); to start fresh on the new database, "
+        f"move {legacy} away (MLflow has no SQLite-to-PostgreSQL conversion)"
     )
 
 
