@@ -1,0 +1,179 @@
+"""Backup and restore in local mode (scripts/backup.sh, scripts/restore.sh) with the real
+services: a backup of a running stack restores into a fresh one that serves the same champion
+with the same predictions and keeps the monitoring history. (Compose: tests/test_compose.py.)"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+
+import pytest
+import requests
+
+from tests.datasets import to_csv
+from tests.stack import ROOT, LocalStack, post_csv
+from tests.test_monitoring import shop
+from tracking import artifacts_io
+
+BACKUP = os.path.join(ROOT, "scripts", "backup.sh")
+RESTORE = os.path.join(ROOT, "scripts", "restore.sh")
+MODEL = "shop"
+
+
+def script(command: str, stack: LocalStack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [command, "--local", *args], env=stack.env, capture_output=True, text=True, timeout=600
+    )
+
+
+def monitored_rows(stack: LocalStack) -> int:
+    answer = requests.get(
+        f"{stack.url('preprocess')}/monitoring", params={"model": MODEL}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["rows_scored"]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A running stack with a champion, prod traffic in monitoring, and a backup of it."""
+    stack = LocalStack(str(tmp_path_factory.mktemp("source") / "home"))
+    stack.start()
+    try:
+        dev = post_csv(stack.analyze_url, to_csv(shop(1500, 1)), phase="dev", model=MODEL)
+        assert dev.status_code == 200, dev.text
+        queries = to_csv(shop(400, 2).drop(columns="bought"))
+        prod = post_csv(stack.analyze_url, queries, phase="prod", model=MODEL, proba="true")
+        assert prod.status_code == 200, prod.text
+        deadline = time.monotonic() + 15
+        while monitored_rows(stack) < 400 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        rows = monitored_rows(stack)
+        directory = str(tmp_path_factory.mktemp("backups") / "b1")
+        done = script(BACKUP, stack, directory)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield {
+            "stack": stack,
+            "backup": directory,
+            "queries": queries,
+            "prod": prod.json(),
+            "rows": rows,
+            "output": done.stdout,
+        }
+    finally:
+        stack.stop()
+
+
+def test_the_backup_lists_every_file_with_its_checksum_and_what_the_stack_held(source):
+    with open(os.path.join(source["backup"], "manifest.json"), encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    assert manifest["format"] == "sluice-backup" and manifest["mode"] == "local"
+    assert set(manifest["files"]) == {"mlflow.db", "monitoring.db", "artifacts.tar", "signing.key"}
+    for name, entry in manifest["files"].items():
+        path = os.path.join(source["backup"], name)
+        assert os.path.getsize(path) == entry["bytes"] > 0
+        assert os.stat(path).st_mode & 0o077 == 0, f"{name} is readable by others"
+    assert os.stat(source["backup"]).st_mode & 0o077 == 0
+    stack = manifest["stack"]
+    assert stack["aliases"] == {f"{MODEL}@champion": source["prod"]["version"]}
+    assert stack["registered_models"] == 1 and stack["model_versions"] == 1
+    assert stack["monitoring_batches"] >= 1
+    assert manifest["artifacts"]["files"] > 3  # the model's files at least
+    assert "backup written to" in source["output"]
+
+
+def test_a_restore_into_a_fresh_stack_serves_the_same_predictions_and_history(source, tmp_path):
+    target = LocalStack(str(tmp_path / "home"))
+    try:
+        done = script(RESTORE, target, source["backup"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "it matches the manifest" in done.stdout
+        prod = post_csv(
+            target.analyze_url, source["queries"], phase="prod", model=MODEL, proba="true"
+        )
+        assert prod.status_code == 200, prod.text
+        assert prod.json()["version"] == source["prod"]["version"]
+        assert prod.json()["predictions"] == source["prod"]["predictions"]
+        assert prod.json()["probabilities"] == source["prod"]["probabilities"]
+        assert monitored_rows(target) >= source["rows"] + 400  # history plus this batch
+    finally:
+        target.stop()
+
+
+def test_a_damaged_backup_is_refused_before_anything_is_written(source, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in os.listdir(source["backup"]):
+        data = open(os.path.join(source["backup"], name), "rb").read()
+        if name == "artifacts.tar":
+            data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+        (damaged / name).write_bytes(data)
+    target = LocalStack(str(tmp_path / "home"))
+    done = script(RESTORE, target, str(damaged))
+    assert done.returncode == 1
+    assert "artifacts.tar does not match its checksum" in done.stderr
+    assert not os.path.exists(os.path.join(target.home, "mlflow.db"))
+    assert not target.healthy("mlflow")
+
+
+def test_a_restore_into_a_stack_with_data_is_refused(source):
+    stack = source["stack"]
+    done = script(RESTORE, stack, source["backup"])
+    assert done.returncode == 1
+    assert "runs under" in done.stderr or "already holds" in done.stderr, done.stderr
+    assert stack.healthy("preprocess")  # the running stack was left alone
+
+
+def test_an_unfinished_backup_is_not_a_backup(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "artifacts.tar").write_bytes(b"")
+    done = script(RESTORE, LocalStack(str(tmp_path / "home")), str(tmp_path / "b"))
+    assert done.returncode == 1 and "has no manifest.json" in done.stderr
+
+
+def test_a_backup_into_a_directory_with_files_is_refused(source, tmp_path):
+    (tmp_path / "old.txt").write_text("keep me")
+    done = script(BACKUP, source["stack"], str(tmp_path))
+    assert done.returncode == 1 and "is not empty" in done.stderr
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+def tar_of(members: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/etc/escape.txt", "a/../../escape.txt"])
+def test_an_artifact_path_outside_the_destination_is_refused(tmp_path, name):
+    destination = tmp_path / "artifacts"
+    with pytest.raises(artifacts_io.ArtifactsError, match="unsafe path"):
+        artifacts_io.import_(str(destination), {}, tar_of({name: b"x"}))
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_artifacts_round_trip_through_the_tar_stream(tmp_path):
+    source = tmp_path / "src"
+    (source / "1" / "run" / "artifacts").mkdir(parents=True)
+    (source / "1" / "run" / "artifacts" / "model.ubj").write_bytes(os.urandom(300_000))
+    (source / "top.txt").write_text("x")
+    stream = io.BytesIO()
+    summary = artifacts_io.export(str(source), {}, stream)
+    assert summary == {"files": 2, "bytes": 300_001}
+    stream.seek(0)
+    target = tmp_path / "dst"
+    assert artifacts_io.import_(str(target), {}, stream) == summary
+    for path in ("1/run/artifacts/model.ubj", "top.txt"):
+        assert (target / path).read_bytes() == (source / path).read_bytes()
+    stream.seek(0)
+    with pytest.raises(artifacts_io.ArtifactsError, match="already holds files"):
+        artifacts_io.import_(str(target), {}, stream)
