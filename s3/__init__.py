@@ -1,0 +1,1 @@
+"""The Compose s3 profile's S3-compatible store: SeaweedFS run by s3.serve."""
