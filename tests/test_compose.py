@@ -7,6 +7,7 @@ its volumes (`down -v`) when the module finishes.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -20,6 +21,8 @@ from tests.datasets import churn, to_csv
 from tests.stack import ROOT, free_port, post_csv
 
 COMPOSE_SH = os.path.join(ROOT, "scripts", "compose.sh")
+BACKUP = os.path.join(ROOT, "scripts", "backup.sh")
+RESTORE = os.path.join(ROOT, "scripts", "restore.sh")
 UI_FILE = os.path.join(ROOT, "docker-compose.mlflow-ui.yml")
 COMPOSE_FILE = os.path.join(ROOT, "docker-compose.yml")
 SERVICES = ("mlflow", "trainer", "preprocess")
@@ -61,7 +64,7 @@ def _compose_command() -> list[str]:
 class ComposeStack:
     """One Compose project on free loopback ports, driven through scripts/compose.sh."""
 
-    def __init__(self) -> None:
+    def __init__(self, profiles: str = "") -> None:
         self.project = f"sluice-test-{secrets.token_hex(4)}"
         self.ports = {name: free_port() for name in SERVICES}
         self.command = [*_compose_command(), "-f", COMPOSE_FILE, "-p", self.project]
@@ -75,6 +78,7 @@ class ComposeStack:
             CHAMPION_POLL_SECONDS="1",
             SLUICE_API_TOKEN="",
             START_TIMEOUT="300",
+            COMPOSE_PROFILES=profiles,
         )
         # The stack's MLflow password is the one it generates on first start (the first-start
         # story of a plain `up`), not the test session's.
@@ -101,6 +105,39 @@ class ComposeStack:
         done = self.compose("ps", "-q", service)
         assert done.returncode == 0 and done.stdout.strip(), done.stderr
         return done.stdout.split()[0]
+
+    def describe(self) -> dict:
+        """What the tracking server's stores hold (tracking/stores.py describe)."""
+        done = self.compose("exec", "-T", "mlflow", "python", "-m", "tracking.stores", "describe")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def artifacts(self) -> dict:
+        """Files and bytes at the artifacts destination, and whether it is S3 or a directory."""
+        done = self.compose(
+            "exec", "-T", "mlflow", "python", "-m", "tracking.artifacts_io", "count"
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stderr.strip().splitlines()[-1])
+
+    def prod(self, queries, model: str = MODEL) -> dict:
+        answer = post_csv(
+            f"{self.url('preprocess')}/analyze",
+            to_csv(queries),
+            phase="prod",
+            model=model,
+            proba="true",
+            timeout=300,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def monitored_rows(self, model: str = MODEL) -> int:
+        answer = requests.get(
+            f"{self.url('preprocess')}/monitoring", params={"model": model}, timeout=60
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["rows_scored"]
 
     def healthy(self, service: str) -> bool:
         """Whether the service's /health answers 200 on its published port."""
@@ -235,3 +272,116 @@ def test_the_mlflow_ui_is_published_only_on_request(compose_stack):
     published = f"{compose_stack.ports['mlflow']}"  # a free port of its own: appears nowhere else
     assert published not in base.stdout
     assert published in opted.stdout
+
+
+# -- production stores: PostgreSQL by default, the s3 profile, down/up, backup and restore ----
+
+
+def test_mlflow_and_monitoring_live_in_the_db_service(compose_stack, trained):
+    facts = compose_stack.describe()
+    assert facts["backend"] == "postgresql" and facts["bundled_db"] is True, facts
+    assert facts["aliases"] == {f"{MODEL}@champion": trained["prod"]["version"]}
+    assert facts["runs"] >= 1 and facts["model_versions"] >= 1
+    assert facts["monitoring_in_backend"] is True and facts["monitoring_batches"] >= 1
+    assert facts["monitoring_schema"] == 2
+    # Nothing went to SQLite, and the database is not published outside the Compose network.
+    for service, path in (
+        ("mlflow", "/data/mlflow.db"),
+        ("trainer", "/data/trainer/monitoring.db"),
+    ):
+        done = compose_stack.compose("exec", "-T", service, "test", "-e", path)
+        assert done.returncode == 1, f"{path} exists in {service}"
+    published = compose_stack.compose("port", "db", "5432")
+    assert not published.stdout.strip(), published.stdout
+    assert compose_stack.artifacts()["destination"] == "directory"
+
+
+@pytest.fixture(scope="module")
+def backup(compose_stack, trained, tmp_path_factory):
+    """A backup of the running default stack, after some prod traffic."""
+    source = compose_stack.prod(trained["queries"])
+    rows = compose_stack.monitored_rows()
+    directory = tmp_path_factory.mktemp("compose-backup") / "backup"
+    done = subprocess.run(
+        [BACKUP, "--docker", str(directory)],
+        env=compose_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(directory / "manifest.json", encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    return {"dir": str(directory), "manifest": manifest, "prod": source, "rows": rows}
+
+
+def test_a_backup_of_the_default_stack_is_one_dump_plus_the_artifacts(backup):
+    manifest = backup["manifest"]
+    assert manifest["mode"] == "docker" and manifest["database"]["kind"] == "postgresql"
+    assert set(manifest["files"]) == {"database.dump", "artifacts.tar", "signing.key"}
+    assert manifest["stack"]["monitoring_batches"] >= 2
+    with open(os.path.join(backup["dir"], "database.dump"), "rb") as handle:
+        assert handle.read(5) == b"PGDMP"  # pg_dump's custom format
+
+
+def test_a_backup_restores_into_a_new_project_on_s3_and_serves_the_same(backup, trained):
+    """Restore into a new project with the s3 profile: the artifacts go from the first
+    stack's volume into the bucket; the same champion answers the same; then the s3 stack
+    trains a model of its own, and both survive down and up."""
+    target = ComposeStack(profiles="s3")
+    try:
+        done = subprocess.run(
+            [RESTORE, "--docker", backup["dir"]],
+            env=target.env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "it matches the manifest" in done.stdout
+        stored = target.artifacts()
+        assert stored["destination"] == "s3", stored
+        assert stored["files"] == backup["manifest"]["artifacts"]["files"]
+        restored = target.prod(trained["queries"])
+        assert restored["version"] == backup["prod"]["version"]
+        assert restored["predictions"] == backup["prod"]["predictions"]
+        assert restored["probabilities"] == backup["prod"]["probabilities"]
+        assert target.monitored_rows() >= backup["rows"] + len(trained["queries"])
+
+        frame = churn(seed=11)
+        dev = post_csv(
+            f"{target.url('preprocess')}/analyze",
+            to_csv(frame),
+            phase="dev",
+            model="fresh",
+            timeout=600,
+        )
+        assert dev.status_code == 200, dev.text
+        fresh = target.prod(frame.drop(columns=[TARGET]), model="fresh")
+        assert target.artifacts()["files"] > stored["files"]  # the new version is in the bucket
+
+        down = target.script("down", timeout=300)
+        assert down.returncode == 0, down.stderr
+        up = target.script("up", timeout=900)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert target.prod(trained["queries"])["predictions"] == backup["prod"]["predictions"]
+        again = target.prod(frame.drop(columns=[TARGET]), model="fresh")
+        assert again["predictions"] == fresh["predictions"]
+        assert again["probabilities"] == fresh["probabilities"]
+    finally:
+        target.down()
+
+
+def test_down_and_up_keep_models_and_monitoring(compose_stack, trained):
+    before = compose_stack.prod(trained["queries"])
+    rows = compose_stack.monitored_rows()
+    down = compose_stack.script("down", timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert not compose_stack.healthy("preprocess")
+    up = compose_stack.script("up", timeout=900)
+    assert up.returncode == 0, up.stdout + up.stderr
+    after = compose_stack.prod(trained["queries"])
+    assert after["version"] == before["version"]
+    assert after["predictions"] == before["predictions"]
+    assert after["probabilities"] == before["probabilities"]
+    assert compose_stack.monitored_rows() >= rows + len(trained["queries"])
