@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Docker mode: the Compose stack (docker-compose.yml) on this machine's Docker engine.
 #   scripts/compose.sh up | down [--purge] | ps
+# PostgreSQL (db) holds MLflow's store and monitoring; COMPOSE_PROFILES=s3 adds an S3 store.
 # Uses `docker compose` (v2) when it works, else `docker-compose` (v1). Honours
 # COMPOSE_PROJECT_NAME and the variables in .env.example (from the environment or ./.env).
 # `up` builds, starts detached and waits for every /health on the published ports (v1 has no
@@ -31,7 +32,9 @@ BIND_HOST=$(env_default BIND_HOST 127.0.0.1)
 # Poll where the ports are published; a wildcard bind answers on loopback.
 case $BIND_HOST in 0.0.0.0 | "::" | "[::]") POLL_HOST=127.0.0.1 ;; *) POLL_HOST=$BIND_HOST ;; esac
 START_TIMEOUT=${START_TIMEOUT:-300}
-SERVICES=(mlflow trainer preprocess)
+SERVICES=(db mlflow trainer preprocess)
+# COMPOSE_PROFILES=s3 (environment or .env) adds the s3 service; MLflow puts the artifacts there.
+[[ ,$(env_default COMPOSE_PROFILES ""), == *,s3,* ]] && SERVICES=(db s3 mlflow trainer preprocess)
 FILES=(-f "$ROOT/docker-compose.yml")
 # MLflow is published only on request; unpublished, the trainer's health (it waits for
 # MLflow's) stands for it.

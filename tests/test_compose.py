@@ -139,6 +139,18 @@ class ComposeStack:
         assert answer.status_code == 200, answer.text
         return answer.json()["rows_scored"]
 
+    def reaches(self, service: str, host: str, port: int) -> bool:
+        """Whether a TCP connection from the service's container to host:port succeeds."""
+        probe = (
+            "import socket, sys\n"
+            "try:\n"
+            f"    socket.create_connection(({host!r}, {port}), timeout=5).close()\n"
+            "except OSError:\n"
+            "    sys.exit(1)\n"
+        )
+        done = self.compose("exec", "-T", service, "python", "-c", probe)
+        return done.returncode == 0
+
     def healthy(self, service: str) -> bool:
         """Whether the service's /health answers 200 on its published port."""
         try:
@@ -293,6 +305,9 @@ def test_mlflow_and_monitoring_live_in_the_db_service(compose_stack, trained):
         assert done.returncode == 1, f"{path} exists in {service}"
     published = compose_stack.compose("port", "db", "5432")
     assert not published.stdout.strip(), published.stdout
+    # The public entry is not on the database's network; MLflow and the trainer are.
+    assert not compose_stack.reaches("preprocess", "db", 5432)
+    assert compose_stack.reaches("trainer", "db", 5432)
     assert compose_stack.artifacts()["destination"] == "directory"
 
 
@@ -341,6 +356,10 @@ def test_a_backup_restores_into_a_new_project_on_s3_and_serves_the_same(backup, 
         assert "it matches the manifest" in done.stdout
         stored = target.artifacts()
         assert stored["destination"] == "s3", stored
+        # Only MLflow reaches the S3 server (its gRPC port takes no credentials).
+        assert target.reaches("mlflow", "s3", 8333)
+        for service in ("trainer", "preprocess"):
+            assert not target.reaches(service, "s3", 8333), f"{service} reaches s3"
         assert stored["files"] == backup["manifest"]["artifacts"]["files"]
         restored = target.prod(trained["queries"])
         assert restored["version"] == backup["prod"]["version"]

@@ -43,9 +43,7 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def s3_client(env: dict):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL") or None)
+    return stores.s3_client(env)
 
 
 def s3_objects(client, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:

@@ -175,8 +175,23 @@ def check_destination(destination: str, env: Mapping[str, str]) -> None:
         os.makedirs(destination, exist_ok=True)
 
 
-def check_bucket(destination: str, env: Mapping[str, str]) -> None:
+def s3_client(env: Mapping[str, str], **options):
+    """A boto3 S3 client with the settings in `env` (which may differ from os.environ: the s3
+    profile's keys are filled in by resolved_env); unset ones fall back to boto3's own chain."""
     import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL") or None,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        region_name=env.get("AWS_DEFAULT_REGION") or None,
+        **options,
+    )
+
+
+def check_bucket(destination: str, env: Mapping[str, str]) -> None:
     import botocore.config
     import botocore.exceptions
 
@@ -184,9 +199,8 @@ def check_bucket(destination: str, env: Mapping[str, str]) -> None:
     if not bucket:
         raise StoreError(f"MLFLOW_ARTIFACTS_DESTINATION {destination!r} names no bucket")
     endpoint = env.get("MLFLOW_S3_ENDPOINT_URL") or None
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
+    client = s3_client(
+        env,
         config=botocore.config.Config(
             connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 1}
         ),
