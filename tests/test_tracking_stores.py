@@ -25,6 +25,7 @@ from psycopg import sql
 
 from sluice_common.database import postgres_url, redacted
 from tests.postgres import postgres_fixture  # noqa: F401
+from tests.s3 import s3_fixture  # noqa: F401
 from tests.stack import LocalStack
 from tracking import stores
 
@@ -310,3 +311,44 @@ def test_postgres_url_round_trips_an_awkward_password(postgres):  # noqa: F811
 
     # No host: no URL (embedded SQLite).
     assert postgres_url({"SLUICE_DB_PASSWORD": password}) is None
+
+
+# -- the Compose s3 profile's settings ---------------------------------------------------------
+
+
+def test_the_s3_profile_fills_in_the_bundled_store_unless_a_destination_is_set():
+    env = stores.resolved_env(
+        {
+            "SLUICE_COMPOSE_PROFILES": "dask,s3",
+            "S3_BUCKET": "models",
+            "S3_ACCESS_KEY": "key",
+            "S3_SECRET_KEY": "a-secret-of-some-length",
+            "MLFLOW_S3_ENDPOINT_URL": "",  # Compose passes unset settings as empty strings
+            "AWS_ACCESS_KEY_ID": "",
+        }
+    )
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://models/artifacts"
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://s3:8333"
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+        "key",
+        "a-secret-of-some-length",
+    )
+    own = stores.resolved_env(
+        {"SLUICE_COMPOSE_PROFILES": "s3", "MLFLOW_ARTIFACTS_DESTINATION": "s3://mine/x"}
+    )
+    assert own["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://mine/x"
+    assert "MLFLOW_S3_ENDPOINT_URL" not in own and "AWS_ACCESS_KEY_ID" not in own
+    plain = stores.resolved_env({"MLFLOW_ARTIFACTS_DESTINATION": "", "MLFLOW_S3_ENDPOINT_URL": ""})
+    assert "MLFLOW_ARTIFACTS_DESTINATION" not in plain and "MLFLOW_S3_ENDPOINT_URL" not in plain
+
+
+def test_the_bucket_check_signs_with_the_resolved_keys_not_the_process_environment(s3, monkeypatch):
+    """The s3 profile's keys exist only in the resolved settings: the check must use them."""
+    bucket = s3.create_bucket(f"chk-{secrets.token_hex(4)}")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    env = {**s3.env(), "SLUICE_STORE_WAIT_SECONDS": "2"}
+    stores.check_destination(f"s3://{bucket}/artifacts", env)  # no error
+    wrong = {**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all"}
+    with pytest.raises(stores.StoreError, match="refused the credentials"):
+        stores.check_destination(f"s3://{bucket}/artifacts", wrong)
