@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.datasets import to_csv
+from tests.s3 import s3_fixture  # noqa: F401
 from tests.stack import ROOT, LocalStack, post_csv
 from tests.test_monitoring import shop
 from tracking import artifacts_io
@@ -177,3 +178,34 @@ def test_artifacts_round_trip_through_the_tar_stream(tmp_path):
     stream.seek(0)
     with pytest.raises(artifacts_io.ArtifactsError, match="already holds files"):
         artifacts_io.import_(str(target), {}, stream)
+
+
+def test_artifacts_round_trip_through_s3_with_multipart(s3, tmp_path, monkeypatch):
+    """Directory -> tar -> bucket (a file big enough for parts) -> tar -> directory."""
+    monkeypatch.setattr(artifacts_io, "MULTIPART_BYTES", 5 * 1024 * 1024)
+    monkeypatch.setattr(artifacts_io, "SPOOL_BYTES", 1024 * 1024)  # spools to disk too
+    source = tmp_path / "src"
+    (source / "7" / "models").mkdir(parents=True)
+    big = os.urandom(12 * 1024 * 1024)
+    (source / "7" / "models" / "booster.ubj").write_bytes(big)
+    (source / "MLmodel").write_text("flavors: {}")
+    stream = io.BytesIO()
+    artifacts_io.export(str(source), {}, stream)
+    bucket = s3.create_bucket(f"restore-{os.urandom(4).hex()}")
+    destination = f"s3://{bucket}/artifacts"
+    stream.seek(0)
+    assert artifacts_io.import_(destination, s3.env(), stream)["files"] == 2
+    head = s3.client().head_object(Bucket=bucket, Key="artifacts/7/models/booster.ubj")
+    assert head["ContentLength"] == len(big) and head["ETag"].strip('"').endswith("-3")
+    back = io.BytesIO()
+    assert artifacts_io.export(destination, s3.env(), back) == {
+        "files": 2,
+        "bytes": len(big) + len("flavors: {}"),
+    }
+    back.seek(0)
+    target = tmp_path / "dst"
+    artifacts_io.import_(str(target), {}, back)
+    assert (target / "7" / "models" / "booster.ubj").read_bytes() == big
+    stream.seek(0)
+    with pytest.raises(artifacts_io.ArtifactsError, match="already holds files"):
+        artifacts_io.import_(destination, s3.env(), stream)

@@ -18,12 +18,14 @@ import os
 import shutil
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from tracking import stores
 
-MULTIPART_BYTES = 64 * 1024 * 1024  # boto3 switches to multipart above this on upload
+MULTIPART_BYTES = 64 * 1024 * 1024  # uploads above this go in parts of this size
+SPOOL_BYTES = 16 * 1024 * 1024
 
 
 class ArtifactsError(Exception):
@@ -121,12 +123,19 @@ def import_(dest: str, env: dict, stream: BinaryIO) -> dict:
                 from boto3.s3.transfer import TransferConfig
 
                 bucket, prefix = split_s3(dest)
-                client.upload_fileobj(
-                    source,
-                    bucket,
-                    prefix + name,
-                    Config=TransferConfig(multipart_threshold=MULTIPART_BYTES),
-                )
+                # A member of a tar stream cannot seek, and boto3 needs to (to retry a part):
+                # spool it, in memory up to SPOOL_BYTES, on disk beyond.
+                with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+                    shutil.copyfileobj(source, spool, 1024 * 1024)
+                    spool.seek(0)
+                    client.upload_fileobj(
+                        spool,
+                        bucket,
+                        prefix + name,
+                        Config=TransferConfig(
+                            multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
+                        ),
+                    )
             else:
                 path = os.path.join(dest, name)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
