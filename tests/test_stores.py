@@ -212,6 +212,13 @@ def test_artifacts_on_s3_survive_restarting_the_stack_and_the_store(s3, tmp_path
         assert again["probabilities"] == before["probabilities"]
         assert os.listdir(models), "the restarted trainer downloaded no copy"
         assert not os.path.exists(os.path.join(stack.home, "artifacts"))
+        # Every byte went through MLflow's proxy: the trainer never asked for a presigned URL
+        # (it holds no storage credentials, and in Compose cannot reach the bucket at all).
+        with open(os.path.join(stack.home, "logs", "mlflow.log"), encoding="utf-8") as handle:
+            served = handle.read()
+        presigned = [line for line in served.splitlines() if "/mlflow-artifacts/presigned/" in line]
+        assert "booster.ubj" in served  # the trainer's downloads are in this log ...
+        assert not [line for line in presigned if "big.bin" not in line], presigned  # proxied
     finally:
         stack.run("stop")
         s3.start()  # the session's server stays up for the other tests, also after a failure

@@ -84,6 +84,11 @@ MLFLOW_CLIENT_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    # With artifacts on S3, MLflow's server offers presigned URLs and its client then reads and
+    # writes the bucket directly. The trainer is not on the bucket's network and holds no
+    # storage credentials: every artifact byte goes through the tracking server's proxy.
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
 }
 
 
