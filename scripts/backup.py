@@ -387,6 +387,15 @@ def wait_for(check, what: str, seconds: float = 180) -> None:
             time.sleep(1)
 
 
+def refuse_artifacts(held: dict) -> None:
+    """Checked before anything is written: a restore never mixes two stacks' artifacts."""
+    if held.get("files"):
+        raise BackupError(
+            f"this stack's artifacts destination already holds {held['files']} files: restore "
+            "into a fresh stack (or empty it first)"
+        )
+
+
 def restore_docker(directory: str, manifest: dict) -> dict:
     if manifest["database"]["kind"] != "postgresql":
         raise BackupError(
@@ -417,6 +426,10 @@ def restore_docker(directory: str, manifest: dict) -> dict:
             "the db service of this project already holds tables: restore into a fresh project "
             "(another COMPOSE_PROJECT_NAME) or delete its volumes first"
         )
+    held = json.loads(
+        compose.one_off("mlflow", "python", "-m", "tracking.artifacts_io", "count").splitlines()[-1]
+    )
+    refuse_artifacts(held)
     say("loading the database")
     with open(os.path.join(directory, manifest["database"]["file"]), "rb") as dump:
         compose.exec(
@@ -466,6 +479,7 @@ def restore_local(directory: str, manifest: dict) -> dict:
             f"the backup holds a {kind} database and this stack's MLflow store is "
             f"{facts['backend']}: point MLFLOW_BACKEND_STORE_URI at a {kind} store"
         )
+    refuse_artifacts(json.loads(local.module("tracking.artifacts_io", "count").splitlines()[-1]))
     say("loading the database")
     if kind == "sqlite":
         target = facts["sqlite_path"]

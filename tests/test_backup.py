@@ -209,3 +209,24 @@ def test_artifacts_round_trip_through_s3_with_multipart(s3, tmp_path, monkeypatc
     stream.seek(0)
     with pytest.raises(artifacts_io.ArtifactsError, match="already holds files"):
         artifacts_io.import_(destination, s3.env(), stream)
+
+
+def test_a_restore_over_leftover_artifacts_is_refused_before_the_database_is_written(
+    source, tmp_path
+):
+    target = LocalStack(str(tmp_path / "home"))
+    leftover = tmp_path / "home" / "artifacts" / "9" / "old.bin"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"someone else's model")
+    done = script(RESTORE, target, source["backup"])
+    assert done.returncode == 1
+    assert "already holds 1 files" in done.stderr, done.stderr
+    assert not os.path.exists(os.path.join(target.home, "trainer", "signing.key"))
+    facts = subprocess.run(
+        [os.path.join(ROOT, ".venv", "bin", "python"), "-m", "tracking.stores", "describe"],
+        env={**target.env, "SLUICE_MLFLOW_STATE": target.home, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(facts.stdout).get("runs") in (None, 0), facts.stdout
+    assert leftover.read_bytes() == b"someone else's model"
