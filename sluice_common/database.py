@@ -12,7 +12,7 @@ An explicit MLFLOW_BACKEND_STORE_URI or MONITORING_DB_URL wins over the parts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 DEFAULT_PORT = 5432
 DEFAULT_NAME = "sluice"
@@ -43,10 +43,10 @@ def with_driver(url: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with its password replaced, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with its password replaced, for logs and messages. Up to the last `@`: a
+    password written without percent-encoding may hold `@`, `/` or `:` itself."""
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in userinfo:
         return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"

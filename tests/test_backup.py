@@ -223,10 +223,80 @@ def test_a_restore_over_leftover_artifacts_is_refused_before_the_database_is_wri
     assert "already holds 1 files" in done.stderr, done.stderr
     assert not os.path.exists(os.path.join(target.home, "trainer", "signing.key"))
     facts = subprocess.run(
-        [os.path.join(ROOT, ".venv", "bin", "python"), "-m", "tracking.stores", "describe"],
+        [os.path.join(ROOT, ".venv", "bin", "python"), "-m", "tracking.inventory", "describe"],
         env={**target.env, "SLUICE_MLFLOW_STATE": target.home, "PYTHONPATH": ROOT},
         capture_output=True,
         text=True,
     )
     assert json.loads(facts.stdout).get("runs") in (None, 0), facts.stdout
     assert leftover.read_bytes() == b"someone else's model"
+
+
+def copy_backup(source_dir: str, target) -> None:
+    target.mkdir()
+    for name in os.listdir(source_dir):
+        (target / name).write_bytes(open(os.path.join(source_dir, name), "rb").read())
+
+
+def rewrite_manifest(directory, change) -> None:
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_the_counts_are_those_of_the_copied_database(source):
+    """Read from the backup's own mlflow.db (an oracle independent of the stack's answer)."""
+    import sqlite3
+
+    with open(os.path.join(source["backup"], "manifest.json"), encoding="utf-8") as handle:
+        stack = json.load(handle)["stack"]
+    with sqlite3.connect(os.path.join(source["backup"], "mlflow.db")) as conn:
+        for key in ("runs", "registered_models", "model_versions"):
+            assert stack[key] == conn.execute(f"SELECT COUNT(*) FROM {key}").fetchone()[0]
+    with sqlite3.connect(os.path.join(source["backup"], "monitoring.db")) as conn:
+        count = conn.execute("SELECT COUNT(*) FROM monitoring_batches").fetchone()[0]
+    assert stack["monitoring_batches"] == count
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("files"), "lists no checksum"),
+        (lambda m: m["files"].pop("mlflow.db"), "lists no checksum for mlflow.db"),
+        (lambda m: m["database"].update(mlflow="/etc/hostname"), "not one a backup writes"),
+        (lambda m: m["files"].update({"../x": m["files"]["mlflow.db"]}), "never holds"),
+    ],
+)
+def test_a_manifest_that_does_not_cover_what_is_restored_is_refused(
+    source, tmp_path, change, message
+):
+    edited = tmp_path / "edited"
+    copy_backup(source["backup"], edited)
+    rewrite_manifest(edited, change)
+    target = LocalStack(str(tmp_path / "home"))
+    done = script(RESTORE, target, str(edited))
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert not os.path.exists(os.path.join(target.home, "mlflow.db"))
+
+
+def test_an_artifact_path_outside_is_refused_before_the_database_is_written(source, tmp_path):
+    import hashlib
+
+    edited = tmp_path / "edited"
+    copy_backup(source["backup"], edited)
+    tar = edited / "artifacts.tar"
+    with tarfile.open(tar, "a") as archive:
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    digest = hashlib.sha256(tar.read_bytes()).hexdigest()
+    rewrite_manifest(
+        edited,
+        lambda m: m["files"]["artifacts.tar"].update(bytes=tar.stat().st_size, sha256=digest),
+    )
+    target = LocalStack(str(tmp_path / "home"))
+    done = script(RESTORE, target, str(edited))
+    assert done.returncode == 1 and "unsafe path" in done.stderr, done.stderr
+    assert not os.path.exists(os.path.join(target.home, "mlflow.db"))
+    assert not (tmp_path / "escape.txt").exists()

@@ -107,8 +107,10 @@ class ComposeStack:
         return done.stdout.split()[0]
 
     def describe(self) -> dict:
-        """What the tracking server's stores hold (tracking/stores.py describe)."""
-        done = self.compose("exec", "-T", "mlflow", "python", "-m", "tracking.stores", "describe")
+        """What the tracking server's stores hold (tracking/inventory.py describe)."""
+        done = self.compose(
+            "exec", "-T", "mlflow", "python", "-m", "tracking.inventory", "describe"
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 

@@ -352,3 +352,34 @@ def test_the_bucket_check_signs_with_the_resolved_keys_not_the_process_environme
     wrong = {**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all"}
     with pytest.raises(stores.StoreError, match="refused the credentials"):
         stores.check_destination(f"s3://{bucket}/artifacts", wrong)
+
+
+def test_a_registry_refuses_an_artifacts_destination_other_than_its_own(tmp_path, capfd):
+    """A forgotten COMPOSE_PROFILES=s3 would point a full registry at an empty store."""
+    state = tmp_path / "state"
+    state.mkdir()
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"SLUICE_STORE_WAIT_SECONDS": "2"}
+    stores.guard_destination(url, "s3://models/artifacts", str(state), env)  # recorded
+    stores.guard_destination(url, "s3://models/artifacts/", str(state), env)  # the same
+    with pytest.raises(stores.StoreError) as refused:
+        stores.guard_destination(url, str(state / "artifacts"), str(state), env)
+    message = str(refused.value)
+    assert "s3://models/artifacts" in message and "state:artifacts" in message
+    assert "COMPOSE_PROFILES=s3" in message and "SLUICE_ADOPT_ARTIFACTS_DESTINATION=1" in message
+    adopt = {**env, "SLUICE_ADOPT_ARTIFACTS_DESTINATION": "1"}
+    stores.guard_destination(url, str(state / "artifacts"), str(state), adopt)
+    assert "artifacts destination is now state:artifacts" in capfd.readouterr().out
+    stores.guard_destination(url, str(state / "artifacts"), str(state), env)  # now the record
+
+
+def test_a_moved_state_directory_keeps_its_artifacts_destination(tmp_path):
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"SLUICE_STORE_WAIT_SECONDS": "2"}
+    first, moved = tmp_path / "home", tmp_path / "elsewhere"
+    first.mkdir()
+    moved.mkdir()
+    stores.guard_destination(url, str(first / "artifacts"), str(first), env)
+    stores.guard_destination(url, str(moved / "artifacts"), str(moved), env)  # no error
+    with pytest.raises(stores.StoreError):
+        stores.guard_destination(url, "/srv/other-artifacts", str(moved), env)

@@ -120,6 +120,7 @@ def main(argv: list[str]) -> None:
         destination = stores.artifacts_destination(env, state)
         stores.prepare_backend(backend, state, env)
         stores.check_destination(destination, env)
+        stores.guard_destination(backend, destination, state, env)
     except stores.StoreError as err:
         sys.exit(f"tracking: {err}")
     config_path = os.path.join(state, "mlflow-auth.ini")

@@ -126,6 +126,63 @@ def prepare_backend(uri: str, state: str, env: Mapping[str, str]) -> None:
         engine.dispose()
 
 
+SETTINGS_TABLE = "sluice_settings"  # Sluice's own rows beside MLflow's tables
+DESTINATION_KEY = "artifacts_destination"
+
+
+def destination_identity(destination: str, state: str) -> str:
+    """How a destination is recorded: a directory inside the state directory relative to it
+    (a moved SLUICE_HOME keeps its artifacts), any other as written."""
+    if "://" in destination:
+        return destination.rstrip("/")
+    path, root = os.path.realpath(destination), os.path.realpath(state)
+    if path == root or path.startswith(root + os.sep):
+        return "state:" + os.path.relpath(path, root)
+    return path
+
+
+def guard_destination(uri: str, destination: str, state: str, env: Mapping[str, str]) -> None:
+    """The registry records where its artifacts went. Starting it on another destination (a
+    forgotten COMPOSE_PROFILES=s3, a changed MLFLOW_ARTIFACTS_DESTINATION) would serve an empty
+    artifact store behind a full registry: refuse, unless told the artifacts were moved."""
+    import sqlalchemy as sa
+
+    wanted = destination_identity(destination, state)
+    table = sa.table(SETTINGS_TABLE, sa.column("name"), sa.column("value"))
+    engine = _engine(uri, wait_seconds(env))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
+                    "(name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"
+                )
+            )
+            recorded = conn.execute(
+                sa.select(table.c.value).where(table.c.name == DESTINATION_KEY)
+            ).scalar()
+            if recorded is None:
+                conn.execute(sa.insert(table).values(name=DESTINATION_KEY, value=wanted))
+                return
+            if recorded == wanted:
+                return
+            if (env.get("SLUICE_ADOPT_ARTIFACTS_DESTINATION") or "") == "1":
+                conn.execute(
+                    sa.update(table).where(table.c.name == DESTINATION_KEY).values(value=wanted)
+                )
+                print(f"tracking: artifacts destination is now {wanted} (was {recorded})")
+                return
+    finally:
+        engine.dispose()
+    raise StoreError(
+        f"this registry's artifacts were written to {recorded}, but the configured destination "
+        f"is {wanted}: its models would not be found. Set the destination back "
+        "(COMPOSE_PROFILES=s3 or MLFLOW_ARTIFACTS_DESTINATION, as when it was written). To "
+        "move them, back up and restore into a stack with the new destination; if you copied "
+        "them there yourself, start once with SLUICE_ADOPT_ARTIFACTS_DESTINATION=1"
+    )
+
+
 def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
@@ -228,81 +285,3 @@ def check_bucket(destination: str, env: Mapping[str, str]) -> None:
             raise StoreError(f"{where} does not answer: {reason}")
         print(f"tracking: waiting for {where} ({reason})", file=sys.stderr, flush=True)
         time.sleep(1)
-
-
-def monitoring_url(env: Mapping[str, str]) -> str | None:
-    """The trainer's monitoring store as its settings name it (trainer.monitoring_url's rule);
-    None for a SQLite default whose state directory is not given here."""
-    if env.get("MONITORING_DB_URL"):
-        return with_driver(env["MONITORING_DB_URL"])
-    shared = postgres_url(env)
-    if shared:
-        return shared
-    state = env.get("TRAINER_STATE_DIR")
-    return f"sqlite:///{os.path.join(state, 'monitoring.db')}" if state else None
-
-
-def describe(env: Mapping[str, str], state: str) -> dict:
-    """What a backup holds and a restore must reproduce: where the stores are, MLflow's schema,
-    the counts of runs, models and versions, each model's champion, monitoring batches."""
-    import sqlalchemy as sa
-
-    env = resolved_env(env)
-    backend = backend_store_uri(env, state)
-    facts: dict = {
-        "backend": backend.split(":", 1)[0].split("+", 1)[0],
-        "backend_url": redacted(backend),
-        "bundled_db": (env.get("SLUICE_DB_HOST") or "") == "db"
-        and not env.get("MLFLOW_BACKEND_STORE_URI"),
-        "artifacts": artifacts_destination(env, state),
-    }
-    if facts["backend"] == "sqlite":
-        facts["sqlite_path"] = backend[len("sqlite:///") :]
-    engine = sa.create_engine(backend)
-    try:
-        with engine.connect() as conn:
-            names = set(sa.inspect(conn).get_table_names())
-            if "experiments" in names:
-                facts["runs"], facts["registered_models"], facts["model_versions"] = (
-                    conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-                    for table in ("runs", "registered_models", "model_versions")
-                )
-                facts["mlflow_schema"] = conn.execute(
-                    sa.text("SELECT version_num FROM alembic_version")
-                ).scalar_one()
-                rows = conn.execute(
-                    sa.text("SELECT name, alias, version FROM registered_model_aliases")
-                ).all()
-                facts["aliases"] = {
-                    f"{name}@{alias}": str(version) for name, alias, version in rows
-                }
-            facts["monitoring_in_backend"] = "monitoring_batches" in names
-    finally:
-        engine.dispose()
-    monitoring = monitoring_url(env)
-    facts["monitoring_url"] = redacted(monitoring) if monitoring else None
-    local = monitoring and monitoring.startswith("sqlite:///")
-    if monitoring and (not local or os.path.exists(monitoring[len("sqlite:///") :])):
-        engine = sa.create_engine(monitoring)
-        try:
-            with engine.connect() as conn:
-                if "monitoring_batches" in sa.inspect(conn).get_table_names():
-                    facts["monitoring_batches"] = conn.execute(
-                        sa.text("SELECT COUNT(*) FROM monitoring_batches")
-                    ).scalar_one()
-                    facts["monitoring_schema"] = conn.execute(
-                        sa.text("SELECT version FROM monitoring_schema")
-                    ).scalar_one()
-        finally:
-            engine.dispose()
-    return facts
-
-
-if __name__ == "__main__":
-    # python -m tracking.stores describe: the facts above as JSON (used by scripts/backup.py).
-    import json
-
-    if sys.argv[1:] != ["describe"]:
-        sys.exit("usage: python -m tracking.stores describe")
-    here = os.path.abspath(os.environ.get("SLUICE_MLFLOW_STATE") or ".")
-    print(json.dumps(describe(os.environ, here), sort_keys=True))

@@ -182,13 +182,15 @@ def refuses_account(err: Exception) -> bool:
 _probe = {"ok": True, "at": float("-inf")}
 _probe_lock = threading.Lock()
 PROBE_SECONDS = 1.0  # the probe's own timeout
+CONFIRM_SECONDS = 2.5  # the second look before a server that was up is marked down
 PROBE_MAX_AGE = 2.0  # how long one probe's answer stands for every thread
 
 
 def reachable() -> bool:
-    """Whether the tracking server answered its health check lately. One thread probes (1 s
-    timeout) at a time; the others take the last answer, so when MLflow hangs, requests that
-    would wait on it fail at once instead of holding threads for the client's timeouts."""
+    """Whether the tracking server answered its health check lately. One thread probes at a
+    time (1 s timeout, confirmed with 2.5 s before a server that was up is marked down); the
+    others take the last answer, so when MLflow hangs, requests that would wait on it fail at
+    once instead of holding threads for the client's timeouts."""
     uri = mlflow.get_tracking_uri().rstrip("/")
     if not uri.startswith(("http://", "https://")):
         return True
@@ -197,12 +199,21 @@ def reachable() -> bool:
     with _probe_lock:  # one probe at a time; the others wait for its answer (at most ~1 s)
         if time.monotonic() - _probe["at"] < PROBE_MAX_AGE:
             return _probe["ok"]
-        try:
-            ok = requests.get(f"{uri}/health", timeout=PROBE_SECONDS).ok
-        except requests.RequestException:
-            ok = False
+        ok = _health(uri, PROBE_SECONDS)
+        if not ok and _probe["ok"]:
+            # A server that was up and misses one short probe is more often busy (just
+            # started, a loaded machine) than gone: a longer second look before every request
+            # that needs it is refused. Once it is marked down, probes are short again.
+            ok = _health(uri, CONFIRM_SECONDS)
         _probe.update(ok=ok, at=time.monotonic())
         return ok
+
+
+def _health(uri: str, timeout: float) -> bool:
+    try:
+        return requests.get(f"{uri}/health", timeout=timeout).ok
+    except requests.RequestException:
+        return False
 
 
 def champion_version(model_name: str) -> str | None:
