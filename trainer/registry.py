@@ -183,7 +183,8 @@ _probe = {"ok": True, "at": float("-inf")}
 _probe_lock = threading.Lock()
 PROBE_SECONDS = 1.0  # the probe's own timeout
 CONFIRM_SECONDS = 2.5  # the second look before a server that was up is marked down
-PROBE_MAX_AGE = 2.0  # how long one probe's answer stands for every thread
+PROBE_MAX_AGE = 2.0  # how long one probe's "up" stands for every thread
+DOWN_MAX_AGE = 0.5  # and its "down"
 
 
 def reachable() -> bool:
@@ -194,10 +195,10 @@ def reachable() -> bool:
     uri = mlflow.get_tracking_uri().rstrip("/")
     if not uri.startswith(("http://", "https://")):
         return True
-    if time.monotonic() - _probe["at"] < PROBE_MAX_AGE:
+    if _fresh():
         return _probe["ok"]
     with _probe_lock:  # one probe at a time; the others wait for its answer (at most ~1 s)
-        if time.monotonic() - _probe["at"] < PROBE_MAX_AGE:
+        if _fresh():
             return _probe["ok"]
         ok = _health(uri, PROBE_SECONDS)
         if not ok and _probe["ok"]:
@@ -207,6 +208,13 @@ def reachable() -> bool:
             ok = _health(uri, CONFIRM_SECONDS)
         _probe.update(ok=ok, at=time.monotonic())
         return ok
+
+
+def _fresh() -> bool:
+    """Whether the last answer still stands: "up" for PROBE_MAX_AGE, "down" briefly, so a
+    server that just came up (the stack starting together) is believed at once."""
+    age = time.monotonic() - _probe["at"]
+    return age < (PROBE_MAX_AGE if _probe["ok"] else DOWN_MAX_AGE)
 
 
 def _health(uri: str, timeout: float) -> bool:
