@@ -49,7 +49,6 @@ from scripts.backup_common import (  # noqa: E402
     Local,
     docker_answers,
     dump_facts,
-    pg_target,
     run,
     say,
     sha256,
@@ -58,6 +57,8 @@ from scripts.backup_common import (  # noqa: E402
 
 def new_dir(path: str) -> str:
     path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise BackupError(f"{path} is a file: name a new directory")
     if os.path.exists(path) and os.listdir(path):
         raise BackupError(f"{path} exists and is not empty: name a new directory")
     os.makedirs(path, mode=0o700, exist_ok=True)
@@ -128,7 +129,13 @@ def backup_docker(directory: str) -> dict:
     def table_data(table: str) -> str:
         with open(dump, "rb") as handle:
             return compose.exec(
-                "db", "pg_restore", "--data-only", f"--table={table}", "--file=-", stdin=handle
+                "db",
+                "pg_restore",
+                "--data-only",
+                "--schema=public",
+                f"--table={table}",
+                "--file=-",
+                stdin=handle,
             )
 
     snapshot = dump_facts(table_data)
@@ -227,7 +234,7 @@ def backup_local(directory: str) -> dict:
                 "MLflow's store is PostgreSQL: install pg_dump and pg_restore (postgresql-client)"
             )
         say("dumping the database (one consistent snapshot)")
-        url, env = pg_target(local.backend_url())
+        url, env = local.pg_connection()
         dump = os.path.join(directory, DUMP)
         with open(dump, "wb") as out:
             run(
@@ -235,7 +242,14 @@ def backup_local(directory: str) -> dict:
             )
         snapshot = dump_facts(
             lambda table: run(
-                [pg_restore, "--data-only", f"--table={table}", "--file=-", dump],
+                [
+                    pg_restore,
+                    "--data-only",
+                    "--schema=public",
+                    f"--table={table}",
+                    "--file=-",
+                    dump,
+                ],
                 what="pg_restore",
             )
         )
@@ -279,12 +293,19 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "backup":
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            directory = new_dir(given or os.path.join(ROOT, "backups", f"sluice-{stamp}"))
+            target = given or os.path.join(ROOT, "backups", f"sluice-{stamp}")
+            existed = os.path.isdir(target)
+            directory = new_dir(target)
             try:
                 manifest = (backup_docker if mode == "docker" else backup_local)(directory)
                 record(directory, manifest)
             except BaseException:
-                shutil.rmtree(directory, ignore_errors=True)  # no half backup left to trust
+                # No half backup left to trust; a directory the user made (empty) is kept.
+                for name in os.listdir(directory):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, name))
+                if not existed:
+                    shutil.rmtree(directory, ignore_errors=True)
                 raise
             stack = manifest["stack"]
             say(

@@ -4,10 +4,11 @@ run, the backup's file names, and reading a PostgreSQL dump's contents. Stdlib o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMAT = "sluice-backup"
@@ -132,13 +133,22 @@ class Local:
             **kwargs,
         )
 
-    def backend_url(self) -> str:
-        """MLflow's backend URL with its password, by the tracking server's own rule."""
+    def pg_connection(self) -> tuple[str, dict]:
+        """MLflow's PostgreSQL store as pg_dump/pg_restore take it: a URL without the password
+        (a command line is readable by every local user in /proc) and an environment with
+        PGPASSWORD. Split by SQLAlchemy, which is what the server parses it with."""
         code = (
-            "import os; from tracking import stores; env = stores.resolved_env(os.environ); "
-            "print(stores.backend_store_uri(env, os.environ['SLUICE_MLFLOW_STATE']))"
+            "import json, os; from sqlalchemy.engine import make_url; "
+            "from tracking import stores; env = stores.resolved_env(os.environ); "
+            "url = make_url(stores.backend_store_uri(env, os.environ['SLUICE_MLFLOW_STATE'])); "
+            "print(json.dumps({'url': url.set(drivername='postgresql', password=None)"
+            ".render_as_string(hide_password=False), 'password': url.password}))"
         )
-        return self.module("-c", code).strip()
+        found = json.loads(self.module("-c", code).strip().splitlines()[-1])
+        env = dict(os.environ)
+        if found["password"] is not None:
+            env["PGPASSWORD"] = str(found["password"])
+        return found["url"], env
 
     def running(self) -> bool:
         done = subprocess.run(
@@ -148,21 +158,6 @@ class Local:
             env=self.env,
         )
         return "running" in done.stdout
-
-
-def pg_target(url: str) -> tuple[str, dict]:
-    """A SQLAlchemy PostgreSQL URL as pg_dump/pg_restore read it, without its password, and the
-    environment carrying the password (PGPASSWORD): a command line is readable by every local
-    user in /proc."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    user = unquote(parts.username or "")
-    if user:
-        netloc = f"{quote(user, safe='')}@{netloc}"
-    env = dict(os.environ)
-    if parts.password is not None:
-        env["PGPASSWORD"] = unquote(parts.password)
-    return urlunsplit(("postgresql", netloc, parts.path, parts.query, "")), env
 
 
 def compose_profiles() -> set[str]:
@@ -177,18 +172,27 @@ def compose_profiles() -> set[str]:
     return {item.strip() for item in (value or "").split(",") if item.strip()}
 
 
-def copy_rows(text: str) -> list[list[str]]:
-    """The rows of a `COPY ... FROM stdin;` block in pg_restore's SQL output."""
+COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def copy_field(text: str) -> str | None:
+    """One field of PostgreSQL's COPY text format: \\N is NULL, backslash escapes decoded."""
+    if text == "\\N":
+        return None
+    return re.sub(r"\\(.)", lambda m: COPY_ESCAPES.get(m.group(1), m.group(1)), text)
+
+
+def copy_rows(text: str) -> list[list[str | None]]:
+    """The rows of the `COPY ... FROM stdin;` blocks in pg_restore's SQL output. Rows end at
+    a newline only (COPY escapes it inside a value; other line breaks are data)."""
     rows, inside = [], False
-    for line in text.splitlines():
-        if line.startswith("COPY "):
-            inside = True
-        elif inside and line == "\\.":
+    for line in text.split("\n"):
+        if not inside:
+            inside = line.startswith("COPY ")
+        elif line == "\\.":
             inside = False
-        elif inside:
-            rows.append(
-                [field.replace("\\t", "\t").replace("\\\\", "\\") for field in line.split("\t")]
-            )
+        else:
+            rows.append([copy_field(field) for field in line.split("\t")])
     return rows
 
 

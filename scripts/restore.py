@@ -28,7 +28,6 @@ from scripts.backup_common import (
     Compose,
     Local,
     compose_profiles,
-    pg_target,
     run,
     say,
     sha256,
@@ -113,6 +112,27 @@ def wait_for(check, what: str, seconds: float = 180) -> None:
             time.sleep(1)
 
 
+KNOWN_REVISIONS = "from tracking.stores import known_revisions; print(*known_revisions())"
+MONITORING_SCHEMA = "from trainer.monitoring.store import SCHEMA_VERSION; print(SCHEMA_VERSION)"
+
+
+def refuse_newer(manifest: dict, revisions: str, monitoring: str) -> None:
+    """A backup written by a newer Sluice would load and then fail to start: refuse it first."""
+    stack = manifest.get("stack") or {}
+    revision = stack.get("mlflow_schema")
+    if revision and revision not in revisions.split():
+        raise BackupError(
+            f"the backup's MLflow schema {revision} is newer than this Sluice's MLflow: restore "
+            "it with the Sluice that wrote it (manifest: sluice_commit)"
+        )
+    found = stack.get("monitoring_schema")
+    if found is not None and int(found) > int(monitoring.strip()):
+        raise BackupError(
+            f"the backup's monitoring schema {found} is newer than this Sluice's "
+            f"({monitoring.strip()}): restore it with the Sluice that wrote it"
+        )
+
+
 def refuse_artifacts(held: dict) -> None:
     """Checked before anything is written: a restore never mixes two stacks' artifacts."""
     if held.get("files"):
@@ -138,7 +158,10 @@ def restore_docker(directory: str, manifest: dict) -> dict:
     stores = ["db", *(["s3"] if "s3" in compose_profiles() else [])]
     say(f"starting {' and '.join(stores)}")
     compose("up", "-d", *stores, what="compose up")
-    psql = 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c'
+    # Over TCP, like the healthcheck: during first-start initialisation a temporary server
+    # answers on the socket only.
+    tcp = 'PGPASSWORD="$POSTGRES_PASSWORD" PGHOST=127.0.0.1'
+    psql = f'{tcp} psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c'
     wait_for(lambda: compose.exec("db", "sh", "-c", f"{psql} 'SELECT 1'"), "the db service")
     if "s3" in stores:
         wait_for(
@@ -152,6 +175,11 @@ def restore_docker(directory: str, manifest: dict) -> dict:
             "the db service of this project already holds tables: restore into a fresh project "
             "(another COMPOSE_PROJECT_NAME) or delete its volumes first"
         )
+    refuse_newer(
+        manifest,
+        compose.one_off("mlflow", "python", "-c", KNOWN_REVISIONS),
+        compose.one_off("trainer", "python", "-c", MONITORING_SCHEMA),
+    )
     held = json.loads(
         compose.one_off("mlflow", "python", "-m", "tracking.artifacts_io", "count").splitlines()[-1]
     )
@@ -162,7 +190,9 @@ def restore_docker(directory: str, manifest: dict) -> dict:
             "db",
             "sh",
             "-c",
-            'pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --no-owner --exit-on-error',
+            'PGPASSWORD="$POSTGRES_PASSWORD" pg_restore -h 127.0.0.1 -U "$POSTGRES_USER" '
+            '-d "$POSTGRES_DB" --no-owner '
+            "--no-privileges --single-transaction --exit-on-error",
             stdin=dump,
         )
     say("writing the artifacts")
@@ -218,6 +248,9 @@ def restore_local(directory: str, manifest: dict) -> dict:
             raise BackupError("the backup's monitoring store is SQLite; unset MONITORING_DB_URL")
         if os.path.exists(monitoring[10:]):
             raise BackupError(f"{monitoring[10:]} exists: restore into a fresh SLUICE_HOME")
+    refuse_newer(
+        manifest, local.module("-c", KNOWN_REVISIONS), local.module("-c", MONITORING_SCHEMA)
+    )
     refuse_artifacts(json.loads(local.module("tracking.artifacts_io", "count").splitlines()[-1]))
     say("loading the database")
     if kind == "sqlite":
@@ -235,10 +268,17 @@ def restore_local(directory: str, manifest: dict) -> dict:
             raise BackupError(
                 "the backup is a PostgreSQL dump: install pg_restore (postgresql-client)"
             )
-        url, env = pg_target(local.backend_url())
+        url, env = local.pg_connection()
         with open(os.path.join(directory, DUMP), "rb") as dump:
             run(
-                [pg_restore, "--no-owner", "--exit-on-error", f"--dbname={url}"],
+                [
+                    pg_restore,
+                    "--no-owner",
+                    "--no-privileges",
+                    "--single-transaction",
+                    "--exit-on-error",
+                    f"--dbname={url}",
+                ],
                 stdin=dump,
                 env=env,
                 what="pg_restore",

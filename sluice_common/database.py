@@ -11,6 +11,7 @@ An explicit MLFLOW_BACKEND_STORE_URI or MONITORING_DB_URL wins over the parts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import quote
 
@@ -45,6 +46,7 @@ def with_driver(url: str) -> str:
 def redacted(url: str) -> str:
     """The URL with its password replaced, for logs and messages. Up to the last `@`: a
     password written without percent-encoding may hold `@`, `/` or `:` itself."""
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)  # libpq's query form
     scheme, separator, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not separator or not at or ":" not in userinfo:

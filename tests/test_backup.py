@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.datasets import to_csv
+from tests.postgres import postgres_fixture  # noqa: F401
 from tests.s3 import s3_fixture  # noqa: F401
 from tests.stack import ROOT, LocalStack, post_csv
 from tests.test_monitoring import shop
@@ -300,3 +301,57 @@ def test_an_artifact_path_outside_is_refused_before_the_database_is_written(sour
     assert done.returncode == 1 and "unsafe path" in done.stderr, done.stderr
     assert not os.path.exists(os.path.join(target.home, "mlflow.db"))
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_local_stack_on_postgresql_backs_up_and_restores_into_another_database(
+    postgres,  # noqa: F811
+    tmp_path,
+):
+    """pg_dump and pg_restore with the password in PGPASSWORD, never on the command line."""
+    from urllib.parse import urlsplit
+
+    def database_env(url: str) -> dict:
+        parts = urlsplit(url)
+        return {
+            "SLUICE_DB_HOST": parts.hostname,
+            "SLUICE_DB_PORT": str(parts.port),
+            "SLUICE_DB_NAME": parts.path.lstrip("/"),
+            "SLUICE_DB_USER": parts.username,
+            "SLUICE_DB_PASSWORD": postgres.password,
+        }
+
+    first = LocalStack(
+        str(tmp_path / "first"), extra_env=database_env(postgres.create_database("bk_first"))
+    )
+    second = LocalStack(
+        str(tmp_path / "second"), extra_env=database_env(postgres.create_database("bk_second"))
+    )
+    first.start()
+    try:
+        dev = post_csv(first.analyze_url, to_csv(shop(800, 3)), phase="dev", model=MODEL)
+        assert dev.status_code == 200, dev.text
+        queries = to_csv(shop(200, 4).drop(columns="bought"))
+        before = post_csv(first.analyze_url, queries, phase="prod", model=MODEL, proba="true")
+        assert before.status_code == 200, before.text
+        directory = str(tmp_path / "backup")
+        done = script(BACKUP, first, directory)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert postgres.password not in done.stdout + done.stderr
+        manifest = json.loads(open(os.path.join(directory, "manifest.json")).read())
+        assert manifest["database"] == {
+            "kind": "postgresql",
+            "file": "database.dump",
+            "monitoring": "included",
+        }
+        assert manifest["stack"]["model_versions"] == 1
+    finally:
+        first.stop()
+    try:
+        done = script(RESTORE, second, directory)
+        assert done.returncode == 0, done.stdout + done.stderr
+        after = post_csv(second.analyze_url, queries, phase="prod", model=MODEL, proba="true")
+        assert after.status_code == 200, after.text
+        assert after.json()["predictions"] == before.json()["predictions"]
+        assert after.json()["probabilities"] == before.json()["probabilities"]
+    finally:
+        second.stop()

@@ -383,3 +383,23 @@ def test_a_moved_state_directory_keeps_its_artifacts_destination(tmp_path):
     stores.guard_destination(url, str(moved / "artifacts"), str(moved), env)  # no error
     with pytest.raises(stores.StoreError):
         stores.guard_destination(url, "/srv/other-artifacts", str(moved), env)
+
+
+def test_an_unrecorded_registry_with_versions_refuses_a_destination_holding_none_of_them(
+    tmp_path,
+):
+    """The first start after the upgrade that added the record, with the s3 profile forgotten:
+    the registry has versions, the configured destination has no files."""
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE model_versions (name TEXT, version INTEGER)"))
+        conn.execute(sa.text("INSERT INTO model_versions VALUES ('churn', 1)"))
+    engine.dispose()
+    state, env = tmp_path / "state", {"SLUICE_STORE_WAIT_SECONDS": "2"}
+    (state / "artifacts").mkdir(parents=True)
+    with pytest.raises(stores.StoreError, match="holds none of the registry's files"):
+        stores.guard_destination(url, str(state / "artifacts"), str(state), env)
+    (state / "artifacts" / "1").mkdir()
+    (state / "artifacts" / "1" / "MLmodel").write_text("x")
+    stores.guard_destination(url, str(state / "artifacts"), str(state), env)  # recorded now

@@ -148,32 +148,29 @@ def guard_destination(uri: str, destination: str, state: str, env: Mapping[str, 
     import sqlalchemy as sa
 
     wanted = destination_identity(destination, state)
-    table = sa.table(SETTINGS_TABLE, sa.column("name"), sa.column("value"))
+    adopt = (env.get("SLUICE_ADOPT_ARTIFACTS_DESTINATION") or "") == "1"
+    table = sa.Table(
+        SETTINGS_TABLE,
+        sa.MetaData(),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
     engine = _engine(uri, wait_seconds(env))
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    f"CREATE TABLE IF NOT EXISTS {SETTINGS_TABLE} "
-                    "(name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"
-                )
-            )
-            recorded = conn.execute(
-                sa.select(table.c.value).where(table.c.name == DESTINATION_KEY)
-            ).scalar()
-            if recorded is None:
-                conn.execute(sa.insert(table).values(name=DESTINATION_KEY, value=wanted))
-                return
-            if recorded == wanted:
-                return
-            if (env.get("SLUICE_ADOPT_ARTIFACTS_DESTINATION") or "") == "1":
-                conn.execute(
-                    sa.update(table).where(table.c.name == DESTINATION_KEY).values(value=wanted)
-                )
-                print(f"tracking: artifacts destination is now {wanted} (was {recorded})")
-                return
+        for attempt in range(3):  # two first starts at once: the loser re-reads
+            try:
+                recorded = _recorded_destination(engine, table, wanted, destination, adopt, env)
+                break
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+    except sa.exc.SQLAlchemyError as err:
+        raise StoreError(f"cannot read or record the artifacts destination: {err}") from None
     finally:
         engine.dispose()
+    if recorded is None:
+        return
     raise StoreError(
         f"this registry's artifacts were written to {recorded}, but the configured destination "
         f"is {wanted}: its models would not be found. Set the destination back "
@@ -181,6 +178,45 @@ def guard_destination(uri: str, destination: str, state: str, env: Mapping[str, 
         "move them, back up and restore into a stack with the new destination; if you copied "
         "them there yourself, start once with SLUICE_ADOPT_ARTIFACTS_DESTINATION=1"
     )
+
+
+def _recorded_destination(engine, table, wanted, destination, adopt, env) -> str | None:
+    """None when `wanted` is (now) the record; else the other destination on record."""
+    import sqlalchemy as sa
+
+    table.create(engine, checkfirst=True)
+    with engine.begin() as conn:
+        where = table.c.name == DESTINATION_KEY
+        recorded = conn.execute(sa.select(table.c.value).where(where)).scalar()
+        if recorded == wanted:
+            return None
+        if recorded is not None and not adopt:
+            return recorded
+        if recorded is None and not adopt and _versions_without_files(conn, destination, env):
+            # A registry from before this record, started on a destination that holds none of
+            # its files: most likely the wrong one (the s3 profile forgotten at the upgrade).
+            return "another destination (this one holds none of the registry's files)"
+        if recorded is None:
+            conn.execute(sa.insert(table).values(name=DESTINATION_KEY, value=wanted))
+        else:
+            conn.execute(sa.update(table).where(where).values(value=wanted))
+            print(f"tracking: artifacts destination is now {wanted} (was {recorded})")
+        return None
+
+
+def _versions_without_files(conn, destination: str, env: Mapping[str, str]) -> bool:
+    import sqlalchemy as sa
+
+    if "model_versions" not in sa.inspect(conn).get_table_names():
+        return False
+    if not conn.execute(sa.text("SELECT COUNT(*) FROM model_versions")).scalar():
+        return False
+    from tracking.artifacts_io import listing
+
+    try:
+        return next(iter(listing(destination, env)), None) is None
+    except Exception:  # noqa: BLE001 - an unreadable store is check_destination's to report
+        return False
 
 
 def known_revisions() -> set[str]:

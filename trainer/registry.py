@@ -197,7 +197,7 @@ def reachable() -> bool:
         return True
     if _fresh():
         return _probe["ok"]
-    with _probe_lock:  # one probe at a time; the others wait for its answer (at most ~1 s)
+    with _probe_lock:  # one probe at a time; the others wait for its answer (1 s, 3.5 s at most)
         if _fresh():
             return _probe["ok"]
         ok = _health(uri, PROBE_SECONDS)
