@@ -11,6 +11,7 @@ An explicit MLFLOW_BACKEND_STORE_URI or MONITORING_DB_URL wins over the parts.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -33,6 +34,17 @@ def postgres_url(env: Mapping[str, str]) -> str | None:
     password = env.get("SLUICE_DB_PASSWORD") or ""
     credentials = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
     return f"{POSTGRES_SCHEME}://{credentials}@{host}:{port}/{quote(name, safe='')}"
+
+
+def monitoring_url(settings: Mapping[str, str], state_dir: str | None) -> str | None:
+    """The monitoring store: MONITORING_DB_URL, else the SLUICE_DB_* database, else SQLite in
+    the trainer's state directory (None when that directory is not known)."""
+    if settings.get("MONITORING_DB_URL"):
+        return with_driver(settings["MONITORING_DB_URL"])
+    shared = postgres_url(settings)
+    if shared:
+        return shared
+    return f"sqlite:///{os.path.join(state_dir, 'monitoring.db')}" if state_dir else None
 
 
 def with_driver(url: str) -> str:

@@ -44,10 +44,6 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix + "/" if prefix else ""
 
 
-def s3_client(env: dict):
-    return stores.s3_client(env)
-
-
 def s3_objects(client, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
     """(key relative to the prefix, size) of every object under it, in key order."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -68,7 +64,7 @@ def local_files(root: str) -> Iterator[tuple[str, int]]:
 def listing(dest: str, env: dict) -> Iterator[tuple[str, int]]:
     if dest.startswith("s3://"):
         bucket, prefix = split_s3(dest)
-        return s3_objects(s3_client(env), bucket, prefix)
+        return s3_objects(stores.s3_client(env), bucket, prefix)
     if "://" in dest:
         raise ArtifactsError(f"artifacts at {dest!r}: only directories and s3:// are supported")
     return local_files(dest) if os.path.isdir(dest) else iter(())
@@ -79,7 +75,7 @@ def export(dest: str, env: dict, out: BinaryIO) -> dict:
     files = total = 0
     with tarfile.open(fileobj=out, mode="w|") as tar:
         if dest.startswith("s3://"):
-            client = s3_client(env)
+            client = stores.s3_client(env)
             bucket, prefix = split_s3(dest)
             for key, size in s3_objects(client, bucket, prefix):
                 info = tarfile.TarInfo(key)
@@ -112,7 +108,7 @@ def import_(dest: str, env: dict, stream: BinaryIO) -> dict:
             f"the artifacts destination {dest} already holds files: restore into a fresh stack"
         )
     files = total = 0
-    client = s3_client(env) if dest.startswith("s3://") else None
+    client = stores.s3_client(env) if dest.startswith("s3://") else None
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             if not member.isfile():

@@ -12,25 +12,13 @@ import os
 import sys
 from collections.abc import Mapping
 
-from sluice_common.database import postgres_url, redacted, with_driver
+from sluice_common.database import monitoring_url, redacted
 from tracking.stores import (
     artifacts_destination,
     backend_store_uri,
     guard_destination,
     resolved_env,
 )
-
-
-def monitoring_url(env: Mapping[str, str]) -> str | None:
-    """The trainer's monitoring store as its settings name it (trainer.monitoring_url's rule);
-    None for a SQLite default whose state directory is not given here."""
-    if env.get("MONITORING_DB_URL"):
-        return with_driver(env["MONITORING_DB_URL"])
-    shared = postgres_url(env)
-    if shared:
-        return shared
-    state = env.get("TRAINER_STATE_DIR")
-    return f"sqlite:///{os.path.join(state, 'monitoring.db')}" if state else None
 
 
 def describe(env: Mapping[str, str], state: str) -> dict:
@@ -71,7 +59,7 @@ def describe(env: Mapping[str, str], state: str) -> dict:
             facts["monitoring_in_backend"] = "monitoring_batches" in names
     finally:
         engine.dispose()
-    monitoring = monitoring_url(env)
+    monitoring = monitoring_url(env, env.get("TRAINER_STATE_DIR"))
     facts["monitoring_url"] = redacted(monitoring) if monitoring else None
     local = monitoring and monitoring.startswith("sqlite:///")
     if monitoring and (not local or os.path.exists(monitoring[len("sqlite:///") :])):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from flask import Flask, request
 
 from sluice_common.app import build_app, install_admission
-from sluice_common.database import postgres_url, with_driver
+from sluice_common.database import monitoring_url
 from sluice_common.internal import ensure_secret_file, ensure_token
 from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 
@@ -127,15 +127,6 @@ def _mlflow_credentials(config: dict) -> None:
     if password:
         os.environ["MLFLOW_TRACKING_USERNAME"] = config["MLFLOW_TRACKING_USERNAME"]
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password
-
-
-def monitoring_url(config: dict, state_dir: str) -> str:
-    """MONITORING_DB_URL, else the SLUICE_DB_* database, else SQLite in the state directory."""
-    if config["MONITORING_DB_URL"]:
-        return with_driver(config["MONITORING_DB_URL"])
-    from trainer.monitoring.store import default_url
-
-    return postgres_url(config) or default_url(state_dir)
 
 
 def _monitor(config: dict, state_dir: str):

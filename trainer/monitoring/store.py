@@ -140,10 +140,6 @@ def decode_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def default_url(state_dir: str) -> str:
-    return f"sqlite:///{os.path.join(state_dir, 'monitoring.db')}"
-
-
 def make_engine(url: str) -> sa.Engine:
     """An engine for the store; SQLite waits for other writers instead of failing."""
     if url.startswith("sqlite"):
