@@ -21,6 +21,7 @@ DEFAULTS = {
     "SLUICE_API_TOKEN": None,
     "TRAINER_CONNECT_TIMEOUT": 3.0,
     "TRAINER_READ_TIMEOUT": 3600.0,
+    "JOBS_UPLOAD_MB": 100.0,  # larger uploads run as jobs (202 and /jobs/<id>)
     "LOG_LEVEL": "INFO",
     "ADMISSION_DIR": None,
     "SLUICE_INTERNAL_TOKEN": None,

@@ -22,7 +22,12 @@ _local = threading.local()
 
 # How a kept-alive connection the server closed before reading our request fails.
 # Headers of the trainer's answer that mean something to the client (the report's policy).
-RELAYED_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
+RELAYED_HEADERS = (
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Location",  # a job's, with a 202
+)
 _CLOSED_UNDER_US = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import TrainerAnswer, forward_to_trainer, relay, trainer_healthy
 from sluice_common.app import heavy_slot
+from sluice_common.errors import ApiError
 from sluice_common.internal import read_token
 from sluice_common.params import parse_params, read_upload
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
 from sluice_common.upload import parse_upload
 
 bp = Blueprint("preprocess", __name__)
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @bp.post("/analyze")
@@ -20,8 +24,18 @@ def analyze():
     model decides what the cells mean."""
     config = current_app.config
     params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
+    if params.data_uri is not None:
+        if request.files or request.content_length:
+            raise ApiError(
+                400,
+                "data_uri_and_file",
+                "Give either data_uri=... or an uploaded data_file, not both.",
+            )
+        # The trainer resolves and reads the files (it, or its cluster, holds the data root).
+        return _to_trainer("POST", "/ml", b"")
     raw, _ = read_upload(request)
     # Parsing only: the slot is free again while the trainer works.
+    len_raw = len(raw)
     with heavy_slot(params.phase, len(raw), "parsing uploads"):
         table, report, target = parse_upload(raw, params.phase, params.target)
         del raw
@@ -31,6 +45,8 @@ def analyze():
             payload = frame_to_arrow(table, report)
         del table
     query = params.as_query()
+    if len_raw > config["JOBS_UPLOAD_MB"] * 2**20:
+        query["async"] = "true"  # long work: answered 202 with a job to follow
     if target is not None:
         query["target"] = target
     # Read once and kept; read again after a refusal (a trainer that made a new token).
@@ -79,6 +95,20 @@ def _to_trainer(method: str, path: str, body: bytes | None = None, content_type=
         config["TRAINER_READ_TIMEOUT"],
     )
     return _relayed(answer)
+
+
+@bp.get("/jobs")
+def jobs():
+    """The trainer's recent jobs, on the public entry."""
+    return _to_trainer("GET", "/jobs")
+
+
+@bp.route("/jobs/<job_id>", methods=["GET", "DELETE"])
+def job(job_id: str):
+    """A job's state and answer (GET) or its cancellation (DELETE), relayed."""
+    if not JOB_ID.match(job_id):
+        raise ApiError(400, "invalid_job_id", "A job id is the 32-character id a 202 answer gave.")
+    return _to_trainer(request.method, f"/jobs/{job_id}")
 
 
 @bp.get("/monitoring")

@@ -79,3 +79,18 @@ class Admission:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    @contextlib.contextmanager
+    def hold(self, stop):
+        """Run the block in a slot, waiting as long as it takes (a queued job) unless `stop()`
+        says to give up; `stop` raises to give up (a cancelled job)."""
+        handle = self._try_slot()
+        while handle is None:
+            stop()
+            time.sleep(POLL_SECONDS * 4)
+            handle = self._try_slot()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -127,8 +128,10 @@ def _remove_stale_dirs(base: str) -> None:
 
 
 def on_starting(server) -> None:
-    """Set PROMETHEUS_MULTIPROC_DIR for the workers, its metric files wiped."""
+    """Set PROMETHEUS_MULTIPROC_DIR for the workers, its metric files wiped, and this start's
+    id (jobs of an earlier start that never finished are marked failed: trainer/jobs.py)."""
     global _made_dir
+    os.environ["SLUICE_BOOT_ID"] = secrets.token_hex(8)
     path = os.environ.get(MULTIPROC_ENV)
     if path and path != os.environ.get(MADE_ENV):
         # The operator's directory: other files in it are not ours to delete.

@@ -27,6 +27,10 @@ class Params:
     task: str
     promote: str
     proba: bool
+    data_uri: str | None = None
+    output_uri: str | None = None
+    key: str | None = None
+    run_async: bool = False
 
     def as_query(self) -> dict[str, str]:
         """The parameters as a query string mapping, to forward to the trainer."""
@@ -39,6 +43,15 @@ class Params:
         }
         if self.target is not None:
             query["target"] = self.target
+        for name, value in (
+            ("data_uri", self.data_uri),
+            ("output_uri", self.output_uri),
+            ("key", self.key),
+        ):
+            if value is not None:
+                query[name] = value
+        if self.run_async:
+            query["async"] = "true"
         return query
 
 
@@ -58,7 +71,18 @@ def _choice(args, name: str, choices: tuple[str, ...], default: str | None) -> s
     return value
 
 
-KNOWN_PARAMS = ("phase", "model", "target", "task", "promote", "proba")
+KNOWN_PARAMS = (
+    "phase",
+    "model",
+    "target",
+    "task",
+    "promote",
+    "proba",
+    "data_uri",
+    "output_uri",
+    "key",
+    "async",
+)
 FEEDBACK_PARAMS = ("model",)
 MONITORING_PARAMS = ("model", "version", "batch_id", "since", "until")
 
@@ -140,6 +164,25 @@ def parse_params(args, default_model: str) -> Params:
     proba_text = args.get("proba", "false").strip().lower()
     if proba_text not in TRUE_WORDS | FALSE_WORDS:
         raise ApiError(400, "invalid_proba", "proba must be true or false.")
+    async_text = args.get("async", "false").strip().lower()
+    if async_text not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "invalid_async", "async must be true or false.")
+    data_uri, output_uri, key = (_text(args, name) for name in ("data_uri", "output_uri", "key"))
+    if output_uri is not None and (data_uri is None or phase != "prod"):
+        raise ApiError(
+            400,
+            "output_uri_needs_data_uri",
+            "output_uri is for prod by reference: give data_uri=... and phase=prod with it.",
+        )
+    if data_uri is not None and phase == "prod" and output_uri is None:
+        raise ApiError(
+            400,
+            "missing_output_uri",
+            "Prod by reference writes its predictions to a file: add output_uri=NAME.parquet "
+            "(or .csv) under the data root or an allowed bucket.",
+        )
+    if key is not None and data_uri is None:
+        raise ApiError(400, "key_needs_data_uri", "key= names a column copied to output_uri.")
     return Params(
         phase=phase,
         model=model,
@@ -147,7 +190,21 @@ def parse_params(args, default_model: str) -> Params:
         task=_choice(args, "task", TASKS, "auto"),
         promote=_choice(args, "promote", PROMOTE_MODES, "auto"),
         proba=proba_text in TRUE_WORDS,
+        data_uri=data_uri,
+        output_uri=output_uri,
+        key=key,
+        run_async=async_text in TRUE_WORDS,
     )
+
+
+def _text(args, name: str, limit: int = 2048) -> str | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > limit:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be 1-{limit} characters.")
+    return value
 
 
 def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[bytes, str]:

@@ -75,6 +75,22 @@ DEFAULTS = {
     "MONITORING_MIN_LABELS": 100,
     "MONITORING_METRIC_TOLERANCE": 0.1,
     "MONITORING_METRICS_MINUTES": 60.0,
+    # Data by reference and jobs (README, Beyond one machine).
+    "SLUICE_DATA_ROOT": None,
+    "SLUICE_DATA_BUCKETS": "",
+    "SLUICE_DATA_S3_ENDPOINT": None,
+    "DATA_MAX_FILES": 10_000,
+    "DATA_MAX_FILE_MB": 2048,
+    "DATA_LOCAL_MAX_MB": 4096,
+    "DASK_SCHEDULER_ADDRESS": None,
+    "DASK_CONNECT_SECONDS": 20.0,
+    "CLUSTER_SAMPLE_ROWS": 200_000,
+    "SLUICE_COMPOSE_PROFILES": None,
+    "JOBS_UPLOAD_MB": 100.0,
+    "JOBS_THREADS": 1,
+    "JOBS_MAX_QUEUED": 16,
+    "JOBS_STALE_SECONDS": 30.0,
+    "JOBS_RETENTION_DAYS": 30.0,
     "LOG_LEVEL": "INFO",
 }
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
@@ -102,6 +118,7 @@ class TrainerState:
     state_dir: str
     tags: dict
     monitor: object | None = None
+    jobs: object | None = None
 
 
 def _git_commit() -> str | None:
@@ -228,7 +245,22 @@ def create_app(test_config: dict | None = None) -> Flask:
                 monitor, app.extensions["sluice"].cache, app.config["MONITORING_METRICS_MINUTES"]
             )
         )
+    from trainer.job_views import bp as jobs_bp
+    from trainer.jobs import JobRunner, JobStore
+
+    job_store = JobStore(
+        monitoring_url(app.config, state_dir),
+        stale_seconds=float(app.config["JOBS_STALE_SECONDS"]),
+        retention_days=float(app.config["JOBS_RETENTION_DAYS"]),
+    )
+    interrupted = job_store.mark_orphans()
+    if interrupted:
+        app.logger.warning("%d job(s) cut off by the last restart marked failed", interrupted)
+    app.extensions["sluice"].jobs = JobRunner(
+        job_store, int(app.config["JOBS_THREADS"]), int(app.config["JOBS_MAX_QUEUED"])
+    )
     app.register_blueprint(bp)
+    app.register_blueprint(jobs_bp)
     if app.config["TRAINER_WARM_UP"]:
         from trainer.warmup import warm_tracking, warm_up
 

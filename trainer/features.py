@@ -320,6 +320,11 @@ def fit_levels(
 ) -> tuple[dict | None, dict | None]:
     """A categorical input fitted on the training rows (levels seen at least `min_rows` times,
     most frequent first; rarer ones grouped as one "other" level), or the reason to drop it."""
+    return fit_levels_from_counts(name, level_counts(column), min_rows, max_categories)
+
+
+def level_counts(column: pa.Array) -> dict[str, int]:
+    """How many cells of a column read as each category key (missing cells left out)."""
     distinct, positions = cells.distinct_cells(column)
     per_cell = np.bincount(positions[positions >= 0], minlength=len(distinct))
     counted: dict[str, int] = {}
@@ -327,6 +332,14 @@ def fit_levels(
         key = cells.category_key(value)
         if key is not None:
             counted[key] = counted.get(key, 0) + count
+    return counted
+
+
+def fit_levels_from_counts(
+    name: str, counted: dict[str, int], min_rows: int, max_categories: int
+) -> tuple[dict | None, dict | None]:
+    """`fit_levels` from the training rows' level counts (summed over partitions on a
+    cluster): the one rule for which levels a categorical input keeps."""
     present = sum(counted.values())
     if present == 0:
         return None, {"name": name, "reason": "no values in the training rows"}

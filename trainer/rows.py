@@ -102,7 +102,14 @@ def row_keys(content: np.ndarray, spread: np.ndarray) -> np.ndarray:
     copies spread over both sides as single rows do.
     """
     occurrence = pd.Series(content).groupby(content, sort=False).cumcount().to_numpy()
-    occurrence = np.where(spread, occurrence, 0).astype("uint64")
+    return keys_of(content, np.where(spread, occurrence, 0))
+
+
+def keys_of(content: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
+    """The key of a row from its content hash and which copy of it it is counted as (0 for a
+    row whose copies are one record): the formula `row_keys` applies, for data split over
+    partitions whose occurrences are counted across them (trainer/cluster.py)."""
+    occurrence = np.asarray(occurrence).astype("uint64")
     keyed = pd.DataFrame({"content": content, "occurrence": occurrence})
     hashed = pd.util.hash_pandas_object(keyed, index=False).to_numpy(dtype="uint64")
     return (hashed >> np.uint64(11)).astype("float64") * _UNIT

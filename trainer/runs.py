@@ -176,8 +176,14 @@ def dev_run(
     cache: ChampionCache,
     state_dir: str,
     tags: dict[str, str],
+    on_round=None,
+    train=None,
 ) -> dict:
-    """Train, log, register and decide promotion; the dev answer."""
+    """Train, log, register and decide promotion; the dev answer.
+
+    `train`, when given, trains instead of `train_model` (on a cluster: trainer/cluster.py),
+    returning the same TrainedModel; the rest is the same for both.
+    """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -190,7 +196,12 @@ def dev_run(
     with dependency_errors():
         registry.ping()  # fail fast: no point training what cannot be logged
     lap("tracking_check")
-    trained = train_model(table, target, task, config, delimiter=parsing.get("delimiter", ","))
+    if train is not None:
+        trained = train()
+    else:
+        trained = train_model(
+            table, target, task, config, delimiter=parsing.get("delimiter", ","), on_round=on_round
+        )
     lap("train")
     metric = PRIMARY_METRIC[trained.task]
     validation = trained.validation
@@ -264,7 +275,7 @@ def dev_run(
         "model": model_name,
         "version": version,
         "run_id": run_id,
-        "target": target,
+        "target": trained.spec["target"],
         "task": {"type": trained.task, "reason": trained.task_reason},
         "metrics": trained.metrics,
         "promoted": decision.promoted,
@@ -334,6 +345,22 @@ def prod_run(
     `table` holds raw cells (an Arrow table, or a dict of column lists for a few rows); the
     champion reads them with the rules it was trained with.
     """
+    champion = champion_for(model_name, cache)
+    names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
+    missing = [name for name in champion.model.required_columns if name not in names]
+    if missing:
+        raise ApiError(
+            422,
+            "missing_columns",
+            f"The file lacks columns the model {model_name!r} v{champion.version} needs: "
+            f"{', '.join(map(repr, missing))}.",
+            missing_columns=missing,
+        )
+    return _scored_answer(table, parsing, model_name, proba, champion, monitor)
+
+
+def champion_for(model_name: str, cache: ChampionCache):
+    """The champion to score with; 404/409 saying what to do when there is none."""
     with dependency_errors():
         try:
             champion = cache.get(model_name)
@@ -360,16 +387,10 @@ def prod_run(
             f"No model named {model_name!r} has been trained. Train it first with phase=dev "
             f"(model={model_name}).",
         )
-    names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
-    missing = [name for name in champion.model.required_columns if name not in names]
-    if missing:
-        raise ApiError(
-            422,
-            "missing_columns",
-            f"The file lacks columns the model {model_name!r} v{champion.version} needs: "
-            f"{', '.join(map(repr, missing))}.",
-            missing_columns=missing,
-        )
+    return champion
+
+
+def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict:
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its

@@ -271,7 +271,20 @@ def _inner_split(keys: np.ndarray, validation: float, fraction: float):
     return np.flatnonzero(~stop), np.flatnonzero(stop)
 
 
-def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None):
+class RoundProgress(xgb.callback.TrainingCallback):
+    """Reports each boosting round to `on_round(done, planned)`; a true answer stops
+    training (a cancelled job)."""
+
+    def __init__(self, on_round, planned: int):
+        super().__init__()
+        self.on_round = on_round
+        self.planned = planned
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        return bool(self.on_round(epoch + 1, self.planned))
+
+
+def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=None, on_round=None):
     # Feature names go on the booster after training, not on the matrices: XGBoost checks a
     # matrix's names against the booster's on every round, converting each name from C, which
     # made a 20,000-column upload spend most of its training time there.
@@ -286,6 +299,7 @@ def _fit(params, matrix, y, types, names, rounds, valid=None, early_stopping=Non
         evals=evals,
         early_stopping_rounds=early_stopping if evals else None,
         verbose_eval=False,
+        callbacks=[RoundProgress(on_round, rounds)] if on_round else None,
     )
     booster.feature_names = names
     return booster
@@ -306,6 +320,7 @@ def train_model(
     task: str = "auto",
     config: TrainingConfig | None = None,
     delimiter: str = ",",
+    on_round=None,
 ) -> TrainedModel:
     """Read the raw cells, decide each column's kind, split by row content, fit feature
     handling and booster on the training rows, score the validation rows."""
@@ -397,13 +412,14 @@ def train_model(
         config.max_rounds,
         valid=(matrix[stop_rows], y[stop_rows]),
         early_stopping=config.early_stopping_rounds,
+        on_round=on_round,
     )
     best_rounds = booster.best_iteration + 1
     if len(fit_idx) <= config.refit_max_rows:
         # Small data: every training row counts, so refit on all of them with the rounds
         # found, scaled for the larger sample.
         rounds = max(1, round(best_rounds / (1 - config.early_stopping_fraction)))
-        booster = _fit(params, matrix[fit_idx], y[fit_idx], types, names, rounds)
+        booster = _fit(params, matrix[fit_idx], y[fit_idx], types, names, rounds, on_round=on_round)
         best_rounds = rounds
     else:
         booster = booster[:best_rounds]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import pyarrow as pa
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -18,11 +21,13 @@ from sluice_common.params import (
 from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, resolve_target
+from trainer.job_views import accepted, job_runner
+from trainer.job_work import reference_work, upload_work
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
 from trainer.monitoring.store import utcnow
-from trainer.runs import dev_run, prod_run
+from trainer.runs import dev_run, prod_run, storage_unavailable
 from trainer.sluice_model import table_rows
 
 bp = Blueprint("trainer", __name__)
@@ -55,6 +60,15 @@ def ml():
     """dev: train and maybe promote; prod: predict with the champion."""
     state = current_app.extensions["sluice"]
     params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    if params.data_uri is not None:
+        if request.files or request.content_length:
+            raise ApiError(
+                400,
+                "data_uri_and_file",
+                "Give either data_uri=... or an uploaded data_file, not both.",
+            )
+        work = reference_work(params)
+        return accepted(job_runner().submit(params.phase, params.model, _described(params), work))
     raw, media_type = read_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
     if media_type == ARROW_MEDIA_TYPE and not internal.matches(
         current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
@@ -65,13 +79,44 @@ def ml():
             "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
             "multipart field data_file instead.",
         )
+    # An Arrow body's size says little about its CSV's: preprocess sets async for large files.
+    large = (
+        media_type != ARROW_MEDIA_TYPE and len(raw) > current_app.config["JOBS_UPLOAD_MB"] * 2**20
+    )
+    if params.run_async or large:
+        return accepted(_upload_job(params, raw, media_type, state))
     what = "trainings" if params.phase == "dev" else "large prod batches"
     with heavy_slot(params.phase, len(raw), what):
-        return _run(params, raw, media_type, state)
+        return jsonify(_run(params, raw, media_type))
 
 
-def _run(params, raw: bytes, media_type: str, state):
-    """Parse the upload and run its phase."""
+def _described(params) -> dict:
+    """The job's parameters as listed by GET /jobs."""
+    return {k: v for k, v in params.as_query().items() if k != "async"}
+
+
+def _upload_job(params, raw: bytes, media_type: str, state) -> str:
+    """Spool the upload to the state directory and queue its phase as a job."""
+    folder = os.path.join(state.state_dir, "job-bodies")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, secrets.token_hex(16))
+    try:
+        with open(path, "xb") as handle:
+            handle.write(raw)
+    except OSError as err:
+        raise storage_unavailable(err) from err
+    del raw
+    work = upload_work(params, path, media_type, _run)
+    try:
+        return job_runner().submit(params.phase, params.model, _described(params), work)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
+    """Parse the upload and run its phase; the answer."""
+    state = current_app.extensions["sluice"]
     table, report, target = _table(raw, media_type, params.phase, params.target)
     if table_rows(table) == 0:
         raise ApiError(400, "no_rows", "The file has no data rows.")
@@ -88,6 +133,7 @@ def _run(params, raw: bytes, media_type: str, state):
             cache=state.cache,
             state_dir=state.state_dir,
             tags=state.tags,
+            on_round=on_round,
         )
     else:
         answer = prod_run(
@@ -98,7 +144,7 @@ def _run(params, raw: bytes, media_type: str, state):
             cache=state.cache,
             monitor=state.monitor,
         )
-    return jsonify(answer)
+    return answer
 
 
 def _monitor():

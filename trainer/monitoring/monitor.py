@@ -62,6 +62,28 @@ def _maybe_in_flight(batch_id: str) -> bool:
     return -2 <= (int(time.time()) & 0xFFFFFFFF) - made <= 10
 
 
+def scored_counts(profile, compiled, scored, n_rows: int) -> tuple[dict, np.ndarray]:
+    """A scored batch's monitoring counts and the predictions kept for the feedback join: the
+    one rule, run by the trainer for its batches and by a worker for a partition."""
+    if profile is not None and scored.matrix is not None:
+        values = profiles._prediction_values(profile, scored.predictions, scored.probabilities)
+        counts = profiles.batch_counts(
+            profile,
+            scored.matrix,
+            scored.warnings,
+            values,
+            compiled,
+            scores=profiles.prediction_scores(profile["classes"], scored.probabilities),
+        )
+    else:  # a version logged before monitoring: rows and predictions only
+        counts = {"rows": n_rows, "features": {}, "prediction": None}
+    if scored.probabilities is not None:
+        kept = np.asarray(scored.probabilities)
+    else:
+        kept = np.asarray(scored.predictions, dtype="float64")
+    return counts, kept
+
+
 class Monitor:
     """Per-process monitoring: compiled profiles and the store."""
 
@@ -85,24 +107,14 @@ class Monitor:
 
     def observe(self, model_name: str, version: str, model, scored, n_rows: int) -> str:
         """Count a scored batch and queue it; its batch id. Costs microseconds for a row."""
-        batch_id = new_batch_id()
         profile = getattr(model, "profile", None)
-        if profile is not None and scored.matrix is not None:
-            values = profiles._prediction_values(profile, scored.predictions, scored.probabilities)
-            counts = profiles.batch_counts(
-                profile,
-                scored.matrix,
-                scored.warnings,
-                values,
-                self._compile(profile),
-                scores=profiles.prediction_scores(profile["classes"], scored.probabilities),
-            )
-        else:  # a version logged before monitoring: rows and predictions only
-            counts = {"rows": n_rows, "features": {}, "prediction": None}
-        if scored.probabilities is not None:
-            kept = np.asarray(scored.probabilities)
-        else:
-            kept = np.asarray(scored.predictions, dtype="float64")
+        compiled = self._compile(profile) if profile is not None else None
+        counts, kept = scored_counts(profile, compiled, scored, n_rows)
+        return self.record_counts(model_name, version, profile, counts, kept, n_rows)
+
+    def record_counts(self, model_name, version, profile, counts, kept, n_rows: int) -> str:
+        """Queue a batch counted elsewhere (a partition scored on a Dask worker); its id."""
+        batch_id = new_batch_id()
         self.store.record(
             BatchRecord(batch_id, model_name, version, utcnow(), n_rows, counts, kept, profile)
         )

@@ -1,0 +1,258 @@
+"""Dev and prod on data by reference (`data_uri`), on the trainer itself or on a Dask cluster.
+
+Both engines answer the same API: the same typing rules (the model's cell rules), the same
+split, the same answer. Prod writes one output file, one row per input row in input order,
+keyed by input file and row. Every file is one partition: scored alone (a row's prediction
+never depends on other rows), its monitoring counts recorded as one batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from sluice_common.errors import ApiError
+from trainer import datasource
+from trainer.datasource import DataFile, DataSettings, Output
+
+OUTPUT_KEY_COLUMNS = ("file", "row")
+
+
+@dataclass(frozen=True)
+class ProdOptions:
+    """What a prod job writes besides predictions."""
+
+    proba: bool = False
+    key: str | None = None  # an input column copied to the output
+
+
+def file_report(reports: list[dict], files: list[DataFile], columns: list[str], rows: int) -> dict:
+    """What was read: the upload report's fields, over every file."""
+    encodings = Counter(r["encoding"] for r in reports if "encoding" in r)
+    delimiters = Counter(r["delimiter"] for r in reports if "delimiter" in r)
+    report = {
+        "rows_in": rows,
+        "columns_in": len(columns),
+        "files": len(files),
+        "bytes": sum(f.size for f in files),
+        "formats": dict(Counter(r["format"] for r in reports)),
+    }
+    if encodings:
+        report["encoding"] = encodings.most_common(1)[0][0]
+        if len(encodings) > 1:
+            report["encodings"] = dict(encodings)
+    # The split's number conventions follow the files' delimiter (a ; file prefers 1,5).
+    report["delimiter"] = delimiters.most_common(1)[0][0] if delimiters else ","
+    if len(delimiters) > 1:
+        report["delimiters"] = dict(delimiters)
+    return report
+
+
+def read_all(files: list[DataFile], settings: DataSettings, context) -> tuple[pa.Table, dict]:
+    """Every file read on this machine into one table of cells (dev without a cluster)."""
+    tables, reports, columns, rows = [], [], None, 0
+    for item in files:
+        context.progress(stage=f"reading {item.name[:120]}", rows_read=rows)
+        table, report = datasource.read_cells(item, settings)
+        columns = columns or table.column_names
+        tables.append(datasource.align(table, columns, item.name))
+        reports.append(report)
+        rows += table.num_rows
+        context.progress(rows_read=rows)
+    table = pa.concat_tables(datasource.unify(tables))
+    return table, file_report(reports, files, columns, rows)
+
+
+def output_columns(
+    model, scored, file_name: str, table: pa.Table, options: ProdOptions, batch_id
+) -> pa.Table:
+    """A scored partition as output rows: file, row, [key], [batch_id], prediction, [proba_*]."""
+    n_rows = table.num_rows
+    columns = {
+        "file": pa.array([file_name] * n_rows, pa.string()),
+        "row": pa.array(np.arange(n_rows, dtype="int64")),
+    }
+    if options.key is not None:
+        columns[options.key] = table.column(options.key)
+    if batch_id is not None:
+        columns["batch_id"] = pa.array([batch_id] * n_rows, pa.string())
+    predictions = scored.predictions
+    columns["prediction"] = pa.array(
+        predictions.tolist() if predictions.dtype == object else predictions
+    )
+    if options.proba and scored.probabilities is not None:
+        for index, label in enumerate(model.classes):
+            columns[f"proba_{label}"] = pa.array(scored.probabilities[:, index])
+    return pa.table(columns)
+
+
+def check_key(options: ProdOptions, columns: list[str], required: list[str]) -> None:
+    """The key column must be an input column and not collide with an output column."""
+    if options.key is None:
+        return
+    if options.key not in columns:
+        raise ApiError(
+            422, "unknown_key", f"key column {options.key[:100]!r} is not in the input files."
+        )
+    if options.key in (*OUTPUT_KEY_COLUMNS, "prediction", "batch_id") or options.key.startswith(
+        "proba_"
+    ):
+        raise ApiError(
+            422,
+            "invalid_key",
+            f"key column {options.key!r} would collide with an output column; rename it.",
+        )
+
+
+class OutputWriter:
+    """Streams output partitions, in order, into one Parquet or CSV file; the file appears
+    under its name only when complete."""
+
+    def __init__(self, output: Output, settings: DataSettings):
+        self.output = output
+        self.settings = settings
+        self.stream = datasource.write_output(output, settings)
+        self.writer = None
+        self.rows = 0
+        self.schema = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.schema = table.schema
+            if self.output.format == "parquet":
+                self.writer = pq.ParquetWriter(self.stream, table.schema, compression="zstd")
+            else:
+                self.writer = pacsv.CSVWriter(self.stream, table.schema)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> dict:
+        if self.writer is not None:
+            self.writer.close()
+        self.stream.close()
+        if not self.output.s3:
+            partial = self.output.location + ".partial"
+            try:
+                os.link(partial, self.output.location)  # never over a file made meanwhile
+            except FileExistsError as err:
+                os.unlink(partial)
+                raise ApiError(
+                    409, "output_exists", f"{self.output.name!r} appeared while the job ran."
+                ) from err
+            os.unlink(partial)
+        return {
+            "uri": self.output.name,
+            "format": self.output.format,
+            "rows": self.rows,
+            "columns": list(self.schema.names) if self.schema else [],
+        }
+
+    def abort(self) -> None:
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            self.stream.close()
+        except Exception:  # the stream may be broken already; the partial file goes anyway
+            pass
+        if not self.output.s3:
+            try:
+                os.unlink(self.output.location + ".partial")
+            except FileNotFoundError:
+                pass
+        else:
+            try:
+                datasource.s3_filesystem(self.settings).delete_file(self.output.location)
+            except OSError:
+                pass
+
+
+def merge_warnings(total: dict, warnings: dict) -> None:
+    """Add one partition's reading warnings (kind -> column -> count) to the total."""
+    for kind, per_column in warnings.items():
+        into = total.setdefault(kind, {})
+        for name, count in per_column.items():
+            into[name] = into.get(name, 0) + int(count)
+
+
+def score_locally(
+    files: list[DataFile],
+    settings: DataSettings,
+    output: Output,
+    options: ProdOptions,
+    champion,
+    model_name: str,
+    monitor,
+    context,
+) -> dict:
+    """Prod by reference on this machine: each file read, scored and appended in turn."""
+    model = champion.model
+    writer = OutputWriter(output, settings)
+    warnings: dict = {}
+    reports, batch_ids, ignored, columns = [], [], None, None
+    try:
+        for index, item in enumerate(files):
+            context.progress(stage=f"scoring file {index + 1} of {len(files)}")
+            table, report = datasource.read_cells(item, settings)
+            if columns is None:
+                columns = table.column_names
+                check_key(options, columns, model.required_columns)
+                missing = [n for n in model.required_columns if n not in columns]
+                if missing:
+                    raise _missing(model_name, champion.version, missing)
+            table = datasource.align(table, columns, item.name)
+            reports.append(report)
+            scored = model.score_frame(table)
+            merge_warnings(warnings, scored.warnings)
+            ignored = scored.ignored_columns
+            batch_id = None
+            if monitor is not None:
+                batch_id = monitor.observe(
+                    model_name, champion.version, model, scored, table.num_rows
+                )
+                batch_ids.append(batch_id)
+            writer.write(output_columns(model, scored, item.name, table, options, batch_id))
+            context.progress(rows_read=writer.rows)
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    rows = written["rows"]
+    return prod_answer(
+        model_name, champion, rows, written, warnings, ignored, reports, files, columns, batch_ids
+    )
+
+
+def _missing(model_name: str, version: str, missing: list[str]) -> ApiError:
+    return ApiError(
+        422,
+        "missing_columns",
+        f"The files lack columns the model {model_name!r} v{version} needs: "
+        f"{', '.join(map(repr, missing))}.",
+        missing_columns=missing,
+    )
+
+
+def prod_answer(
+    model_name, champion, rows, written, warnings, ignored, reports, files, columns, batch_ids
+) -> dict:
+    answer = {
+        "phase": "prod",
+        "model": model_name,
+        "version": champion.version,
+        "n_rows": rows,
+        "output": written,
+        "ignored_columns": ignored or [],
+        "warnings": warnings,
+        "cleaning": file_report(reports, files, columns or [], rows),
+    }
+    if batch_ids:
+        answer["batch_ids"] = batch_ids
+    return answer

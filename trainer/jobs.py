@@ -1,0 +1,370 @@
+"""Long work as jobs: recorded in the database, run by a thread of the trainer process.
+
+A job is any `data_uri` request, an upload above JOBS_UPLOAD_MB, or a request with async=true.
+Its row (table sluice_jobs, beside the monitoring tables) holds the state, the progress, and
+when it is done the answer or error a synchronous request would have given, so jobs are listed
+after a restart. A job whose process stopped is never left "running": at start a trainer marks
+the jobs of an earlier boot failed, and a job whose heartbeat stops (its worker process died)
+is marked failed when it is next read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from sluice_common.errors import ApiError
+from trainer.monitoring.store import iso_utc, make_engine, utcnow
+
+log = logging.getLogger(__name__)
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+HEARTBEAT_SECONDS = 2.0
+BOOT_ENV = "SLUICE_BOOT_ID"
+
+metadata = sa.MetaData()
+jobs = sa.Table(
+    "sluice_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(32), primary_key=True),
+    sa.Column("phase", sa.String(8), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),  # the parameters, for the listing
+    sa.Column("owner", sa.String(128), nullable=False),  # boot id and pid of its process
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=True),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("progress", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("answer", sa.Text, nullable=True),
+    sa.Index("ix_sluice_jobs_created", "created_at"),
+)
+
+
+def boot_id() -> str:
+    """This trainer start's id: set by the gunicorn master for all its workers, else made here."""
+    value = os.environ.get(BOOT_ENV)
+    if not value:
+        value = os.environ[BOOT_ENV] = secrets.token_hex(8)
+    return value
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancellation was asked for."""
+
+
+@dataclass
+class JobContext:
+    """What a running job's work sees: progress reporting and its cancel flag."""
+
+    job_id: str
+    store: JobStore
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress_state: dict = field(default_factory=dict)
+    _last_write: float = 0.0
+
+    def progress(self, **values) -> None:
+        """Record progress (stage, rows_read, rounds_done, rounds_max); written at most every
+        half second, and at once when the stage changes."""
+        stage_changed = "stage" in values and values["stage"] != self.progress_state.get("stage")
+        self.progress_state.update(values)
+        now = time.monotonic()
+        if stage_changed or now - self._last_write >= 0.5:
+            self._last_write = now
+            self.store.set_progress(self.job_id, self.progress_state)
+        self.check()
+
+    def check(self) -> None:
+        """Raise JobCancelled when the job was cancelled."""
+        if self.cancel.is_set():
+            raise JobCancelled()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+
+class JobStore:
+    """The jobs table: create, update, read, and mark jobs their process left behind."""
+
+    def __init__(self, url: str, stale_seconds: float = 30.0, retention_days: float = 30.0):
+        self.engine = make_engine(url)
+        for attempt in range(20):  # workers starting together race to create the table
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                break
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        self.stale_seconds = stale_seconds
+        self.retention_days = retention_days
+        self.owner = f"{boot_id()}:{socket.gethostname()[:40]}:{os.getpid()}"
+
+    def create(self, job_id: str, phase: str, model: str, request: dict) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    job_id=job_id,
+                    phase=phase,
+                    model=model,
+                    state="queued",
+                    request=json.dumps(request),
+                    owner=self.owner,
+                    created_at=now,
+                    heartbeat_at=now,
+                    cancel_requested=False,
+                    progress=json.dumps({"stage": "queued"}),
+                )
+            )
+
+    def _update(self, job_id: str, only_unfinished: bool = True, **values) -> bool:
+        where = jobs.c.job_id == job_id
+        if only_unfinished:
+            where &= jobs.c.state.in_(("queued", "running"))
+        with self.engine.begin() as conn:
+            return conn.execute(jobs.update().where(where).values(**values)).rowcount > 0
+
+    def start(self, job_id: str) -> bool:
+        """Mark it running; False when it was cancelled (or cut off) meanwhile."""
+        now = utcnow()
+        return self._update(job_id, state="running", started_at=now, heartbeat_at=now)
+
+    def set_progress(self, job_id: str, progress: dict) -> None:
+        self._update(job_id, progress=json.dumps(progress), heartbeat_at=utcnow())
+
+    def finish(self, job_id: str, state: str, status: int, answer=None, error=None) -> None:
+        values = {"state": state, "status": status, "finished_at": utcnow()}
+        if answer is not None:
+            values["answer"] = answer if isinstance(answer, str) else json.dumps(answer)
+        if error is not None:
+            values["error"] = json.dumps(error)
+        self._update(job_id, **values)
+
+    def heartbeat(self, job_ids: list[str]) -> set[str]:
+        """Refresh the heartbeat of this process's jobs; the ids whose cancel was asked."""
+        if not job_ids:
+            return set()
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id.in_(job_ids) & jobs.c.state.in_(("queued", "running")))
+                .values(heartbeat_at=utcnow())
+            )
+            rows = conn.execute(
+                sa.select(jobs.c.job_id, jobs.c.state, jobs.c.cancel_requested).where(
+                    jobs.c.job_id.in_(job_ids)
+                )
+            ).all()
+        return {r.job_id for r in rows if r.cancel_requested or r.state in FINISHED}
+
+    def request_cancel(self, job_id: str) -> dict:
+        """Ask for a job's cancellation; the job as it is now. A queued job of this process is
+        cancelled by the runner; one left by a dead process is marked at once."""
+        job = self.get(job_id)
+        if job["state"] in FINISHED:
+            raise ApiError(
+                409,
+                "job_finished",
+                f"Job {job_id} already finished ({job['state']}); there is nothing to cancel.",
+            )
+        self._update(job_id, cancel_requested=True)
+        return self.get(job_id)
+
+    def mark_orphans(self) -> int:
+        """At start: jobs of an earlier boot of this trainer that never finished are failed."""
+        mine = boot_id() + ":"
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.job_id, jobs.c.owner).where(
+                    jobs.c.state.in_(("queued", "running"))
+                )
+            ).all()
+        orphans = [r.job_id for r in rows if not r.owner.startswith(mine)]
+        for job_id in orphans:
+            self._cut_off(job_id, "the trainer restarted while it was queued or running")
+        return len(orphans)
+
+    def _cut_off(self, job_id: str, why: str) -> None:
+        self.finish(
+            job_id,
+            "failed",
+            503,
+            error={
+                "code": "job_interrupted",
+                "message": f"The job was cut off: {why}. Nothing was promoted by it after the "
+                "cut; send the request again.",
+            },
+        )
+
+    def get(self, job_id: str, with_answer: bool = True) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+        if row is None:
+            raise ApiError(404, "job_not_found", f"No job {job_id} is recorded.")
+        if row.state in ("queued", "running"):
+            age = (utcnow() - row.heartbeat_at).total_seconds()
+            if age > self.stale_seconds:
+                self._cut_off(job_id, f"the trainer process running it stopped ({age:.0f} s ago)")
+                return self.get(job_id, with_answer)
+        return self._public(row, with_answer)
+
+    def list(self, limit: int = 100) -> list[dict]:
+        self.prune()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+            ).all()
+        return [self._public(row, with_answer=False) for row in rows]
+
+    def prune(self) -> None:
+        """Forget finished jobs older than the retention."""
+        limit = utcnow() - timedelta(days=self.retention_days)
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.delete().where((jobs.c.created_at < limit) & jobs.c.state.in_(FINISHED))
+            )
+
+    @staticmethod
+    def _public(row, with_answer: bool) -> dict:
+        job = {
+            "job_id": row.job_id,
+            "state": row.state,
+            "phase": row.phase,
+            "model": row.model,
+            "request": json.loads(row.request),
+            "created_at": iso_utc(row.created_at),
+            "started_at": iso_utc(row.started_at),
+            "finished_at": iso_utc(row.finished_at),
+            "progress": json.loads(row.progress),
+        }
+        if row.state in ("queued", "running") and row.cancel_requested:
+            job["cancel_requested"] = True
+        if row.status is not None:
+            job["status"] = row.status
+        if row.error:
+            job["error"] = json.loads(row.error)
+        if with_answer and row.answer:
+            job["answer"] = json.loads(row.answer)
+        return job
+
+
+class JobRunner:
+    """Runs this process's jobs, one at a time per thread, with heartbeats and cancellation."""
+
+    def __init__(self, store: JobStore, threads: int = 1, max_queued: int = 16):
+        self.store = store
+        self.max_queued = max_queued
+        self._queue: queue.Queue = queue.Queue()
+        self._active: dict[str, JobContext] = {}
+        self._guard = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"sluice-job-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        for thread in self._threads:
+            thread.start()
+        threading.Thread(target=self._beat, name="sluice-job-heartbeat", daemon=True).start()
+
+    def submit(self, phase: str, model: str, request: dict, work: Callable) -> str:
+        """Record and queue a job; its id. `work(context)` returns (status, answer dict)."""
+        with self._guard:
+            if len(self._active) >= self.max_queued:
+                raise ApiError(
+                    503,
+                    "busy",
+                    f"{len(self._active)} jobs are queued or running on this trainer process; "
+                    "try again when some have finished.",
+                    retry_after=30,
+                )
+            job_id = secrets.token_hex(16)
+            self._active[job_id] = JobContext(job_id, self.store)
+        try:
+            self.store.create(job_id, phase, model, request)
+        except BaseException:
+            with self._guard:
+                self._active.pop(job_id, None)
+            raise
+        self._queue.put((job_id, work))
+        return job_id
+
+    def cancel_local(self, job_id: str) -> None:
+        """Set the cancel flag at once when the job runs in this process."""
+        context = self._active.get(job_id)
+        if context is not None:
+            context.cancel.set()
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self._guard:
+                ids = list(self._active)
+            try:
+                for job_id in self.store.heartbeat(ids):
+                    context = self._active.get(job_id)
+                    if context is not None:
+                        context.cancel.set()
+            except Exception:  # a store hiccup must not stop the heartbeats for good
+                log.exception("job heartbeat failed")
+
+    def _work(self) -> None:
+        while True:
+            job_id, work = self._queue.get()
+            context = self._active.get(job_id)
+            try:
+                self._run(job_id, work, context)
+            except Exception:
+                log.exception("job %s could not be recorded", job_id)
+            finally:
+                with self._guard:
+                    self._active.pop(job_id, None)
+
+    def _run(self, job_id: str, work: Callable, context: JobContext) -> None:
+        if context.cancelled or not self.store.start(job_id):
+            self.store.finish(job_id, "cancelled", 499, error=_cancelled_error())
+            return
+        try:
+            context.progress(stage="starting")
+            status, answer = work(context)
+        except JobCancelled:
+            self.store.finish(job_id, "cancelled", 499, error=_cancelled_error())
+            return
+        except ApiError as err:
+            self.store.finish(job_id, "failed", err.status, error=err.to_dict()["error"])
+            return
+        except Exception as err:
+            log.exception("job %s failed", job_id)
+            self.store.finish(
+                job_id,
+                "failed",
+                500,
+                error={
+                    "code": "job_error",
+                    "message": f"The job failed unexpectedly ({type(err).__name__}); the "
+                    "trainer's log has the details.",
+                },
+            )
+            return
+        context.progress_state["stage"] = "done"
+        self.store.set_progress(job_id, context.progress_state)
+        self.store.finish(job_id, "succeeded", status, answer=answer)
+
+
+def _cancelled_error() -> dict:
+    return {"code": "job_cancelled", "message": "The job was cancelled (DELETE /jobs/<id>)."}
