@@ -383,10 +383,30 @@ def fit_feature_spec(
 ) -> dict:
     """The feature spec: each kept column's kind and how to read it, levels from the training
     rows, and every dropped column with its reason."""
+    train_index = pa.array(np.flatnonzero(train_rows))
+    counts = {
+        kind.name: level_counts(table.column(kind.name).combine_chunks().take(train_index))
+        for kind in kinds
+        if kind.kind == "categorical"
+    }
+    return spec_from_level_counts(
+        kinds, dropped, counts, len(train_index), min_category_rows, max_categories
+    )
+
+
+def spec_from_level_counts(
+    kinds: list[ColumnKind],
+    dropped: list[dict],
+    counts: dict[str, dict[str, int]],
+    n_train: int,
+    min_category_rows: int = 5,
+    max_categories: int = 1000,
+) -> dict:
+    """The feature spec from each categorical column's level counts over the training rows
+    (summed over partitions on a cluster, so every partition reads the same levels)."""
     dropped = list(dropped)
     inputs = []
-    train_index = pa.array(np.flatnonzero(train_rows))
-    min_rows = min_level_rows(len(train_index), min_category_rows)
+    min_rows = min_level_rows(n_train, min_category_rows)
     for kind in kinds:
         if kind.kind == "numeric":
             item = {"name": kind.name, "kind": "numeric"}
@@ -401,8 +421,9 @@ def fit_feature_spec(
                 "parts": parts,
             }
         else:
-            column = table.column(kind.name).combine_chunks().take(train_index)
-            item, reason = fit_levels(kind.name, column, min_rows, max_categories)
+            item, reason = fit_levels_from_counts(
+                kind.name, counts[kind.name], min_rows, max_categories
+            )
             if item is None:
                 dropped.append(reason)
                 continue

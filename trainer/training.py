@@ -309,9 +309,43 @@ def baseline_losses(task: str, y_fit: np.ndarray, y_valid: np.ndarray, n_classes
     """Per-row losses of the trivial model: the class prior of the training rows, or their
     mean."""
     if task == "regression":
-        return (y_valid - y_fit.mean()) ** 2
-    prior = np.bincount(y_fit.astype("int64"), minlength=n_classes) / len(y_fit)
+        return baseline_losses_from(task, float(y_fit.mean()), y_valid)
+    counts = np.bincount(y_fit.astype("int64"), minlength=n_classes)
+    return baseline_losses_from(task, counts, y_valid)
+
+
+def baseline_losses_from(task: str, reference, y_valid: np.ndarray) -> np.ndarray:
+    """The trivial model's losses from the training rows' mean (regression) or class counts
+    (classification), which partitions can sum."""
+    if task == "regression":
+        return (y_valid - reference) ** 2
+    prior = np.asarray(reference, dtype="float64") / np.sum(reference)
     return -np.log(np.clip(prior[y_valid.astype("int64")], _EPS, 1.0))
+
+
+def complete_spec(
+    spec: dict,
+    read: Target,
+    target: str,
+    columns: list[str],
+    fraction: float,
+    key_columns: list[str],
+) -> dict:
+    """What a spec records besides its inputs: task, target, classes, the upload's columns and
+    the split (one definition, for the trainer's and the cluster's training)."""
+    spec.update(
+        task=read.task,
+        target=target,
+        classes=read.classes,
+        target_number_format=read.number_format,
+        upload_columns=[name for name in columns if name != target],
+        split={
+            "method": rowsets.SPLIT_METHOD,
+            "fraction": fraction,
+            "columns": sorted(key_columns),
+        },
+    )
+    return spec
 
 
 def train_model(
@@ -382,18 +416,7 @@ def train_model(
             "no_usable_features",
             f"No column besides the target can be used as a feature (dropped: {reasons}).",
         )
-    spec.update(
-        task=read.task,
-        target=target,
-        classes=read.classes,
-        target_number_format=read.number_format,
-        upload_columns=[name for name in table.column_names if name != target],
-        split={
-            "method": rowsets.SPLIT_METHOD,
-            "fraction": config.validation_fraction,
-            "columns": sorted(key_columns),
-        },
-    )
+    complete_spec(spec, read, target, table.column_names, config.validation_fraction, key_columns)
     matrix, _ = feature_matrix(table, spec, cells)
     types, names = feature_types(spec), spec["feature_names"]
     params = booster_params(read.task, len(read.classes or []), config, len(names))
@@ -490,6 +513,8 @@ def labels_of(spec: dict, column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if spec["task"] == "regression":
         fmt = cells.NumberFormat.from_dict(spec.get("target_number_format"))
         values = cells.read_numbers(column, fmt).values
+        # XGBoost keeps labels as float32: beyond its range a target cannot be learned.
+        values[np.abs(values) > np.finfo(np.float32).max] = np.nan
         return values, ~np.isnan(values)
     index = {label: code for code, label in enumerate(spec["classes"])}
     distinct, positions = cells.distinct_cells(column)
