@@ -30,11 +30,19 @@ class ApiError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self):
+        # Raised on a Dask worker and re-raised on the trainer: pickled with its fields.
+        return (_rebuilt_error, (self.status, self.code, self.message, self.details))
+
     def to_dict(self) -> dict:
         """The JSON body of this error."""
         body = {"code": self.code, "message": self.message}
         body.update(self.details)
         return {"error": body}
+
+
+def _rebuilt_error(status: int, code: str, message: str, details: dict) -> ApiError:
+    return ApiError(status, code, message, **details)
 
 
 def error_response(status: int, code: str, message: str, **details):

@@ -89,6 +89,13 @@ class JobContext:
             self.store.set_progress(self.job_id, self.progress_state)
         self.check()
 
+    def report(self, **values) -> None:
+        """`progress` that never raises (from code that must finish its step first)."""
+        try:
+            self.progress(**values)
+        except JobCancelled:
+            pass
+
     def check(self) -> None:
         """Raise JobCancelled when the job was cancelled."""
         if self.cancel.is_set():

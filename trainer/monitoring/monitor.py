@@ -112,9 +112,11 @@ class Monitor:
         counts, kept = scored_counts(profile, compiled, scored, n_rows)
         return self.record_counts(model_name, version, profile, counts, kept, n_rows)
 
-    def record_counts(self, model_name, version, profile, counts, kept, n_rows: int) -> str:
+    def record_counts(
+        self, model_name, version, profile, counts, kept, n_rows: int, batch_id=None
+    ) -> str:
         """Queue a batch counted elsewhere (a partition scored on a Dask worker); its id."""
-        batch_id = new_batch_id()
+        batch_id = batch_id or new_batch_id()
         self.store.record(
             BatchRecord(batch_id, model_name, version, utcnow(), n_rows, counts, kept, profile)
         )
