@@ -22,7 +22,12 @@ def stack(tmp_path_factory):
     # Two trainer workers (the default is one): tests see that champions stay coherent
     # across worker processes.
     local = LocalStack(
-        home=str(tmp_path_factory.mktemp("sluice-home")), extra_env={"TRAINER_WORKERS": "2"}
+        home=str(tmp_path_factory.mktemp("sluice-home")),
+        extra_env={
+            "TRAINER_WORKERS": "2",
+            # Data by reference (tests/test_jobs.py) reads and writes under this directory.
+            "SLUICE_DATA_ROOT": str(tmp_path_factory.mktemp("data-root")),
+        },
     )
     local.start()
     yield local
