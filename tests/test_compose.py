@@ -16,6 +16,7 @@ import time
 
 import pytest
 import requests
+import yaml
 
 from tests.datasets import churn, to_csv
 from tests.stack import ROOT, free_port, post_csv
@@ -406,3 +407,60 @@ def test_down_and_up_keep_models_and_monitoring(compose_stack, trained):
     assert after["predictions"] == before["predictions"]
     assert after["probabilities"] == before["probabilities"]
     assert compose_stack.monitored_rows() >= rows + len(trained["queries"])
+
+
+# -- the dask profile: checked on `config` only (no stack is started) ----------------------
+
+
+def _networks(service: dict) -> set[str]:
+    """A service's networks from `config` (a list in Compose v1, a mapping in v2)."""
+    return set(service.get("networks") or {"default"})
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """A service's mounts from `config`, target -> source (short syntax in v1, long in v2)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume.get("source", ""), volume["target"]
+        mounts[target] = source
+    return mounts
+
+
+def test_the_dask_profile_is_private_to_the_trainer_and_shares_its_image_and_data(tmp_path):
+    stack = ComposeStack(profiles="dask")
+    stack.env.update(
+        DASK_WORKERS="3",
+        DASK_WORKER_MEMORY="3GiB",
+        DASK_WORKER_THREADS="2",
+        SLUICE_DATA_DIR=str(tmp_path),
+        SLUICE_DATA_BUCKETS="lake",
+    )
+    done = stack.compose("config", timeout=60)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    scheduler, worker, trainer = (
+        services[name] for name in ("dask-scheduler", "dask-worker", "trainer")
+    )
+    for service in (scheduler, worker):
+        assert service["profiles"] == ["dask"]  # nothing of it starts without the profile
+        assert service["build"] == trainer["build"] and service["image"] == trainer["image"]
+        assert _networks(service) == {"dask"}
+        assert not service.get("ports")
+    # An unauthenticated scheduler runs any code it is sent: only the trainer reaches it.
+    joined = {name for name, service in services.items() if "dask" in _networks(service)}
+    assert joined == {"dask-scheduler", "dask-worker", "trainer"}
+    assert worker["deploy"]["replicas"] == 3
+    command = " ".join(worker["command"])
+    assert "tcp://dask-scheduler:8786" in command
+    assert "--memory-limit 3GiB" in command and "--nthreads 2" in command
+    for service in (trainer, worker):
+        assert _mounts(service)["/srv/sluice-data"] == str(tmp_path)
+        env = service["environment"]
+        assert env["SLUICE_DATA_ROOT"] == "/srv/sluice-data"
+        assert env["SLUICE_DATA_BUCKETS"] == "lake"
+        assert {"SLUICE_DATA_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+    assert trainer["environment"]["SLUICE_COMPOSE_PROFILES"] == "dask"
+    assert trainer["environment"]["DASK_SCHEDULER_ADDRESS"] in ("", None)
