@@ -101,6 +101,13 @@ give_up() {
 up() {
   export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
   "$ROOT/scripts/lock_inputs.sh" --check  # the images install only the locks
+  # The data root shared by the trainer and the dask workers: made here when missing, or
+  # Docker would make it owned by root, and the services (uid 10001) could not write outputs.
+  local data_dir=${SLUICE_DATA_DIR:-./data}
+  [[ $data_dir == /* ]] || data_dir="$ROOT/$data_dir"
+  if [[ ! -e $data_dir ]]; then
+    mkdir -p "$data_dir" && chmod 1777 "$data_dir"
+  fi
   compose build
   # v1 blocks in `up -d` until each depends_on condition holds, and waits forever on a container
   # that crash-loops; so it runs in the background while we poll, and a crash ends the wait.
