@@ -248,7 +248,7 @@ def _bucket_and_key(uri: str, settings: DataSettings) -> tuple[str, str]:
 
 def _s3_error(err: Exception, uri: str) -> ApiError:
     text = str(err)
-    if "AccessDenied" in text or "403" in text or "InvalidAccessKeyId" in text:
+    if any(sign in text for sign in ("AccessDenied", "ACCESS_DENIED", "403", "InvalidAccessKeyId")):
         return ApiError(
             403,
             "s3_access_denied",
