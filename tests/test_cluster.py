@@ -210,9 +210,7 @@ def test_a_worker_killed_mid_job_fails_the_job_clearly(files, dask, dask_stack, 
     assert job["state"] == "running", job
     dask.kill_worker(1)
     try:
-        started = time.monotonic()
-        job = wait_job(base, accepted, timeout=300)
-        print("after the kill:", job["state"], job.get("error"), job["progress"])
+        job = wait_job(base, accepted, timeout=300)  # never hung: finished within the bound
         # Dask recomputes lost partitions on the other worker (a retry), or the job fails
         # with a reason; it never hangs as "running".
         if job["state"] == "failed":
