@@ -256,6 +256,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     interrupted = job_store.mark_orphans()
     if interrupted:
         app.logger.warning("%d job(s) cut off by the last restart marked failed", interrupted)
+    from trainer.job_work import remove_dead_bodies
+
+    remove_dead_bodies(state_dir, job_store.unfinished())
     app.extensions["sluice"].jobs = JobRunner(
         job_store, int(app.config["JOBS_THREADS"]), int(app.config["JOBS_MAX_QUEUED"])
     )

@@ -358,7 +358,18 @@ def _output_exists(uri: str) -> ApiError:
 
 def _read_bytes(item: DataFile, settings: DataSettings) -> bytes:
     if not item.s3:
-        with open(item.location, "rb") as handle:
+        # Checked again at read time: a link swapped in since the request was accepted must
+        # not lead out of the root (and the file itself is opened without following links).
+        real = os.path.realpath(item.location)
+        if real != item.location or not _inside(real, _local_root(settings)):
+            raise _outside(item.name)
+        try:
+            handle = os.fdopen(os.open(real, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+        except OSError as err:
+            raise ApiError(
+                404, "no_data_files", f"{item.name[:200]!r} can no longer be read ({err.strerror})."
+            ) from err
+        with handle:
             return handle.read(settings.max_file_bytes + 1)
     try:
         with s3_filesystem(settings).open_input_stream(item.location) as stream:
@@ -461,7 +472,14 @@ def write_output(output: Output, settings: DataSettings):
             return s3_filesystem(settings).open_output_stream(output.location)
         except OSError as err:
             raise _s3_error(err, output.name) from err
-    return open(output.location + ".partial", "xb")  # noqa: SIM115
+    folder = os.path.dirname(output.location)
+    if os.path.realpath(folder) != folder or not _inside(folder, _local_root(settings)):
+        raise _outside(output.name)  # the folder was swapped for a link since the request
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        return os.fdopen(os.open(output.location + ".partial", flags, 0o644), "wb")
+    except FileExistsError as err:
+        raise _output_exists(output.name) from err
 
 
 def _common_type(types: list[pa.DataType]) -> pa.DataType:

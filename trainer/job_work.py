@@ -15,6 +15,19 @@ from sluice_common.upload import resolve_target
 from trainer import by_reference, datasource
 from trainer.datasource import DataSettings
 
+JOB_BODIES = "job-bodies"  # uploads of queued jobs, in the state directory
+
+
+def remove_dead_bodies(state_dir: str, unfinished: set[str]) -> int:
+    """At start: spooled uploads of jobs that will never run (cut off or over) are removed."""
+    folder = os.path.join(state_dir, JOB_BODIES)
+    removed = 0
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name not in unfinished:
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+    return removed
+
 
 def data_settings() -> DataSettings:
     return DataSettings.from_config(current_app.config)
@@ -43,11 +56,9 @@ def upload_work(params, body_path: str, media_type: str, run):
 
     def work(context):
         with app.app_context():
-            try:
-                with open(body_path, "rb") as handle:
-                    raw = handle.read()
-            finally:
-                os.unlink(body_path)
+            with open(body_path, "rb") as handle:
+                raw = handle.read()
+            os.unlink(body_path)
             context.progress(stage="waiting for a slot")
             with app.extensions["admission"].hold(context.check):
                 context.progress(stage="parsing")

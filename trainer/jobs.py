@@ -208,6 +208,14 @@ class JobStore:
             self._cut_off(job_id, "the trainer restarted while it was queued or running")
         return len(orphans)
 
+    def unfinished(self) -> set[str]:
+        """Ids of the jobs queued or running (any process)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.job_id).where(jobs.c.state.in_(("queued", "running")))
+            ).all()
+        return {r.job_id for r in rows}
+
     def _cut_off(self, job_id: str, why: str) -> None:
         self.finish(
             job_id,
@@ -289,8 +297,17 @@ class JobRunner:
             thread.start()
         threading.Thread(target=self._beat, name="sluice-job-heartbeat", daemon=True).start()
 
-    def submit(self, phase: str, model: str, request: dict, work: Callable) -> str:
-        """Record and queue a job; its id. `work(context)` returns (status, answer dict)."""
+    def submit(
+        self,
+        phase: str,
+        model: str,
+        request: dict,
+        work: Callable,
+        job_id: str | None = None,
+        discard: Callable | None = None,
+    ) -> str:
+        """Record and queue a job; its id. `work(context)` returns (status, answer dict);
+        `discard()` runs once the job is over, whether or not it ran (a spooled upload)."""
         with self._guard:
             if len(self._active) >= self.max_queued:
                 raise ApiError(
@@ -300,7 +317,7 @@ class JobRunner:
                     "try again when some have finished.",
                     retry_after=30,
                 )
-            job_id = secrets.token_hex(16)
+            job_id = job_id or secrets.token_hex(16)
             self._active[job_id] = JobContext(job_id, self.store)
         try:
             self.store.create(job_id, phase, model, request)
@@ -308,7 +325,7 @@ class JobRunner:
             with self._guard:
                 self._active.pop(job_id, None)
             raise
-        self._queue.put((job_id, work))
+        self._queue.put((job_id, work, discard))
         return job_id
 
     def cancel_local(self, job_id: str) -> None:
@@ -332,7 +349,7 @@ class JobRunner:
 
     def _work(self) -> None:
         while True:
-            job_id, work = self._queue.get()
+            job_id, work, discard = self._queue.get()
             context = self._active.get(job_id)
             try:
                 self._run(job_id, work, context)
@@ -341,6 +358,11 @@ class JobRunner:
             finally:
                 with self._guard:
                     self._active.pop(job_id, None)
+                if discard is not None:
+                    try:
+                        discard()
+                    except OSError:
+                        log.exception("job %s: could not discard its spooled input", job_id)
 
     def _run(self, job_id: str, work: Callable, context: JobContext) -> None:
         if context.cancelled or not self.store.start(job_id):

@@ -22,7 +22,7 @@ from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, resolve_target
 from trainer.job_views import accepted, job_runner
-from trainer.job_work import reference_work, upload_work
+from trainer.job_work import JOB_BODIES, reference_work, upload_work
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
@@ -97,9 +97,10 @@ def _described(params) -> dict:
 
 def _upload_job(params, raw: bytes, media_type: str, state) -> str:
     """Spool the upload to the state directory and queue its phase as a job."""
-    folder = os.path.join(state.state_dir, "job-bodies")
+    folder = os.path.join(state.state_dir, JOB_BODIES)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, secrets.token_hex(16))
+    job_id = secrets.token_hex(16)
+    path = os.path.join(folder, job_id)  # named by its job: a restart removes the dead ones
     try:
         with open(path, "xb") as handle:
             handle.write(raw)
@@ -107,10 +108,17 @@ def _upload_job(params, raw: bytes, media_type: str, state) -> str:
         raise storage_unavailable(err) from err
     del raw
     work = upload_work(params, path, media_type, _run)
+
+    def discard():
+        if os.path.exists(path):
+            os.unlink(path)
+
     try:
-        return job_runner().submit(params.phase, params.model, _described(params), work)
+        return job_runner().submit(
+            params.phase, params.model, _described(params), work, job_id=job_id, discard=discard
+        )
     except BaseException:
-        os.unlink(path)
+        discard()
         raise
 
 

@@ -1,0 +1,115 @@
+"""Which files a data_uri names and how each is read (trainer/datasource.py), on real files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sluice_common.errors import ApiError
+from trainer import datasource
+from trainer.datasource import DataSettings
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "d" / "sub" / "b.CSV").write_text("x,y\n3,4\n")
+    (tmp_path / "d" / ".hidden.csv").write_text("x,y\n5,6\n")
+    (tmp_path / "d" / "_SUCCESS").write_text("")
+    (tmp_path / "d" / "notes.md").write_text("hello")
+    return tmp_path
+
+
+def names(uri, root):
+    return [f.name for f in datasource.resolve_files(uri, DataSettings(root=str(root)))]
+
+
+def test_a_directory_names_its_data_files_in_order(root):
+    assert names("d/", root) == ["d/a.csv", "d/sub/b.CSV"]
+    assert names(str(root / "d"), root) == ["d/a.csv", "d/sub/b.CSV"]  # absolute, inside
+    assert names("d/**/*.CSV", root) == ["d/sub/b.CSV"]
+
+
+def test_a_link_swapped_in_after_the_request_is_refused_at_read_time(root, tmp_path_factory):
+    settings = DataSettings(root=str(root))
+    (item,) = datasource.resolve_files("d/a.csv", settings)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "a.csv").write_text("secret,s\n1,2\n")
+    os.rename(root / "d", root / "d-old")
+    os.symlink(outside, root / "d")
+    with pytest.raises(ApiError) as err:
+        datasource.read_cells(item, settings)
+    assert err.value.code == "outside_data_root"
+
+
+def test_an_output_folder_swapped_for_a_link_is_refused(root, tmp_path_factory):
+    settings = DataSettings(root=str(root))
+    (root / "out").mkdir()
+    output = datasource.resolve_output("out/p.csv", settings)
+    os.rename(root / "out", root / "out-old")
+    os.symlink(tmp_path_factory.mktemp("elsewhere"), root / "out")
+    with pytest.raises(ApiError) as err:
+        datasource.write_output(output, settings)
+    assert err.value.code == "outside_data_root"
+
+
+def test_parquet_types_become_cells_the_rules_read(root):
+    table = pa.table(
+        {
+            "level": pa.array(["a", "b", "a"]).dictionary_encode(),
+            "amount": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.25")]),
+            "day": pa.array([dt.date(2024, 1, 2)] * 3),
+            "at": pa.array([dt.datetime(2024, 1, 2, 3, 4)] * 3, pa.timestamp("s", tz="UTC")),
+            "flag": pa.array([True, False, None]),
+        }
+    )
+    pq.write_table(table, root / "d" / "typed.parquet")
+    settings = DataSettings(root=str(root))
+    (item,) = datasource.resolve_files("d/typed.parquet", settings)
+    cells, report = datasource.read_cells(item, settings)
+    assert report == {"format": "parquet", "rows": 3}
+    assert cells.column("level").to_pylist() == ["a", "b", "a"]
+    assert cells.column("amount").to_pylist() == [1.5, None, 2.25]
+    assert cells.schema.field("day").type == pa.timestamp("s")
+    assert cells.schema.field("at").type.tz is None
+    assert cells.column("flag").to_pylist() == ["true", "false", None]
+
+
+def test_nested_parquet_columns_are_refused_naming_them(root):
+    pq.write_table(pa.table({"tags": [[1, 2], [3]]}), root / "d" / "nested.parquet")
+    settings = DataSettings(root=str(root))
+    (item,) = datasource.resolve_files("d/nested.parquet", settings)
+    with pytest.raises(ApiError) as err:
+        datasource.read_cells(item, settings)
+    assert err.value.status == 422 and "'tags'" in err.value.message
+
+
+def test_a_column_typed_differently_across_files_is_read_as_text_in_all():
+    numbers = pa.table({"v": pa.array([1, 2])})
+    text = pa.table({"v": pa.array(["3", "x"])})
+    floats = pa.table({"v": pa.array([0.5, 1e20])})
+    unified = datasource.unify([numbers, text, floats])
+    assert [t.schema.field("v").type for t in unified] == [pa.large_string()] * 3
+    assert unified[2].column("v").to_pylist() == ["0.5", "1e+20"]  # shortest round-trip text
+    assert datasource.unify([numbers, floats])[0].schema.field("v").type == pa.float64()
+
+
+def test_limits(root):
+    with pytest.raises(ApiError) as err:
+        datasource.resolve_files("d/", DataSettings(root=str(root), max_files=1))
+    assert err.value.code == "too_many_files"
+    with pytest.raises(ApiError) as err:
+        datasource.resolve_files("d/", DataSettings(root=str(root), max_file_bytes=3))
+    assert err.value.status == 413
+    with pytest.raises(ApiError) as err:
+        datasource.resolve_files("d/", DataSettings())
+    assert err.value.code == "data_root_not_configured"
+    with pytest.raises(ApiError) as err:
+        datasource.resolve_files("d/\0x", DataSettings(root=str(root)))
+    assert err.value.code == "invalid_data_uri"
