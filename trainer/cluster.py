@@ -73,7 +73,9 @@ def client_for(address: str, timeout: float = 20.0):
 
 
 def _workers(client) -> set[str]:
-    return set(client.scheduler_info(n_workers=-1)["workers"])
+    """The workers the scheduler has now, asked each time (the client's cached scheduler
+    info is refreshed in the background without its worker list, and can read empty)."""
+    return set(client.nthreads())
 
 
 def _gather(client, futures, context, what: str, workers: set[str] | None = None):
@@ -90,7 +92,7 @@ def _gather(client, futures, context, what: str, workers: set[str] | None = None
         except BaseException:
             client.cancel(list(not_done))
             raise
-        if not client.scheduler_info(n_workers=-1)["workers"]:
+        if not _workers(client):
             client.cancel(list(not_done))
             raise _lost(what, "no worker is left")
     errors = [f for f in futures if f.status == "error"]
@@ -573,7 +575,9 @@ def _spread_offsets(client, prepared, kinds, target, repeated: pd.Series, contex
 def _dask_frame(client, built, which: str, position: int, names):
     import dask.dataframe as dd
 
-    pieces = [client.submit(parts.pick, b, which, position, pure=False) for b in built]
+    getter = parts.training_rows if which == "train" else parts.pick
+    args = (position,) if which == "train" else (which, position)
+    pieces = [client.submit(getter, b, *args, pure=False) for b in built]
     if names is None:
         meta = pd.Series([], dtype="float64")
     else:

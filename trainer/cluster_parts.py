@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from dask.sizeof import sizeof
 
 from trainer import datasource
 from trainer import rows as rowsets
@@ -27,6 +28,14 @@ class Part:
     name: str
     table: pa.Table
     report: dict
+
+
+def _table_size(value) -> int:
+    return value.table.nbytes + sum(
+        getattr(value, name).nbytes
+        for name in ("y", "content", "keys")
+        if getattr(value, name, None) is not None
+    )
 
 
 @dataclass
@@ -228,7 +237,6 @@ def matrices(prepared: Prepared, spec: dict, fraction, stop_fraction, valid_shar
     return {
         "fit": (frame(matrix[fit]), pd.Series(y[fit])),
         "stop": (frame(matrix[stop]), pd.Series(y[stop])),
-        "train": (frame(matrix[train_rows]), pd.Series(y[train_rows])),
         "counts": {
             "fit": int(fit.sum()),
             "stop": int(stop.sum()),
@@ -247,6 +255,12 @@ def matrices(prepared: Prepared, spec: dict, fraction, stop_fraction, valid_shar
         },
         "warnings": warnings,
     }
+
+
+def training_rows(result: dict, position: int):
+    """Fit and stop rows together (the refit of small data), made only when asked for."""
+    fit, stop = result["fit"][position], result["stop"][position]
+    return pd.concat([fit, stop], ignore_index=True)
 
 
 def pick(result: dict, *path):
@@ -342,3 +356,8 @@ def score_file(item, settings, payload: ModelPayload, options, columns, batch_id
             model.profile, compiled, scored, table.num_rows
         )
     return result
+
+
+# Dask sizes unknown objects at a few bytes, so it would never spill partitions to disk.
+sizeof.register(Part)(_table_size)
+sizeof.register(Prepared)(_table_size)
