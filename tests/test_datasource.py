@@ -113,3 +113,62 @@ def test_limits(root):
     with pytest.raises(ApiError) as err:
         datasource.resolve_files("d/\0x", DataSettings(root=str(root)))
     assert err.value.code == "invalid_data_uri"
+
+
+def test_hidden_folders_and_link_loops_are_not_read(root):
+    (root / "d" / "_temporary" / "0").mkdir(parents=True)
+    (root / "d" / "_temporary" / "0" / "part.csv").write_text("x,y\n9,9\n")
+    (root / "d" / ".ipynb_checkpoints").mkdir()
+    (root / "d" / ".ipynb_checkpoints" / "a-checkpoint.csv").write_text("x,y\n9,9\n")
+    os.symlink(".", root / "d" / "loop")  # a folder that links to itself
+    assert names("d/", root) == ["d/a.csv", "d/sub/b.CSV"]
+    assert names("d/**/*.csv", root) == ["d/a.csv"]  # each real file once
+
+
+def test_header_only_and_empty_files_count_as_no_rows(root):
+    (root / "d" / "header.csv").write_text("x,y\n")
+    (root / "d" / "empty.csv").write_text("")
+    settings = DataSettings(root=str(root))
+    for name in ("d/header.csv", "d/empty.csv"):
+        (item,) = datasource.resolve_files(name, settings)
+        cells, report = datasource.read_cells(item, settings)
+        assert cells.num_rows == 0 and report["rows"] == 0
+        assert datasource.align(cells, ["x", "y"], name).column_names == ["x", "y"]
+
+
+def test_an_output_being_written_is_refused(root):
+    (root / "out").mkdir()
+    (root / "out" / "p.csv.partial").write_text("")
+    with pytest.raises(ApiError) as err:
+        datasource.resolve_output("out/p.csv", DataSettings(root=str(root)))
+    assert err.value.code == "output_in_progress"
+
+
+def test_parquet_numbers_keep_their_values_or_are_refused(root):
+    big = 2**60 + 1
+    pq.write_table(
+        pa.table({"u": pa.array([big, 1], pa.uint64()), "h": pa.array([1.5, 2.0], pa.float16())}),
+        root / "d" / "n.parquet",
+    )
+    pq.write_table(pa.table({"t": pa.array([1, 2], pa.duration("s"))}), root / "d" / "t.parquet")
+    settings = DataSettings(root=str(root))
+    (item,) = datasource.resolve_files("d/n.parquet", settings)
+    cells, _ = datasource.read_cells(item, settings)
+    assert cells.column("u").to_pylist() == [str(big), "1"]  # exact, not rounded to a float
+    assert cells.column("h").to_pylist() == [1.5, 2.0]
+    (item,) = datasource.resolve_files("d/t.parquet", settings)
+    with pytest.raises(ApiError) as err:
+        datasource.read_cells(item, settings)
+    assert err.value.status == 422 and "'t'" in err.value.message
+
+
+def test_a_registered_versions_rules_are_found_after_its_copy_is_gone(tmp_path):
+    from trainer import cluster_parts
+    from trainer.registry import RULES_CODE_PATH
+    from trainer.sluice_model import load_rules
+
+    copy = tmp_path / "sluice_cells.py"
+    copy.write_bytes(open(RULES_CODE_PATH, "rb").read())
+    rules = load_rules(str(copy))
+    copy.unlink()  # as MLflow's temporary download is removed after loading
+    assert cluster_parts.rules_source(rules) == open(RULES_CODE_PATH, "rb").read()

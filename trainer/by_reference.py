@@ -78,8 +78,11 @@ def output_columns(
         "file": pa.array([file_name] * n_rows, pa.string()),
         "row": pa.array(np.arange(n_rows, dtype="int64")),
     }
-    if options.key is not None:
-        columns[options.key] = table.column(options.key)
+    if options.key is not None:  # as text: typed alike in every file, 007 kept as written
+        key = table.column(options.key)
+        columns[options.key] = (
+            key if pa.types.is_large_string(key.type) else key.cast(pa.large_string())
+        )
     if batch_id is not None:
         columns["batch_id"] = pa.array([batch_id] * n_rows, pa.string())
     predictions = scored.predictions
@@ -148,6 +151,17 @@ class OutputWriter:
                     409, "output_exists", f"{self.output.name!r} appeared while the job ran."
                 ) from err
             os.unlink(partial)
+        else:
+            from pyarrow import fs
+
+            s3 = datasource.s3_filesystem(self.settings)
+            partial = self.output.location + ".partial-" + self.output.token
+            if s3.get_file_info(self.output.location).type != fs.FileType.NotFound:
+                s3.delete_file(partial)
+                raise ApiError(
+                    409, "output_exists", f"{self.output.name!r} appeared while the job ran."
+                )
+            s3.move(partial, self.output.location)
         return {
             "uri": self.output.name,
             "format": self.output.format,
@@ -168,8 +182,9 @@ class OutputWriter:
             except FileNotFoundError:
                 pass
         else:
-            try:
-                datasource.s3_filesystem(self.settings).delete_file(self.output.location)
+            try:  # only this job's own key: never an output another job finished
+                partial = self.output.location + ".partial-" + self.output.token
+                datasource.s3_filesystem(self.settings).delete_file(partial)
             except OSError:
                 pass
 
@@ -197,6 +212,7 @@ def score_locally(
     writer = OutputWriter(output, settings)
     warnings: dict = {}
     reports, batch_ids, ignored, columns = [], [], None, None
+    batches: list = []
     try:
         for index, item in enumerate(files):
             context.progress(stage=f"scoring file {index + 1} of {len(files)}")
@@ -214,16 +230,25 @@ def score_locally(
             ignored = scored.ignored_columns
             batch_id = None
             if monitor is not None:
-                batch_id = monitor.observe(
-                    model_name, champion.version, model, scored, table.num_rows
-                )
-                batch_ids.append(batch_id)
+                from trainer.monitoring.monitor import new_batch_id, scored_counts
+
+                batch_id = new_batch_id()
+                profile = model.profile
+                compiled = monitor._compile(profile) if profile is not None else None
+                counts, kept = scored_counts(profile, compiled, scored, table.num_rows)
+                batches.append((batch_id, counts, kept, table.num_rows))
             writer.write(output_columns(model, scored, item.name, table, options, batch_id))
             context.progress(rows_read=writer.rows)
         written = writer.close()
     except BaseException:
         writer.abort()
         raise
+    # Recorded once the output exists: a failed job leaves no batches nobody received.
+    for batch_id, counts, kept, n_rows in batches:
+        monitor.record_counts(
+            model_name, champion.version, model.profile, counts, kept, n_rows, batch_id=batch_id
+        )
+        batch_ids.append(batch_id)
     rows = written["rows"]
     return prod_answer(
         model_name, champion, rows, written, warnings, ignored, reports, files, columns, batch_ids

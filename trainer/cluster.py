@@ -42,6 +42,8 @@ _clients: dict[str, object] = {}
 _clients_guard = threading.Lock()
 IN_FLIGHT_PER_WORKER = 2  # prod partitions scored ahead of the writer, per worker
 COLLECTIVE_TIMEOUT_SECONDS = 120  # a worker lost mid-training fails the others this fast
+STALL_SECONDS = 600  # no boosting round for this long: failed, never left hanging
+CANCEL_GRACE_SECONDS = 15
 
 
 def public_address(address: str) -> str:
@@ -61,7 +63,7 @@ def client_for(address: str, timeout: float = 20.0):
         try:
             # xgboost.dask looks the client up as the default one.
             client = Client(address, timeout=timeout, set_as_default=True)
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:
             raise ApiError(
                 503,
                 "cluster_unavailable",
@@ -75,7 +77,15 @@ def client_for(address: str, timeout: float = 20.0):
 def _workers(client) -> set[str]:
     """The workers the scheduler has now, asked each time (the client's cached scheduler
     info is refreshed in the background without its worker list, and can read empty)."""
-    return set(client.nthreads())
+    try:
+        return set(client.nthreads())
+    except (OSError, TimeoutError) as err:
+        raise ApiError(
+            503,
+            "cluster_unavailable",
+            f"The Dask scheduler stopped answering ({type(err).__name__}); nothing was "
+            "registered. Send the request again once the cluster is back.",
+        ) from err
 
 
 def _gather(client, futures, context, what: str, workers: set[str] | None = None):
@@ -585,7 +595,7 @@ def _dask_frame(client, built, which: str, position: int, names):
     return dd.from_delayed(pieces, meta=meta, verify_meta=False)
 
 
-def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context, workers):
+def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context, _workers_then):
     """xgboost.dask.train in a thread; the job's thread follows it, reports rounds, cancels,
     and fails clearly when a worker is lost (the others' collective would wait for it)."""
     from distributed import Event, Variable
@@ -593,7 +603,10 @@ def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context,
     from trainer.jobs import JobCancelled
 
     name = f"sluice-{context.job_id}-{time.monotonic_ns()}"
-    progress, stop = Variable(f"{name}-rounds", client=client), Event(f"{name}-stop", client=client)
+    progress = Variable(f"{name}-rounds", client=client)
+    stop = Event(f"{name}-stop", client=client)
+    progress.set(0)  # a get before the first round would log an error on the scheduler
+    workers = _workers(client)  # as the training starts: lost ones were replaced meanwhile
     callback = RoundsCallback(f"{name}-rounds", f"{name}-stop", rounds)
     result: dict = {}
 
@@ -617,16 +630,30 @@ def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context,
 
     thread = threading.Thread(target=run, name=f"{name}-train", daemon=True)
     thread.start()
+    last_done, last_change, cancelled_at = 0, time.monotonic(), None
     while thread.is_alive():
         thread.join(1.0)
         try:
-            done = progress.get(timeout=0.2)
+            done = int(progress.get(timeout=2) or 0)
         except Exception:
-            done = None
-        if done:
-            context.report(stage="training", rounds_done=int(done), rounds_max=rounds)
+            done = last_done
+        if done != last_done:
+            last_done, last_change = done, time.monotonic()
+            context.report(stage="training", rounds_done=done, rounds_max=rounds)
         if context.cancelled:
             stop.set()
+            cancelled_at = cancelled_at or time.monotonic()
+            if time.monotonic() - cancelled_at > CANCEL_GRACE_SECONDS:
+                raise JobCancelled()  # the workers did not stop in time: left to the timeout
+        if time.monotonic() - last_change > STALL_SECONDS:
+            stop.set()
+            raise ApiError(
+                503,
+                "cluster_training_stalled",
+                f"Training on the cluster made no progress for {STALL_SECONDS} s (a worker "
+                "busy with an earlier training cut off by a restart, or a stuck collective). "
+                "Nothing was registered; restart the Dask workers and send the request again.",
+            )
         lost = workers - _workers(client)
         if lost:
             stop.set()
@@ -688,6 +715,7 @@ def score_on_cluster(
     warnings: dict = {}
     reports, batch_ids, ignored, columns = [], [], None, None
     in_flight = max(2, IN_FLIGHT_PER_WORKER * len(workers))
+    batches: list = []
     try:
         pending: list = []
         queue = list(files)
@@ -715,16 +743,7 @@ def score_on_cluster(
                 output_table = output_table.select(writer.schema.names)
             writer.write(output_table)
             if monitor is not None:
-                monitor.record_counts(
-                    model_name,
-                    champion.version,
-                    model.profile,
-                    result["counts"],
-                    result["kept"],
-                    result["rows"],
-                    batch_id=batch_id,
-                )
-                batch_ids.append(batch_id)
+                batches.append((batch_id, result["counts"], result["kept"], result["rows"]))
             context.progress(
                 stage=f"scored {len(reports)} of {len(files)} files", rows_read=writer.rows
             )
@@ -732,6 +751,12 @@ def score_on_cluster(
     except BaseException:
         writer.abort()
         raise
+    # Recorded once the output exists: a failed job leaves no batches nobody received.
+    for batch_id, counts, kept, n_rows in batches:
+        monitor.record_counts(
+            model_name, champion.version, model.profile, counts, kept, n_rows, batch_id=batch_id
+        )
+        batch_ids.append(batch_id)
     answer = by_reference.prod_answer(
         model_name,
         champion,

@@ -286,10 +286,34 @@ class ModelPayload:
     profile: dict | None
 
 
+def rules_source(rules) -> bytes:
+    """The source of a model's cell rules. A version loaded from the registry ran them from a
+    temporary copy that is gone; their module is named by their digest (sluice_model
+    .load_rules), so the copy still on disk, or this trainer's own file, is checked against it."""
+    from sluice_common.errors import ApiError
+    from trainer.registry import RULES_CODE_PATH
+
+    wanted = rules.__name__.rsplit("_", 1)[-1]
+    for path in (getattr(rules, "__file__", None), RULES_CODE_PATH):
+        try:
+            with open(path, "rb") as handle:
+                source = handle.read()
+        except (OSError, TypeError):
+            continue
+        mine = not rules.__name__.startswith("sluice_cells_")  # trainer.sluice_cells itself
+        if mine or hashlib.sha256(source).hexdigest()[:16] == wanted:
+            return source
+    raise ApiError(
+        409,
+        "rules_unavailable",
+        "The champion's cell rules are not available to send to the cluster (a version from an "
+        "older Sluice); retrain it, or score without DASK_SCHEDULER_ADDRESS.",
+    )
+
+
 def payload_of(model) -> ModelPayload:
     booster = bytes(model.booster.save_raw("ubj"))
-    with open(model.rules.__file__, "rb") as handle:
-        rules = handle.read()
+    rules = rules_source(model.rules)
     digest = hashlib.sha256(booster + rules).hexdigest()
     return ModelPayload(digest, booster, model.spec, rules, model.profile)
 

@@ -16,6 +16,7 @@ import fnmatch
 import glob
 import io
 import os
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -78,6 +79,7 @@ class Output:
     location: str
     format: str
     s3: bool = False
+    token: str = field(default_factory=lambda: os.urandom(8).hex())
 
 
 def s3_filesystem(settings: DataSettings):
@@ -138,7 +140,7 @@ def _local_path(uri: str, root: str) -> str:
     """The URI as an absolute path, refused when it (before any glob) leaves the root."""
     if "\0" in uri:
         raise ApiError(400, "invalid_data_uri", "data_uri holds a NUL character.")
-    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    path = uri[len("file://") :] if uri.lower().startswith("file://") else uri
     path = os.path.normpath(os.path.join(root, path))
     fixed = path
     for index, char in enumerate(path):
@@ -194,15 +196,10 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
     root = _local_root(settings)
     path = _local_path(uri, root)
     if any(char in path for char in GLOB_CHARS):
-        matches = glob.glob(path, recursive=True)
+        matches = _bounded(glob.iglob(path, recursive=True), settings, root)
         explicit = False
     elif os.path.isdir(path):
-        matches = [
-            os.path.join(folder, name)
-            for folder, dirs, names in os.walk(path, followlinks=False)
-            for name in names
-            if not name.startswith((".", "_"))
-        ]
+        matches = _bounded(_walk(path), settings, root)
         explicit = False
     elif os.path.exists(path):
         matches, explicit = [path], True
@@ -228,6 +225,47 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
             raise _too_many(len(files) + 1, settings.max_files)
         files.append(DataFile(os.path.relpath(match, root), real, os.path.getsize(real), fmt))
     return files
+
+
+LISTING_SECONDS = 10.0
+
+
+def _hidden(relative: str) -> bool:
+    """Files and folders whose names start with . or _ (checkpoints, _temporary, _SUCCESS)."""
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
+
+
+def _walk(path: str):
+    for folder, dirs, names in os.walk(path, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(names):
+            if not name.startswith((".", "_")):
+                yield os.path.join(folder, name)
+
+
+def _bounded(matches, settings: DataSettings, root: str) -> list[str]:
+    """Matches, each real file once, cut off at the file limit or the listing deadline (a
+    glob over a folder that links to itself never ends otherwise)."""
+    deadline = time.monotonic() + LISTING_SECONDS
+    seen, kept = set(), []
+    for match in matches:
+        if time.monotonic() > deadline:
+            raise ApiError(
+                400,
+                "data_uri_too_broad",
+                f"Listing the data_uri took over {LISTING_SECONDS:.0f} s (a very large tree, or "
+                "folders linking to themselves); point at a narrower folder or pattern.",
+            )
+        if _hidden(os.path.relpath(match, root)) or not _format_of(match):
+            continue
+        real = os.path.realpath(match)
+        if real in seen:
+            continue
+        seen.add(real)
+        kept.append(match)
+        if len(kept) > settings.max_files:
+            raise _too_many(len(kept), settings.max_files)
+    return sorted(kept)
 
 
 def _bucket_and_key(uri: str, settings: DataSettings) -> tuple[str, str]:
@@ -293,8 +331,7 @@ def _s3_files(uri: str, settings: DataSettings) -> list[DataFile]:
         object_key = entry.path.split("/", 1)[1] if "/" in entry.path else ""
         if pattern is not None and not fnmatch.fnmatchcase(object_key, pattern):
             continue
-        base = object_key.rsplit("/", 1)[-1]
-        if not explicit and base.startswith((".", "_")):
+        if not explicit and _hidden(object_key[len(prefix) :]):
             continue
         fmt = _format_of(object_key)
         if fmt is None:
@@ -343,8 +380,19 @@ def resolve_output(uri: str, settings: DataSettings) -> Output:
             400, "invalid_output_uri", f"The folder of {uri[:200]!r} does not exist under the root."
         )
     target = os.path.join(folder, os.path.basename(path))
+    if len(os.path.basename(target).encode()) > 200:
+        raise ApiError(400, "invalid_output_uri", "The output file's name is over 200 bytes.")
+    if os.path.basename(target).startswith("."):
+        raise ApiError(400, "invalid_output_uri", "The output file's name may not start with '.'.")
     if os.path.lexists(target):
         raise _output_exists(uri)
+    if os.path.lexists(target + ".partial"):
+        raise ApiError(
+            409,
+            "output_in_progress",
+            f"{uri[:200]!r} is being written by another job (or one cut off left "
+            f"{os.path.basename(target)}.partial: remove it).",
+        )
     return Output(os.path.relpath(target, root), target, fmt)
 
 
@@ -387,8 +435,17 @@ def _plain_columns(table: pa.Table, name: str) -> pa.Table:
         if pa.types.is_dictionary(kind):
             column = column.cast(kind.value_type)
             kind = kind.value_type
-        if pa.types.is_decimal(kind):
+        if pa.types.is_decimal(kind) or pa.types.is_float16(kind):
             column = column.cast(pa.float64())
+        elif pa.types.is_uint64(kind):
+            column = column.cast(pa.large_string())  # exact; beyond 2**53 a float would round
+        elif pa.types.is_duration(kind) or pa.types.is_time(kind) or pa.types.is_interval(kind):
+            raise ApiError(
+                422,
+                "unsupported_column",
+                f"{name}: column {field_.name!r} is {kind}; store it as a number (say, seconds) "
+                "or as text.",
+            )
         elif pa.types.is_date(kind):
             column = column.cast(pa.timestamp("s"))
         elif pa.types.is_timestamp(kind) and kind.tz is not None:
@@ -432,6 +489,8 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
     try:
         parsed = parse_csv(raw)
     except ApiError as err:
+        if err.code in ("no_rows", "empty_file"):  # exports often hold empty parts: 0 rows
+            return _empty_csv(raw), {"format": "csv", "rows": 0}
         raise ApiError(err.status, err.code, f"{item.name[:200]}: {err.message}") from err
     del raw
     table = pa.Table.from_pandas(parsed.frame, preserve_index=False)
@@ -443,8 +502,23 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
     }
 
 
+def _empty_csv(raw: bytes) -> pa.Table:
+    """A header-only file's columns with no rows; no columns for an empty file."""
+    from sluice_common.encoding import decode_text
+    from sluice_common.parsing import read_header, sniff_delimiter
+
+    try:
+        text, _ = decode_text(raw)
+        names = read_header(text, sniff_delimiter(text)) if text.strip() else []
+    except ApiError:
+        names = []
+    return pa.table({n: pa.array([], pa.large_string()) for n in names})
+
+
 def align(table: pa.Table, columns: list[str], name: str) -> pa.Table:
     """A file's table with the first file's columns in its order; 422 when they differ."""
+    if table.num_rows == 0 and not table.column_names:
+        return pa.table({c: pa.array([], pa.large_string()) for c in columns})
     have = table.column_names
     if have == columns:
         return table
@@ -468,8 +542,10 @@ def align(table: pa.Table, columns: list[str], name: str) -> pa.Table:
 def write_output(output: Output, settings: DataSettings):
     """An open binary stream to the output (a temporary name locally, renamed when done)."""
     if output.s3:
-        try:
-            return s3_filesystem(settings).open_output_stream(output.location)
+        try:  # a key of this job's own, moved into place when complete (by_reference)
+            return s3_filesystem(settings).open_output_stream(
+                output.location + ".partial-" + output.token
+            )
         except OSError as err:
             raise _s3_error(err, output.name) from err
     folder = os.path.dirname(output.location)

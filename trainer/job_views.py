@@ -41,6 +41,8 @@ def list_jobs():
     unknown = sorted(set(request.args) - {"limit"})
     if unknown:
         raise ApiError(400, "unknown_parameter", "GET /jobs takes only limit=N (at most 500).")
+    if len(request.args.getlist("limit")) > 1:
+        raise ApiError(400, "repeated_parameter", "Give limit once.")
     try:
         limit = int(request.args.get("limit", "100"))
     except ValueError as err:

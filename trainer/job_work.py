@@ -76,6 +76,9 @@ def reference_work(params):
     output = None
     if params.phase == "prod":
         output = datasource.resolve_output(params.output_uri, settings)
+        from trainer.runs import champion_for
+
+        champion_for(params.model, app.extensions["sluice"].cache)  # 404/409 now, not later
     address = scheduler_address(app.config)
     if address is None:
         limit = float(app.config["DATA_LOCAL_MAX_MB"]) * 2**20
@@ -129,14 +132,21 @@ def _dev(app, params, files, settings, address, context) -> dict:
                 sample_rows=int(app.config["CLUSTER_SAMPLE_ROWS"]),
             )
 
-        answer = dev_run(None, {}, target=None, train=train, **common)
+        answer = dev_run(None, {}, target=None, train=train, checkpoint=context.check, **common)
         answer["engine"] = {"kind": "dask", "scheduler": cluster.public_address(address)}
         return answer
     table, report = by_reference.read_all(files, settings, context)
     report["data_uri"] = params.data_uri
     target = resolve_target([str(c) for c in table.column_names], params.target)
     context.progress(stage="training")
-    answer = dev_run(table, report, target=target, on_round=_on_round(context), **common)
+    answer = dev_run(
+        table,
+        report,
+        target=target,
+        on_round=_on_round(context),
+        checkpoint=context.check,
+        **common,
+    )
     answer["engine"] = {"kind": "trainer"}
     return answer
 

@@ -178,6 +178,7 @@ def dev_run(
     tags: dict[str, str],
     on_round=None,
     train=None,
+    checkpoint=None,
 ) -> dict:
     """Train, log, register and decide promotion; the dev answer.
 
@@ -203,6 +204,8 @@ def dev_run(
             table, target, task, config, delimiter=parsing.get("delimiter", ","), on_round=on_round
         )
     lap("train")
+    if checkpoint is not None:
+        checkpoint()  # a job cancelled now stops before anything is logged
     metric = PRIMARY_METRIC[trained.task]
     validation = trained.validation
     baseline = compare(metric, validation.losses, validation.baseline_losses, gate)
@@ -227,6 +230,8 @@ def dev_run(
                 "registered. Someone may be writing to the tracking server's artifacts.",
             ) from err
         lap("sign")
+        if checkpoint is not None:
+            checkpoint()  # the run is logged, but nothing is registered or promoted
         with promotion_lock(state_dir, model_name):
             version_tags = {"sluice.run_id": run_id, SIGNATURE_TAG: signature}
             try:

@@ -102,7 +102,7 @@ def _upload_job(params, raw: bytes, media_type: str, state) -> str:
     job_id = secrets.token_hex(16)
     path = os.path.join(folder, job_id)  # named by its job: a restart removes the dead ones
     try:
-        with open(path, "xb") as handle:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(raw)
     except OSError as err:
         raise storage_unavailable(err) from err
