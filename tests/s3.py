@@ -146,6 +146,13 @@ class S3Server:
             os.path.join(self.directory, "identities.json"),
             bind=self.host,
         )
+        # Volumes of 64 MB, not 1 GB: every bucket takes several at its first write, and with
+        # 1 GB each the free disk allowed only a handful of buckets, which the suite outgrew
+        # (PutObject then failed with InternalError).
+        command = [
+            "-master.volumeSizeLimitMB=64" if arg.startswith("-master.volumeSizeLimitMB=") else arg
+            for arg in command
+        ]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             command,
