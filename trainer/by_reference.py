@@ -211,7 +211,7 @@ def score_locally(
     model = champion.model
     writer = OutputWriter(output, settings)
     warnings: dict = {}
-    reports, batch_ids, ignored, columns = [], [], None, None
+    reports, ignored, columns = [], None, None
     batches: list = []
     try:
         for index, item in enumerate(files):
@@ -243,16 +243,27 @@ def score_locally(
     except BaseException:
         writer.abort()
         raise
-    # Recorded once the output exists: a failed job leaves no batches nobody received.
-    for batch_id, counts, kept, n_rows in batches:
-        monitor.record_counts(
-            model_name, champion.version, model.profile, counts, kept, n_rows, batch_id=batch_id
-        )
-        batch_ids.append(batch_id)
+    batch_ids = record_batches(monitor, model_name, champion, batches)
     rows = written["rows"]
     return prod_answer(
         model_name, champion, rows, written, warnings, ignored, reports, files, columns, batch_ids
     )
+
+
+def record_batches(monitor, model_name: str, champion, batches: list) -> list[str]:
+    """Record each scored partition's monitoring counts, once the output exists: a failed
+    job leaves no batches that nobody received. The batch ids, in order."""
+    for batch_id, counts, kept, n_rows in batches:
+        monitor.record_counts(
+            model_name,
+            champion.version,
+            champion.model.profile,
+            counts,
+            kept,
+            n_rows,
+            batch_id=batch_id,
+        )
+    return [batch_id for batch_id, *_ in batches]
 
 
 def _missing(model_name: str, version: str, missing: list[str]) -> ApiError:

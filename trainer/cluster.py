@@ -34,7 +34,6 @@ from trainer import cluster_parts as parts
 from trainer import rows as rowsets
 from trainer import sluice_cells as cells
 from trainer.features import feature_types, fit_kinds, spec_from_level_counts
-from trainer.monitoring.profile import build_profile
 from trainer.sluice_model import SluiceModel
 
 log = logging.getLogger(__name__)
@@ -171,13 +170,13 @@ def train_on_cluster(
 
     from trainer.training import (
         MIN_ROWS,
-        PRIMARY_METRIC,
         TrainedModel,
         Validation,
         baseline_losses_from,
         booster_params,
         complete_spec,
         read_target,
+        reference_profile,
         row_losses,
         score,
     )
@@ -442,27 +441,7 @@ def train_on_cluster(
     )
     fit_matrix = np.concatenate([f["matrix"] for f in fitted])
     fit_table = pa.concat_tables(datasource.unify([f["table"] for f in fitted]))
-    gain = model.booster.get_score(importance_type="total_gain")
-    position = {name: i for i, name in enumerate(names)}
-    grouped = [i for i in spec["inputs"] if i["kind"] == "categorical" and i.get("other")]
-    train_warnings = {}
-    if grouped:
-        from trainer.sluice_model import feature_matrix
-
-        grouped_spec = {"inputs": grouped, "feature_names": [i["name"] for i in grouped]}
-        _, train_warnings = feature_matrix(
-            fit_table.select([i["name"] for i in grouped]), grouped_spec, cells
-        )
-    profile = build_profile(
-        spec,
-        fit_matrix,
-        predictions,
-        proba,
-        metrics,
-        PRIMARY_METRIC[read.task],
-        gain={position[n]: v for n, v in gain.items() if n in position},
-        train_warnings=train_warnings,
-    )
+    profile = reference_profile(model, fit_table.select, fit_matrix, predictions, proba, metrics)
     model.profile = profile
     dropped_rows: dict[str, int] = {}
     unreadable: dict[str, int] = {}
@@ -751,12 +730,7 @@ def score_on_cluster(
     except BaseException:
         writer.abort()
         raise
-    # Recorded once the output exists: a failed job leaves no batches nobody received.
-    for batch_id, counts, kept, n_rows in batches:
-        monitor.record_counts(
-            model_name, champion.version, model.profile, counts, kept, n_rows, batch_id=batch_id
-        )
-        batch_ids.append(batch_id)
+    batch_ids = by_reference.record_batches(monitor, model_name, champion, batches)
     answer = by_reference.prod_answer(
         model_name,
         champion,

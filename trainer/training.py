@@ -459,26 +459,11 @@ def train_model(
         losses=row_losses(read.task, y_valid, predictions, proba),
         baseline_losses=baseline_losses(read.task, y[fit_idx], y_valid, len(read.classes or [])),
     )
-    # What the model reports reading the training rows' categorical cells (levels outside its
-    # kept ones), for the monitoring reference.
-    grouped = [i for i in spec["inputs"] if i["kind"] == "categorical" and i.get("other")]
-    train_warnings = {}
-    if grouped:
-        fit_cells = rowsets.take_rows(table.select([i["name"] for i in grouped]), fit_idx)
-        grouped_spec = {"inputs": grouped, "feature_names": [i["name"] for i in grouped]}
-        _, train_warnings = feature_matrix(fit_cells, grouped_spec, cells)
-    gain = booster.get_score(importance_type="total_gain")
-    position = {name: i for i, name in enumerate(names)}
-    profile = build_profile(
-        spec,
-        matrix[fit_idx],
-        predictions,
-        proba,
-        metrics,
-        PRIMARY_METRIC[read.task],
-        gain={position[name]: value for name, value in gain.items() if name in position},
-        train_warnings=train_warnings,
-    )
+
+    def fit_cells(columns: list[str]) -> pa.Table:
+        return rowsets.take_rows(table.select(columns), fit_idx)
+
+    profile = reference_profile(model, fit_cells, matrix[fit_idx], predictions, proba, metrics)
     model.profile = profile
     report = {
         "rows_in": rows_in,
@@ -504,6 +489,34 @@ def train_model(
         table=table,
         split_keys=keys,
         profile=profile,
+    )
+
+
+def reference_profile(model, fit_cells, fit_matrix, predictions, proba, metrics):
+    """The monitoring reference of a trained model: its training rows (matrix, and
+    `fit_cells(columns)` giving their cells; a keyed sample on a cluster) and its validation
+    predictions."""
+    spec = model.spec
+    # What the model reports reading the training rows' categorical cells (levels outside its
+    # kept ones).
+    grouped = [i for i in spec["inputs"] if i["kind"] == "categorical" and i.get("other")]
+    train_warnings = {}
+    if grouped:
+        grouped_spec = {"inputs": grouped, "feature_names": [i["name"] for i in grouped]}
+        _, train_warnings = feature_matrix(
+            fit_cells([i["name"] for i in grouped]), grouped_spec, cells
+        )
+    gain = model.booster.get_score(importance_type="total_gain")
+    position = {name: i for i, name in enumerate(spec["feature_names"])}
+    return build_profile(
+        spec,
+        fit_matrix,
+        predictions,
+        proba,
+        metrics,
+        PRIMARY_METRIC[spec["task"]],
+        gain={position[name]: value for name, value in gain.items() if name in position},
+        train_warnings=train_warnings,
     )
 
 
