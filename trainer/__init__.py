@@ -37,6 +37,8 @@ DEFAULTS = {
     "TRAIN_MAX_DEPTH": 6,
     "TRAIN_NTHREAD": 0,
     "TRAIN_MIN_CATEGORY_ROWS": 5,
+    # Prod answers list at most this many flagged rows (README, prod); the rest are counted.
+    "MAX_FLAGGED_ROWS": 1000,
     "PROMOTION_MIN_ROWS": 100,
     "PROMOTION_CONFIDENCE": 0.95,
     "PROMOTION_RESAMPLES": 1000,
@@ -256,6 +258,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     interrupted = job_store.mark_orphans()
     if interrupted:
         app.logger.warning("%d job(s) cut off by the last restart marked failed", interrupted)
+    # Runs are tagged with this process as owner; those of dead owners are marked at start.
+    from trainer import unfinished_runs
+
+    app.extensions["sluice"].tags.update(unfinished_runs.owner_tags(state_dir))
+    unfinished_runs.mark_in_background(state_dir)
     from trainer.job_work import remove_dead_bodies
 
     remove_dead_bodies(state_dir, job_store.unfinished())
