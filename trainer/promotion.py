@@ -6,6 +6,10 @@ validation rows were validation rows for a champion trained on the same kind of 
 The comparison is paired: each row's loss under both models, the difference of the scores and
 a bootstrap interval for it. Too few rows, no skill over the trivial baseline, or a schema
 change mean no automatic promotion, and the answer says which.
+
+A first version (and, under the default model name, an upload of another dataset) has nothing
+to be compared with but the trivial baseline: it becomes the champion when it beats that
+beyond the noise, on at least `first_min_rows` validation rows.
 """
 
 from __future__ import annotations
@@ -29,6 +33,15 @@ class GateConfig:
     confidence: float = 0.95
     resamples: int = 1000
     seed: int = 0
+    # A first version is judged on its own validation rows against the trivial baseline.
+    # Below 10 rows the percentile bootstrap finds "skill" in noise far more often than its
+    # confidence says (about 1 in 10 at 5 rows against 1 in 40 nominal; with 3 rows a
+    # handful of distinct resamples); from 10 rows on it is within a factor of two, and 100
+    # rows (min_rows) would refuse a champion to every file under ~500 rows.
+    first_min_rows: int = 10
+    # The model name whose dev uploads follow the latest dataset (DEFAULT_MODEL_NAME): a
+    # schema change there starts a new dataset instead of being refused.
+    default_model: str | None = "default"
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,57 @@ def split_mismatch(new_split: dict | None, old_split: dict | None) -> str | None
     return None
 
 
+def _skill(baseline: Comparison, metric: str) -> str:
+    """The comparison with the trivial baseline, in words."""
+    return (
+        f"{metric} {baseline.score:.6g} vs {baseline.other:.6g} for the trivial baseline on "
+        f"{baseline.rows} validation rows (difference {baseline.difference:+.4g}, interval "
+        f"[{baseline.interval[0]:+.4g}, {baseline.interval[1]:+.4g}])"
+    )
+
+
+def _on_its_own(
+    context: str,
+    subject: str,
+    rule: str,
+    metric: str,
+    baseline: Comparison | None,
+    config: GateConfig,
+    evidence: dict,
+    refused_note: str = "",
+) -> Decision:
+    """A version with no champion to compare with (a first version, or the default model's
+    new dataset): promoted when it beats the trivial baseline beyond the noise on enough
+    validation rows. `context` opens a refusal's reason, `subject` a promotion's."""
+    floor = min(config.first_min_rows, config.min_rows)
+    evidence = {**evidence, "min_rows": floor}
+    if baseline is None or baseline.rows < floor:
+        rows = 0 if baseline is None else baseline.rows
+        return Decision(
+            False,
+            f"{context}, but this version has only {rows} validation rows: at least {floor} "
+            f"are needed to tell skill from luck; upload more rows or use promote=always"
+            f"{refused_note}",
+            rule="min_rows",
+            **evidence,
+        )
+    if not baseline.better:
+        return Decision(
+            False,
+            f"{context}, but this version has no skill over the trivial baseline beyond the "
+            f"noise: {_skill(baseline, metric)}; upload more rows or data with more signal, or "
+            f"use promote=always{refused_note}",
+            rule="skill",
+            **evidence,
+        )
+    return Decision(
+        True,
+        f"{subject} beats the trivial baseline beyond the noise: {_skill(baseline, metric)}",
+        rule=rule,
+        **evidence,
+    )
+
+
 def decide(
     mode: str,
     champion_version: str | None,
@@ -205,9 +269,12 @@ def decide(
     unfair: str | None = None,
     champion: Comparison | None = None,
     untrusted: str | None = None,
+    follows_latest: bool = False,
 ) -> Decision:
-    """Promote when asked to, for a first model, or when the challenger has skill, enough
-    comparison rows, and is not worse than the champion beyond the noise."""
+    """Promote when asked to, or when the challenger has skill over the trivial baseline and,
+    with a champion of the same schema, enough comparison rows and is not worse than it
+    beyond the noise. `follows_latest` (the default model name): a schema change starts a
+    new dataset, judged like a first version, instead of being refused."""
     evidence = {
         "metric": metric,
         "challenger_score": challenger_score,
@@ -221,7 +288,15 @@ def decide(
     if mode == "always":
         return Decision(True, "promote=always: promoted without the gate", **evidence)
     if champion_version is None:
-        return Decision(True, "no champion yet: the first model of a name is promoted", **evidence)
+        return _on_its_own(
+            "no champion yet",
+            "no champion yet, and this first version",
+            "first_version",
+            metric,
+            baseline,
+            config,
+            evidence,
+        )
     against = f"champion v{champion_version}"
     if untrusted is not None:
         return Decision(
@@ -231,6 +306,19 @@ def decide(
             "version the champion",
             rule="untrusted",
             **evidence,
+        )
+    if schema_change is not None and follows_latest:
+        return _on_its_own(
+            f"your latest dataset differs from {against}'s ({schema_change})",
+            f"the default model now follows your latest dataset (schema changed: "
+            f"{schema_change}); name a model with model= to keep its columns stable for prod "
+            "clients. This version",
+            "new_dataset",
+            metric,
+            baseline,
+            config,
+            evidence,
+            refused_note=f"; {against} (the earlier dataset) stays the champion",
         )
     if schema_change is not None:
         return Decision(
@@ -252,9 +340,7 @@ def decide(
     if not baseline.better:
         return Decision(
             False,
-            f"no skill over the trivial baseline: {metric} {baseline.score:.6g} vs "
-            f"{baseline.other:.6g} (difference {baseline.difference:+.4g}, interval "
-            f"[{baseline.interval[0]:+.4g}, {baseline.interval[1]:+.4g}])",
+            f"no skill over the trivial baseline beyond the noise: {_skill(baseline, metric)}",
             rule="skill",
             **evidence,
         )

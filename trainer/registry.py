@@ -250,11 +250,68 @@ def set_champion(model_name: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
 
 
+DECISION_TAG = "sluice.promotion"
+INPUTS_TAG = "sluice.input_columns"
+# What every tracking store keeps of a tag value (older schemas cut at 5000 characters).
+TAG_MAX_CHARS = 5000
+REASON_MAX_CHARS = 1000
+
+
 def record_decision(model_name: str, version: str, decision: dict) -> None:
     """Record the promotion decision and its evidence on the version, promoted or not."""
-    MlflowClient().set_model_version_tag(
-        model_name, version, "sluice.promotion", json.dumps(decision)[:5000]
+    text = _decision_text(decision)
+    MlflowClient().set_model_version_tag(model_name, version, DECISION_TAG, text)
+
+
+def _decision_text(decision: dict) -> str:
+    """The decision as JSON within TAG_MAX_CHARS: the reason shortened, then the evidence left
+    out, so the tag stays readable JSON (prod quotes its reason)."""
+    text = json.dumps(decision)
+    if len(text) <= TAG_MAX_CHARS:
+        return text
+    reason = str(decision.get("reason", ""))
+    if len(reason) > REASON_MAX_CHARS:
+        reason = reason[: REASON_MAX_CHARS - 1] + "…"
+    text = json.dumps({**decision, "reason": reason})
+    if len(text) <= TAG_MAX_CHARS:
+        return text
+    return json.dumps({k: decision.get(k) for k in ("promoted", "rule")} | {"reason": reason})
+
+
+def inputs_tag(columns: list[str]) -> dict[str, str]:
+    """The version tag naming the input columns a version reads, so that prod can point a
+    batch at a version that reads it without loading any model; none when too long."""
+    text = json.dumps(columns)
+    return {INPUTS_TAG: text} if len(text) <= TAG_MAX_CHARS else {}
+
+
+def recent_versions(model_name: str, limit: int) -> list:
+    """The newest `limit` versions of `model_name`, newest first, with their tags (one
+    registry search)."""
+    return list(
+        MlflowClient().search_model_versions(
+            f"name = '{model_name}'", max_results=limit, order_by=["version_number DESC"]
+        )
     )
+
+
+def _tag_json(version, key: str):
+    try:
+        return json.loads(version.tags.get(key) or "null")
+    except ValueError:  # a decision cut at 5000 characters before tags were kept as JSON
+        return None
+
+
+def decision_of(version) -> dict | None:
+    """A registered version's recorded promotion decision, if it has a readable one."""
+    decision = _tag_json(version, DECISION_TAG)
+    return decision if isinstance(decision, dict) else None
+
+
+def inputs_of(version) -> list[str] | None:
+    """The input columns a registered version reads, when its tag lists them."""
+    columns = _tag_json(version, INPUTS_TAG)
+    return columns if isinstance(columns, list) else None
 
 
 # Inside a local copy: the signature it was verified against (written only after verifying).

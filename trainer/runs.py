@@ -10,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -233,7 +234,11 @@ def dev_run(
         if checkpoint is not None:
             checkpoint()  # the run is logged, but nothing is registered or promoted
         with promotion_lock(state_dir, model_name):
-            version_tags = {"sluice.run_id": run_id, SIGNATURE_TAG: signature}
+            version_tags = {
+                "sluice.run_id": run_id,
+                SIGNATURE_TAG: signature,
+                **registry.inputs_tag(trained.model.required_columns),
+            }
             try:
                 version = registry.register(model_uri, model_name, run_id, version_tags)
             except BaseException:
@@ -263,6 +268,7 @@ def dev_run(
                 unfair=unfair,
                 champion=comparison,
                 untrusted=untrusted,
+                follows_latest=model_name == gate.default_model,
             )
             registry.record_decision(model_name, version, decision.to_dict())
             if decision.promoted:
@@ -354,14 +360,99 @@ def prod_run(
     names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
     missing = [name for name in champion.model.required_columns if name not in names]
     if missing:
-        raise ApiError(
-            422,
-            "missing_columns",
+        message = (
             f"The file lacks columns the model {model_name!r} v{champion.version} needs: "
-            f"{', '.join(map(repr, missing))}.",
-            missing_columns=missing,
+            f"{', '.join(map(repr, missing))}."
         )
+        details = {"missing_columns": missing}
+        found = _registry_hint(_newer_version_reading, model_name, champion.version, names)
+        if found is not None:
+            version, decision, exact = found
+            message += " " + _candidate_hint(model_name, version, decision, exact)
+            details["candidate_version"] = version
+        raise ApiError(422, "missing_columns", message, **details)
     return _scored_answer(table, parsing, model_name, proba, champion, monitor)
+
+
+# Hints in error answers come from the registry, on the error path only, within this time and
+# with at most this many look-ups under way: a slow tracking server leaves the hint out.
+HINT_SECONDS = 3.0
+HINT_VERSIONS = 20  # the newest versions searched for one that reads a batch
+_hint_slots = threading.BoundedSemaphore(2)
+_hint_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sluice-hint")
+
+
+def _registry_hint(lookup, *args):
+    """`lookup(*args)`, or None when the tracking server is down, slow or fails, or when
+    other look-ups already hold every slot: a hint never turns an answer into another."""
+    if not _hint_slots.acquire(blocking=False):
+        return None
+
+    def run():
+        try:
+            return lookup(*args)
+        finally:
+            _hint_slots.release()
+
+    submitted = False
+    try:
+        if not registry.reachable():
+            return None
+        future = _hint_pool.submit(run)
+        submitted = True
+        return future.result(timeout=HINT_SECONDS)
+    except Exception as err:  # a hint is optional, whatever went wrong
+        log.info("no registry hint for the error answer: %s", err)
+        return None
+    finally:
+        if not submitted:
+            _hint_slots.release()
+
+
+def _newer_version_reading(model_name: str, champion_version: str, columns: set[str]):
+    """The newest version after the champion whose input columns are all in `columns`: its
+    version, recorded decision, and whether it reads exactly those columns; or None."""
+    for found in registry.recent_versions(model_name, HINT_VERSIONS):
+        if int(found.version) <= int(champion_version):
+            break
+        inputs = registry.inputs_of(found)
+        if inputs and set(inputs) <= columns:
+            return str(found.version), registry.decision_of(found), set(inputs) == columns
+    return None
+
+
+def _why_not(decision: dict | None) -> str:
+    """Why a version was not promoted, briefly, from its recorded decision."""
+    reason = str((decision or {}).get("reason") or "")
+    if not reason:
+        return ""
+    return reason if len(reason) <= 400 else reason[:399] + "…"
+
+
+def _candidate_hint(model_name: str, version: str, decision: dict | None, exact: bool) -> str:
+    """What to say about a newer version that could answer the batch, and how to make it
+    the champion."""
+    reads = "reads exactly these columns" if exact else "reads only columns this file has"
+    if (decision or {}).get("promoted"):
+        why = " It was the champion once; the alias 'champion' has been moved since."
+    else:
+        why = _why_not(decision)
+        why = f" It was not promoted: {why}." if why else ""
+    return (
+        f"Version {version} of {model_name!r} (not the champion) {reads}.{why} To make it the "
+        f"champion, train on its data again with phase=dev and promote=always (client: "
+        f"--promote always), or point the alias 'champion' of {model_name!r} at version "
+        f"{version} in the MLflow UI (MlflowClient().set_registered_model_alias("
+        f"{model_name!r}, 'champion', '{version}'))."
+    )
+
+
+def _latest_decision(model_name: str):
+    """The newest version of `model_name` and its recorded decision, or None."""
+    versions = registry.recent_versions(model_name, 1)
+    if not versions:
+        return None
+    return str(versions[0].version), registry.decision_of(versions[0])
 
 
 def champion_for(model_name: str, cache: ChampionCache):
@@ -380,12 +471,7 @@ def champion_for(model_name: str, cache: ChampionCache):
         exists = champion is not None or registry.model_exists(model_name)
     if champion is None:
         if exists:
-            raise ApiError(
-                409,
-                "no_champion",
-                f"Model {model_name!r} has versions but none is the champion. Promote one "
-                "(alias 'champion' in the MLflow UI) or train with phase=dev.",
-            )
+            raise _no_champion(model_name)
         raise ApiError(
             404,
             "model_not_found",
@@ -395,7 +481,43 @@ def champion_for(model_name: str, cache: ChampionCache):
     return champion
 
 
+def _no_champion(model_name: str) -> ApiError:
+    """The 409 for a name whose versions were all refused: why the latest one was, and what
+    to do."""
+    todo = (
+        "Upload more rows, or data with more signal, with phase=dev (a version becomes the "
+        "champion when it beats the trivial baseline beyond the noise), or train with "
+        "promote=always (client: --promote always) to serve a version anyway."
+    )
+    latest = _registry_hint(_latest_decision, model_name)
+    if latest is None:
+        return ApiError(
+            409,
+            "no_champion",
+            f"Model {model_name!r} has versions but none is the champion. {todo}",
+        )
+    version, decision = latest
+    details = {"latest_version": version, "latest_rule": (decision or {}).get("rule")}
+    if decision is not None and decision.get("promoted"):
+        state = (
+            f"its latest version v{version} was promoted, and the alias 'champion' has "
+            "been moved or removed in MLflow since"
+        )
+    else:
+        why = _why_not(decision)
+        state = f"its latest version v{version} was not promoted" + (f" ({why})" if why else "")
+    return ApiError(
+        409,
+        "no_champion",
+        f"Model {model_name!r} has no champion: {state}. {todo} Or point the alias 'champion' "
+        "at a version in the MLflow UI.",
+        **details,
+    )
+
+
 def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict:
+    from trainer import row_flags
+
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
@@ -417,7 +539,11 @@ def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict
         "n_rows": n_rows,
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         "ignored_columns": scored.ignored_columns,
-        "warnings": scored.warnings,
+        "warnings": row_flags.current_warnings(scored.warnings),
+        # A version's own model code may predate flags: then null, with a note.
+        **row_flags.flagged_rows(
+            getattr(scored, "flags", None), row_flags.configured_max(), champion.version
+        ),
         "cleaning": parsing,
     }
     if proba and scored.probabilities is not None:

@@ -105,8 +105,33 @@ def read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool)
 
     A target is numeric when one number convention reads at least 95% of its values, as for
     feature columns; the rows whose target it cannot read are dropped and counted. A numeric
-    target with few distinct integers, every value readable, is a set of classes.
+    target with few distinct integers, every value readable, is a set of classes. Classes
+    of one row each (a date or an id picked as the target) are refused.
     """
+    read = _read_target(column, name, requested, prefer_comma)
+    if read.task == "classification":
+        check_repeated_classes(read.y, name)
+    return read
+
+
+def check_repeated_classes(codes: np.ndarray, name: str) -> None:
+    """Refuse a target in which every class has a single row: no class can be learned, and
+    such a target is almost always the wrong column (a date, an id, free text)."""
+    counts = np.bincount(codes.astype("int64")) if len(codes) else np.zeros(0, "int64")
+    if len(counts) and counts.max() <= 1:
+        raise ApiError(
+            422,
+            "no_repeated_classes",
+            f"The target {name!r} has {len(codes)} rows and {len(codes)} distinct values: "
+            "every class has a single row, so no class can be learned (is it a date, an id "
+            "or free text?). Name the column to predict with target=NAME (without it the "
+            "target is the column named 'target', else the last column).",
+            rows=int(len(codes)),
+            distinct_values=int(len(codes)),
+        )
+
+
+def _read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool) -> Target:
     if requested not in TASKS:
         raise ApiError(
             400, "invalid_task", f"task must be one of {', '.join(TASKS)}; got {requested!r}."
