@@ -185,13 +185,15 @@ def test_category_codes_are_the_same_for_lists_and_arrow(values):
     index = {"a": 0, "1": 1, "b": 2}
     as_list = cells.read_categories(list(values), index, other=None)
     as_arrow = cells.read_categories(pa.array(values, pa.large_string()), index, other=None)
-    assert np.array_equal(as_list[0], as_arrow[0], equal_nan=True)
-    assert as_list[1] == as_arrow[1]
+    assert np.array_equal(as_list.codes, as_arrow.codes, equal_nan=True)
+    assert np.array_equal(as_list.unseen_rows, as_arrow.unseen_rows)
 
 
 def test_unseen_levels_go_to_the_rare_group_when_there_is_one():
-    codes, unseen = cells.read_categories(["a", "zzz", None], {"a": 0}, other=1)
-    assert codes[:2].tolist() == [0.0, 1.0] and math.isnan(codes[2]) and unseen == 1
+    read = cells.read_categories(["a", "zzz", None], {"a": 0}, other=1)
+    codes = read.codes
+    assert codes[:2].tolist() == [0.0, 1.0] and math.isnan(codes[2]) and read.unseen == 1
+    assert read.unseen_rows.tolist() == [False, True, False]
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,7 @@ def test_rare_levels_are_grouped_and_mostly_unique_text_is_dropped():
     # Unseen levels join the rare group in prod, and are counted.
     matrix, warnings = feature_matrix({"city": ["atlantis"], "x": ["0.5"]}, trained.spec, cells)
     assert matrix[0, 0] == len(city["categories"])
-    assert warnings == {"unseen_categories_treated_as_rare": {"city": 1}}
+    assert warnings == {"rare_or_unseen_categories_read_as_other": {"city": 1}}
 
 
 def test_matrix_matches_columns_by_name_and_counts_what_it_cannot_read():
@@ -526,7 +526,7 @@ def test_small_and_large_batches_read_cells_alike(churn_model, rows):
     assert set(big_warnings) <= {
         "not_numeric_treated_as_missing",
         "unseen_categories_treated_as_missing",
-        "unseen_categories_treated_as_rare",
+        "rare_or_unseen_categories_read_as_other",
         "unreadable_dates_treated_as_missing",
         "dates_read_in_another_format",
     }

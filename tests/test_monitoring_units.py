@@ -390,7 +390,7 @@ def test_categorical_counts_of_a_scored_batch_match_a_hand_count(rows):
     scored, counts = scored_counts(trained, table)
     never_seen_cities = sum(1 for c in city_cells if c in ("atlantis", "el dorado"))
     never_seen_plans = sum(1 for c in plan_cells if c in ("platinum", "gold"))
-    assert scored.warnings["unseen_categories_treated_as_rare"] == {"city": never_seen_cities}
+    assert scored.warnings["rare_or_unseen_categories_read_as_other"] == {"city": never_seen_cities}
     assert scored.warnings["unseen_categories_treated_as_missing"] == {"plan": never_seen_plans}
     city_levels = set(inputs_of(trained)["city"]["categories"])
     plan_levels = set(inputs_of(trained)["plan"]["categories"])

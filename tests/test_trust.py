@@ -202,7 +202,7 @@ def test_unseen_categories_and_text_in_numbers_are_counted_per_column(stack, mod
     query = pd.DataFrame({"code": ["Z", "X", "W"], "x": ["n/a", "lots", "1"], "level": "a"})
     warnings = prod(stack, model_name, to_csv(query))["warnings"]
     unseen = warnings.get("unseen_categories_treated_as_missing") or warnings.get(
-        "unseen_categories_treated_as_rare"
+        "rare_or_unseen_categories_read_as_other"
     )
     assert unseen == {"code": 2}
     assert warnings["not_numeric_treated_as_missing"] == {"x": 1}  # n/a is missing, not bad
@@ -227,7 +227,7 @@ def test_mostly_unique_text_is_dropped_with_the_reason_and_rare_levels_grouped(s
     assert maker_item["kind"] == "categorical" and maker_item["rare_levels_grouped"] > 0
     served = prod(stack, model_name, b"name,maker,weight\nnew car,rare3,1500\nx,zzz,1500\n")
     # A rare level and an unseen one share the "other" code, and both are counted.
-    assert served["warnings"] == {"unseen_categories_treated_as_rare": {"maker": 2}}
+    assert served["warnings"] == {"rare_or_unseen_categories_read_as_other": {"maker": 2}}
     assert served["predictions"][0] == served["predictions"][1]
 
 

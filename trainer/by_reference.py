@@ -20,6 +20,13 @@ import pyarrow.parquet as pq
 from sluice_common.errors import ApiError
 from trainer import datasource
 from trainer.datasource import DataFile, DataSettings, Output
+from trainer.row_flags import (
+    FLAGS_COLUMN,
+    count_flagged,
+    current_warnings,
+    flag_texts,
+    no_flags_note,
+)
 
 OUTPUT_KEY_COLUMNS = ("file", "row")
 
@@ -72,7 +79,8 @@ def read_all(files: list[DataFile], settings: DataSettings, context) -> tuple[pa
 def output_columns(
     model, scored, file_name: str, table: pa.Table, options: ProdOptions, batch_id
 ) -> pa.Table:
-    """A scored partition as output rows: file, row, [key], [batch_id], prediction, [proba_*]."""
+    """A scored partition as output rows: file, row, [key], [batch_id], prediction, [proba_*],
+    flags (left out for a version whose model cannot tell rows)."""
     n_rows = table.num_rows
     columns = {
         "file": pa.array([file_name] * n_rows, pa.string()),
@@ -92,6 +100,9 @@ def output_columns(
     if options.proba and scored.probabilities is not None:
         for index, label in enumerate(model.classes):
             columns[f"proba_{label}"] = pa.array(scored.probabilities[:, index])
+    flags = getattr(scored, "flags", None)  # a version's own model code may predate flags
+    if flags is not None:
+        columns[FLAGS_COLUMN] = flag_texts(flags, n_rows)
     return pa.table(columns)
 
 
@@ -103,9 +114,8 @@ def check_key(options: ProdOptions, columns: list[str], required: list[str]) -> 
         raise ApiError(
             422, "unknown_key", f"key column {options.key[:100]!r} is not in the input files."
         )
-    if options.key in (*OUTPUT_KEY_COLUMNS, "prediction", "batch_id") or options.key.startswith(
-        "proba_"
-    ):
+    taken = (*OUTPUT_KEY_COLUMNS, "prediction", "batch_id", FLAGS_COLUMN)
+    if options.key in taken or options.key.startswith("proba_"):
         raise ApiError(
             422,
             "invalid_key",
@@ -123,6 +133,7 @@ class OutputWriter:
         self.stream = datasource.write_output(output, settings)
         self.writer = None
         self.rows = 0
+        self.flagged: int | None = None  # rows with flags; None without a flags column
         self.schema = None
 
     def write(self, table: pa.Table) -> None:
@@ -136,6 +147,8 @@ class OutputWriter:
             table = table.cast(self.schema)
         self.writer.write_table(table)
         self.rows += table.num_rows
+        if FLAGS_COLUMN in table.column_names:
+            self.flagged = (self.flagged or 0) + count_flagged(table.column(FLAGS_COLUMN))
 
     def close(self) -> dict:
         if self.writer is not None:
@@ -167,6 +180,7 @@ class OutputWriter:
             "format": self.output.format,
             "rows": self.rows,
             "columns": list(self.schema.names) if self.schema else [],
+            "flagged_rows": self.flagged,
         }
 
     def abort(self) -> None:
@@ -190,8 +204,9 @@ class OutputWriter:
 
 
 def merge_warnings(total: dict, warnings: dict) -> None:
-    """Add one partition's reading warnings (kind -> column -> count) to the total."""
-    for kind, per_column in warnings.items():
+    """Add one partition's reading warnings (kind -> column -> count) to the total, under the
+    kinds' current names."""
+    for kind, per_column in current_warnings(warnings).items():
         into = total.setdefault(kind, {})
         for name, count in per_column.items():
             into[name] = into.get(name, 0) + int(count)
@@ -279,16 +294,23 @@ def _missing(model_name: str, version: str, missing: list[str]) -> ApiError:
 def prod_answer(
     model_name, champion, rows, written, warnings, ignored, reports, files, columns, batch_ids
 ) -> dict:
+    """The answer of prod by reference; `flagged_rows_total` counts the output's rows with a
+    non-empty `flags` (null, with a note, for a version whose model cannot tell rows)."""
+    output = dict(written)
+    flagged = output.pop("flagged_rows", None)
     answer = {
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
         "n_rows": rows,
-        "output": written,
+        "output": output,
         "ignored_columns": ignored or [],
-        "warnings": warnings,
+        "warnings": current_warnings(warnings),
+        "flagged_rows_total": flagged,
         "cleaning": file_report(reports, files, columns or [], rows),
     }
+    if flagged is None:
+        answer["flagged_rows_note"] = no_flags_note(champion.version, " (no flags column)")
     if batch_ids:
         answer["batch_ids"] = batch_ids
     return answer

@@ -11,6 +11,8 @@ numpy, pandas and pyarrow only.
 Each rule has one meaning and up to two mechanisms: per cell in plain Python (small batches)
 and per column in Arrow's kernels (large ones), driven by the same patterns. Where a rule is
 applied per distinct value (category keys, dates), both sizes call the very same function.
+Each column reader returns, besides the values, per-row masks of the cells it read another way
+or not at all (the counts are their sums), so an answer can name the rows as well as count them.
 """
 
 from __future__ import annotations
@@ -292,11 +294,20 @@ STAMP = "datetime64[us]"  # pandas' unit: years 1 to 9999, where nanoseconds end
 
 @dataclass
 class DateCells:
-    """Dates read from a column: UTC times (NaT where missing or unreadable) and counts."""
+    """Dates read from a column: UTC times (NaT where missing or unreadable) and, per row,
+    which cells were read another way or not at all."""
 
     stamps: np.ndarray  # datetime64[us]
-    other_format: int  # read with a format other than the column's own, unambiguously
-    unreadable: int  # present but not a date in any format, or ambiguous
+    other_format_rows: np.ndarray  # bool: read with a format not the column's, unambiguously
+    unreadable_rows: np.ndarray  # bool: present but not a date in any format, or ambiguous
+
+    @property
+    def other_format(self) -> int:
+        return int(np.count_nonzero(self.other_format_rows))
+
+    @property
+    def unreadable(self) -> int:
+        return int(np.count_nonzero(self.unreadable_rows))
 
 
 def _parse_dates(texts: np.ndarray, fmt: str) -> np.ndarray:
@@ -390,11 +401,20 @@ def _may_regroup(fmt: NumberFormat, text: str) -> bool:
 
 @dataclass
 class NumberCells:
-    """Numbers read from a column: float64 (NaN where missing or unreadable) and counts."""
+    """Numbers read from a column: float64 (NaN where missing or unreadable) and, per row,
+    which cells were read another way or not at all."""
 
     values: np.ndarray
-    unreadable: int  # present but not a number in the column's decimal convention
-    regrouped: int  # read with another thousands separator than the column's own
+    unreadable_rows: np.ndarray  # bool: present but not a number in the column's convention
+    regrouped_rows: np.ndarray  # bool: read with another thousands separator than the column's
+
+    @property
+    def unreadable(self) -> int:
+        return int(np.count_nonzero(self.unreadable_rows))
+
+    @property
+    def regrouped(self) -> int:
+        return int(np.count_nonzero(self.regrouped_rows))
 
 
 def read_number(value, fmt: NumberFormat) -> tuple[float | None, bool]:
@@ -445,23 +465,23 @@ def read_number_texts(
 
 
 def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> NumberCells:
-    """A column as float64 (see `read_number`), with per-column counts."""
+    """A column as float64 (see `read_number`), with the rows read another way or not at all."""
     if isinstance(values, list):
         read = [read_number(value, fmt) for value in values]
         numbers = np.array([math.nan if n is None else n for n, _ in read], dtype="float64")
-        unreadable = sum(n is None for n, _ in read)
-        return NumberCells(numbers, unreadable, sum(regrouped for _, regrouped in read))
+        bad = np.array([n is None for n, _ in read], dtype=bool)
+        return NumberCells(numbers, bad, np.array([r for _, r in read], dtype=bool))
     kind = values.type
+    none = np.zeros(len(values), dtype=bool)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        numbers, bad, regrouped = read_number_texts(clean_array(values), fmt)
-        return NumberCells(numbers, int(bad.sum()), int(regrouped.sum()))
+        return NumberCells(*read_number_texts(clean_array(values), fmt))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
         finite = np.isfinite(numbers)
         bad = ~finite & ~np.isnan(numbers)
-        return NumberCells(np.where(finite, numbers, np.nan), int(bad.sum()), 0)
+        return NumberCells(np.where(finite, numbers, np.nan), bad, none)
     present = values.is_valid().to_numpy(zero_copy_only=False)  # other types are not numbers
-    return NumberCells(np.full(len(values), np.nan), int(present.sum()), 0)
+    return NumberCells(np.full(len(values), np.nan), present.astype(bool), none)
 
 
 def distinct_cells(values: list | pa.Array) -> tuple[list, np.ndarray]:
@@ -494,10 +514,24 @@ def category_keys(values: list | pa.Array) -> np.ndarray:
     return keys[positions]  # -1 (a null cell) takes the trailing None
 
 
+@dataclass
+class CategoryCells:
+    """Category codes of a column (NaN where missing) and, per row, which present cells were
+    levels the model did not keep (never seen, or rare in training: the spec keeps only how
+    many levels were rare, so the two cannot be told apart)."""
+
+    codes: np.ndarray
+    unseen_rows: np.ndarray  # bool
+
+    @property
+    def unseen(self) -> int:
+        return int(np.count_nonzero(self.unseen_rows))
+
+
 def read_categories(
     values: list | pa.Array, index: dict[str, int], other: int | None
-) -> tuple[np.ndarray, int]:
-    """Category codes (NaN where missing) and how many present cells were unseen levels.
+) -> CategoryCells:
+    """Category codes and the rows whose present cell is not a kept level.
 
     Each distinct cell's key comes from `category_key`, so a row's code never depends on the
     other rows. Unseen levels take the `other` code (rare levels' group) when there is one.
@@ -509,7 +543,7 @@ def read_categories(
     )
     unseen = codes == -1
     codes[unseen] = np.nan if other is None else other
-    return codes[positions], int(np.count_nonzero(unseen[positions]))  # -1: the trailing NaN
+    return CategoryCells(codes[positions], unseen[positions])  # -1: the trailing NaN
 
 
 def read_date_cells(values: list | pa.Array, formats: list[str]) -> DateCells:
@@ -530,6 +564,6 @@ def read_date_cells(values: list | pa.Array, formats: list[str]) -> DateCells:
     unreadable = (present & np.isnat(stamps)) | typed
     return DateCells(
         stamps=stamps[positions],
-        other_format=int(other[positions].sum()),
-        unreadable=int(unreadable[positions].sum()),
+        other_format_rows=other[positions],
+        unreadable_rows=unreadable[positions],
     )

@@ -54,6 +54,9 @@ class Scored:
     ignored_columns: list[str] = field(default_factory=list)
     warnings: dict = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the feature matrix scored (for monitoring counts)
+    # Per input column with flagged rows: (warning kind, bool mask over rows) of the cells the
+    # model could not read as trained (FLAG_KINDS). None: the cell rules cannot tell rows.
+    flags: dict[str, tuple[str, np.ndarray]] | None = None
 
 
 def load_rules(path: str) -> ModuleType:
@@ -118,9 +121,34 @@ def column_values(data, name: str, small: bool) -> list | pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+# Warning kinds that flag a row: the cell was present and the model could not read it as
+# trained, so it took the missing-value branch. Cells read the same way by another route
+# (numbers_read_with_other_grouping, dates_read_in_another_format) do not flag, and neither do
+# levels read as "other": rare training levels were trained as "other", and the spec cannot
+# tell them from unseen ones (flagging them would mark every row of a long-tailed column).
+FLAG_KINDS = (
+    "not_numeric_treated_as_missing",
+    "unseen_categories_treated_as_missing",
+    "unreadable_dates_treated_as_missing",
+)
+
+
 def feature_matrix(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict]:
     """The float32 matrix the booster was trained on, reading input columns by name, and
     per-column counts of cells that could not be read as the spec says."""
+    matrix, counts, _ = read_features(data, spec, rules)
+    return matrix, counts
+
+
+def _rows(read, name: str) -> np.ndarray | None:
+    """A reader's row mask; None from cell rules older than row masks (a cluster worker runs
+    this file with the version's own rules)."""
+    return getattr(read, name, None)
+
+
+def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict, dict | None]:
+    """`feature_matrix`, plus the rows to flag: {column: (kind, mask)} for the columns with
+    cells in FLAG_KINDS (None when the rules cannot tell rows)."""
     names = set(column_names(data))
     missing = [item["name"] for item in spec["inputs"] if item["name"] not in names]
     if missing:
@@ -129,40 +157,56 @@ def feature_matrix(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dic
     small = n_rows <= SMALL_ROWS
     matrix = np.empty((n_rows, len(spec["feature_names"])), dtype=np.float32)
     counts: dict[str, dict[str, int]] = {}
+    flags: dict[str, tuple[str, np.ndarray]] | None = {}
     position = 0
 
-    def note(kind: str, name: str, count: int) -> None:
+    def note(kind: str, name: str, count: int, rows: np.ndarray | None = None) -> None:
+        nonlocal flags
         if count:
             counts.setdefault(kind, {})[name] = count
+        if kind in FLAG_KINDS and flags is not None:
+            if rows is None:
+                flags = None
+            elif count:
+                flags[name] = (kind, rows)
 
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, then missing (below)
         for item in spec["inputs"]:
-            values = column_values(data, item["name"], small)
+            name = item["name"]
+            values = column_values(data, name, small)
             if item["kind"] == "numeric":
                 fmt = rules.NumberFormat.from_dict(item.get("number_format"))
                 numbers = rules.read_numbers(values, fmt)
-                note("not_numeric_treated_as_missing", item["name"], numbers.unreadable)
-                note("numbers_read_with_other_grouping", item["name"], numbers.regrouped)
+                rows = _rows(numbers, "unreadable_rows")
+                note("not_numeric_treated_as_missing", name, numbers.unreadable, rows)
+                note("numbers_read_with_other_grouping", name, numbers.regrouped)
                 matrix[:, position] = numbers.values
                 position += 1
             elif item["kind"] == "categorical":
                 index = _category_index(item)
                 other = len(item["categories"]) if item.get("other") else None
-                column, unseen = rules.read_categories(values, index, other)
-                key = "unseen_categories_treated_as_" + ("rare" if other is not None else "missing")
-                note(key, item["name"], unseen)
+                read = rules.read_categories(values, index, other)
+                if isinstance(read, tuple):  # older rules: codes and a count
+                    column, unseen, rows = *read, None
+                else:
+                    column, unseen, rows = read.codes, read.unseen, read.unseen_rows
+                if other is None:
+                    note("unseen_categories_treated_as_missing", name, unseen, rows)
+                else:
+                    note("rare_or_unseen_categories_read_as_other", name, unseen)
                 matrix[:, position] = column
                 position += 1
             else:
                 dates = rules.read_date_cells(values, item["date_formats"])
-                note("dates_read_in_another_format", item["name"], dates.other_format)
-                note("unreadable_dates_treated_as_missing", item["name"], dates.unreadable)
+                rows = _rows(dates, "unreadable_rows")
+                note("dates_read_in_another_format", name, dates.other_format)
+                note("unreadable_dates_treated_as_missing", name, dates.unreadable, rows)
                 for column in rules.date_parts(dates.stamps, item["parts"]):
                     matrix[:, position] = column
                     position += 1
     # Finite numbers beyond float32's range carry no usable signal.
     matrix[np.isinf(matrix)] = np.nan
-    return matrix, counts
+    return matrix, counts, flags
 
 
 _INDEXES: dict[int, tuple[list, dict]] = {}
@@ -244,11 +288,11 @@ class SluiceModel(mlflow.pyfunc.PythonModel):
     def score_frame(self, data) -> Scored:
         """Score raw cells (a DataFrame, an Arrow table or a dict of column lists) whose
         columns are matched by name; extra columns are ignored."""
-        matrix, warnings = feature_matrix(data, self.spec, self.rules)
+        matrix, warnings, flags = read_features(data, self.spec, self.rules)
         predictions, proba = self.score_matrix(matrix)
         required = set(self.required_columns)
         ignored = [name for name in column_names(data) if name not in required]
-        return Scored(predictions, proba, ignored, warnings, matrix)
+        return Scored(predictions, proba, ignored, warnings, matrix, flags)
 
     def predict(self, context, model_input, params=None):
         """pyfunc entry point: predictions, or class probabilities with params={"proba": True}."""

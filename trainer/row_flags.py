@@ -1,0 +1,130 @@
+"""Which prod rows to distrust: the model's per-row flags as an answer's fields and as an
+output file's column, and the current names of warning kinds.
+
+A row is flagged when a present cell could not be read as the model was trained to read it
+(the kinds in sluice_model.FLAG_KINDS). The answer names the kind, never the cell: the client
+has its file and the row number, and answers of jobs are kept in the jobs table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DEFAULT_MAX_FLAGGED_ROWS = 1000
+FLAGS_COLUMN = "flags"  # the output file's column of prod by reference
+# Warning kinds renamed since some model versions were logged: old name -> current name.
+RENAMED_WARNINGS = {"unseen_categories_treated_as_rare": "rare_or_unseen_categories_read_as_other"}
+
+
+def current_warnings(warnings: dict) -> dict:
+    """Warnings with every kind under its current name (old versions emit old names)."""
+    if not any(kind in RENAMED_WARNINGS for kind in warnings):
+        return warnings
+    renamed: dict = {}
+    for kind, per_column in warnings.items():
+        into = renamed.setdefault(RENAMED_WARNINGS.get(kind, kind), {})
+        for name, count in per_column.items():
+            into[name] = into.get(name, 0) + count
+    return renamed
+
+
+def no_flags_note(version: str | None, detail: str = "") -> str:
+    """Why an answer has no per-row flags: the version's own model code predates them."""
+    which = f"v{version}" if version is not None else "This version"
+    return (
+        f"{which} was trained by an older Sluice, whose model counts unreadable cells per "
+        f"column (warnings) but does not say which rows{detail}; train a new version for "
+        "per-row flags."
+    )
+
+
+def configured_max() -> int:
+    """MAX_FLAGGED_ROWS of the trainer app serving this request (the default outside one)."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return DEFAULT_MAX_FLAGGED_ROWS
+    return int(current_app.config.get("MAX_FLAGGED_ROWS", DEFAULT_MAX_FLAGGED_ROWS))
+
+
+def _flagged(flags: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+    masks = [mask for _, mask in flags.values()]
+    return np.flatnonzero(np.logical_or.reduce(masks)) if masks else np.empty(0, dtype="int64")
+
+
+def flagged_rows(flags: dict | None, max_rows: int, version: str | None = None) -> dict:
+    """The answer's fields: `flagged_rows` (the first `max_rows` flagged rows, in input order,
+    each `{"row": i, "columns": {column: kind}}`), `flagged_rows_total` and
+    `flagged_rows_omitted`; null with a note when the model cannot tell rows."""
+    if flags is None:
+        return {
+            "flagged_rows": None,
+            "flagged_rows_total": None,
+            "flagged_rows_omitted": None,
+            "flagged_rows_note": no_flags_note(version),
+        }
+    rows = _flagged(flags)
+    listed = rows[: max(0, int(max_rows))]
+    items = [{"row": int(row), "columns": {}} for row in listed]
+    for name, (kind, mask) in flags.items():  # spec order, so each row's columns are too
+        for item, hit in zip(items, mask[listed].tolist(), strict=True):
+            if hit:
+                item["columns"][name] = kind
+    return {
+        "flagged_rows": items,
+        "flagged_rows_total": int(len(rows)),
+        "flagged_rows_omitted": int(len(rows) - len(listed)),
+    }
+
+
+def flag_texts(flags: dict, n_rows: int) -> pa.DictionaryArray:
+    """One text per row, `column:kind;column:kind` (empty when the row is not flagged), built
+    once per distinct combination of flagged columns, not per row."""
+    texts, which = [""], np.zeros(n_rows, dtype="int32")  # position in texts, per row
+    rows = _flagged(flags) if flags else []
+    if len(rows):
+        entries = [f"{name}:{kind}" for name, (kind, _) in flags.items()]
+        stacked = np.stack([mask[rows] for _, mask in flags.values()])  # column by column
+        combination = _combinations(stacked)
+        first = np.empty(combination.max() + 1, dtype="int64")
+        first[combination[::-1]] = np.arange(len(rows))[::-1]  # each one's first row
+        texts += [
+            ";".join(entry for entry, hit in zip(entries, row, strict=True) if hit)
+            for row in stacked[:, first].T
+        ]
+        which[rows] = combination + 1
+    # Dictionary-encoded: a text per combination, not per row (a column unreadable in every row
+    # of a wide file would otherwise hold its text a million times in memory).
+    return pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), pa.array(texts, pa.string()))
+
+
+def _combinations(stacked: np.ndarray) -> np.ndarray:
+    """A number per row (0, 1, ... in order of first appearance) for its combination of
+    flagged columns (`stacked`: columns x rows): the columns packed 64 to a word, the words
+    hashed, not sorted."""
+    import pandas as pd
+
+    packed = np.packbits(stacked, axis=0, bitorder="little")  # bytes x rows
+    words = np.zeros((stacked.shape[1], -(-len(packed) // 8) * 8), dtype=np.uint8)
+    words[:, : len(packed)] = packed.T
+    words = words.view(np.uint64)
+    combination = pd.factorize(words[:, 0])[0]
+    for column in words.T[1:]:  # more than 64 flagged columns
+        codes, distinct = pd.factorize(column)
+        combination = pd.factorize(combination * len(distinct) + codes)[0]
+    return combination
+
+
+def count_flagged(texts: pa.Array | pa.ChunkedArray) -> int:
+    """Rows whose flags text is not empty (dictionary-encoded or plain text)."""
+    chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
+    total = 0
+    for chunk in chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            flagged = pc.not_equal(chunk.dictionary, "").take(chunk.indices)
+        else:
+            flagged = pc.not_equal(chunk, "")
+        total += int(pc.sum(flagged).as_py() or 0)
+    return total
