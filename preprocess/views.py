@@ -10,9 +10,9 @@ from preprocess.forward import TrainerAnswer, forward_to_trainer, relay, trainer
 from sluice_common.app import heavy_slot
 from sluice_common.errors import ApiError
 from sluice_common.internal import read_token
-from sluice_common.params import parse_params, read_upload
+from sluice_common.params import parse_params
 from sluice_common.transport import columns_to_arrow, frame_to_arrow
-from sluice_common.upload import parse_upload
+from sluice_common.upload import parse_upload, read_form_upload
 
 bp = Blueprint("preprocess", __name__)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -33,7 +33,7 @@ def analyze():
             )
         # The trainer resolves and reads the files (it, or its cluster, holds the data root).
         return _to_trainer("POST", "/ml", b"")
-    raw, _ = read_upload(request)
+    raw, _ = read_form_upload(request)
     # Parsing only: the slot is free again while the trainer works.
     len_raw = len(raw)
     with heavy_slot(params.phase, len(raw), "parsing uploads"):

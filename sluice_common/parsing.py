@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -12,6 +13,7 @@ from sluice_common.encoding import decode_text
 from sluice_common.errors import ApiError
 
 DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 20_000
 
@@ -31,6 +33,7 @@ class SmallCsv:
     n_rows: int
     encoding: str
     delimiter: str
+    comment_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ParsedCsv:
     frame: pd.DataFrame
     encoding: str
     delimiter: str
+    comment_lines: int = 0  # leading `#` lines skipped before the header
 
 
 def sniff_delimiter(text: str) -> str:
@@ -75,11 +79,87 @@ def _malformed(detail: str) -> ApiError:
     )
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """A line or a name as quoted in a message, cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
+_COMMENT_START = re.compile(r"[ \t\r\n]*#")
+MAX_COMMENT_LINES = 1000
+
+
+def leading_comments(text: str) -> tuple[int, int]:
+    """How many lines above the header are comments, and where the header starts.
+
+    Comments are the leading lines that start with `#` (blank lines among them are skipped
+    too) and that the file's delimiter splits into another number of fields than the line
+    after them: `# Data source: ...` above `a,b,c`. A `#` line as wide as the next line is
+    the header itself (`#,Name,Type`: a column named #), and it and what follows are kept.
+    """
+    if not _COMMENT_START.match(text):
+        return 0, 0
+    lines: list[tuple[str, int]] = []  # each leading # line and where the next line starts
+    position = 0
+    while len(lines) < MAX_COMMENT_LINES and position < len(text):
+        line = _LINE.match(text, position).group()
+        if not line:
+            break
+        content = line.strip()
+        if content and not content.startswith("#"):
+            break
+        position += len(line)
+        if content:
+            lines.append((content, position))
+    rest = text[position : position + 4 * SNIFF_BYTES]
+    if not lines or not rest.strip():
+        return 0, 0  # nothing below them: they are the header (or the file is empty)
+    delimiter = sniff_delimiter(rest)
+    width = len(_first_row(rest, delimiter))
+    start = 0
+    for count, (line, end) in enumerate(lines):
+        if len(_first_row(line, delimiter)) == width:
+            return count, start  # this # line is the header
+        start = end
+    return len(lines), start
+
+
+def _first_row(text: str, delimiter: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return next((row for row in reader if row), [])
+    except csv.Error:
+        return []
+
+
+def one_column_error(name: str) -> ApiError:
+    """Training on a file read as a single column: say so, with the delimiters tried."""
+    tried = ", ".join(DELIMITER_NAMES.values())
+    if len(name.split()) > 1:
+        detail = (
+            "It looks separated by spaces: spaces are not a supported delimiter (cells such as "
+            "'New York' hold them too). Save the file with commas, semicolons or tabs between "
+            "the columns."
+        )
+    else:
+        detail = "Training needs at least one column besides the target."
+    return ApiError(
+        422,
+        "no_usable_features",
+        f"Only one column was found: none of the delimiters Sluice reads ({tried}) splits the "
+        f"header {_shown(name)}. {detail}",
+    )
+
+
 def read_header(text: str, delimiter: str) -> list[str]:
-    """The header row's column names, stripped; blanks named column_N; duplicates rejected.
+    """The header row's column names, stripped; duplicates rejected. A blank header is named
+    as pandas names it, `Unnamed: N` (N the 0-based position), which also tells the trainer
+    that the column had no name (pandas' and R's row numbers: see trainer/features.py).
     A first data row wider than the header is refused here, before pandas would make it an
     index (and spend ~16 us per extra field doing so)."""
-    reader = csv.reader(io.StringIO(text[: 4 * SNIFF_BYTES]), delimiter=delimiter)
+    # newline="": rows end at CR, LF or CRLF, mixed or not, as in pandas' C parser; a line
+    # break inside quotes stays in its cell.
+    reader = csv.reader(io.StringIO(text[: 4 * SNIFF_BYTES], newline=""), delimiter=delimiter)
     try:
         rows = (r for r in reader if r)
         header = next(rows)
@@ -95,10 +175,29 @@ def read_header(text: str, delimiter: str) -> list[str]:
             f"The file has more than {MAX_COLUMNS} columns; at most {MAX_COLUMNS} are supported.",
         )
     if first is not None and len(first) > len(header):
+        if len(header) == 1:
+            raise ApiError(
+                400,
+                "malformed_csv",
+                f"The first line ({_shown(header[0])}) has 1 field and the next line "
+                f"{len(first)} or more: it looks like a title or a note above the header. "
+                "Remove the lines above the header row (lines starting with # are skipped "
+                "when the header follows them) and upload again.",
+            )
         raise _malformed(
             f"the first data row has {len(first)} or more fields, the header {len(header)}"
         )
-    names = [name.strip() or f"column_{i + 1}" for i, name in enumerate(header)]
+    stripped = [name.strip() for name in header]
+    real = set(filter(None, stripped))
+    names: list[str] = []
+    for i, name in enumerate(stripped):
+        if not name:
+            # pandas' name; a real column already called so keeps it, as in pandas.
+            name, copy = f"Unnamed: {i}", 0
+            while name in real or name in names:
+                copy += 1
+                name = f"Unnamed: {i}.{copy}"
+        names.append(name)
     seen, duplicates = set(), []
     for name in names:
         if name in seen and name not in duplicates:
@@ -117,10 +216,15 @@ def read_header(text: str, delimiter: str) -> list[str]:
 def parse_csv(raw: bytes) -> ParsedCsv:
     """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
     text, encoding = decode_text(raw)  # validates the whole upload decodes
-    if "\r\n" not in text and text.count("\r") > text.count("\n"):
+    comments, start = leading_comments(text)
+    if comments:
+        text = text[start:]
+    mac = "\r\n" not in text and text.count("\r") > text.count("\n")
+    if mac:
         # Classic Mac line ends (Excel's "CSV (Macintosh)", which writes a line break inside a
         # cell as LF): pandas' C reader splits rows on \n.
         text = text.replace("\r", "\n")
+    if mac or comments:  # a second copy, only for these files
         raw = text.encode(encoding)
     sample = text[: 4 * SNIFF_BYTES]
     del text  # pandas reads the bytes itself: no second copy of a large upload
@@ -152,7 +256,7 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         raise _malformed("the first data row has more fields than the header")
     if frame.empty:
         raise ApiError(400, "no_rows", "The file has a header but no data rows.")
-    return ParsedCsv(frame=frame, encoding=encoding, delimiter=delimiter)
+    return ParsedCsv(frame, encoding, delimiter, comments)
 
 
 def _first_line(err: Exception) -> str:
@@ -169,6 +273,8 @@ def parse_small_csv(raw: bytes) -> SmallCsv | None:
     text, encoding = decode_text(raw)
     if '"' in text or "\0" in text or "\r" in text.replace("\r\n", ""):
         return None
+    comments, start = leading_comments(text)
+    text = text[start:]
     delimiter = sniff_delimiter(text)
     names = read_header(text, delimiter)
     lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
@@ -183,4 +289,6 @@ def parse_small_csv(raw: bytes) -> SmallCsv | None:
         cells.extend([""] * (width - len(cells)))  # as pandas pads short rows
         for column, cell in zip(columns, cells, strict=True):
             column.append(cell)
-    return SmallCsv(dict(zip(names, columns, strict=True)), len(lines) - 1, encoding, delimiter)
+    return SmallCsv(
+        dict(zip(names, columns, strict=True)), len(lines) - 1, encoding, delimiter, comments
+    )
