@@ -15,11 +15,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sluice_common.parsing import one_column_error
 from trainer import rows
 from trainer import sluice_cells as cells
 from trainer.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
 
 ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
+# The names a row index gets when it is written out with the data, with what gives them. Any
+# unique integers under one of them are row numbers: after a shuffled split or a sample they
+# are in no order, and on data sorted by class they predict the class. Other names need more
+# (`_numeric_id`): `year` or `price` may well hold unique integers.
+ROW_NUMBER_NAMES = (
+    (
+        re.compile(r"unnamed: \d+(\.\d+)?", re.I),
+        "the name of a blank header, where pandas' to_csv and R's write.csv put the row index",
+    ),
+    (re.compile(r"__index_level_\d+__"), "pandas' name for a DataFrame index stored in Parquet"),
+    (re.compile(r"index|level_0", re.I), "pandas' name for the row index after reset_index()"),
+    (re.compile(r"row[._]?names?", re.I), "R's name for row names"),
+    (re.compile(r"\.\.\.\d+"), "readr's name for a blank header"),
+)
+# R's read.csv names a blank first header X: a row-number name only in the leading columns.
+LEADING_ROW_NUMBER_NAME = (re.compile("X"), "R's name for a blank first header (read.csv)")
 MIN_ROWS_FOR_ID = 20
 ID_SHARE = 0.95  # text this unique is an identifier rather than a name
 # A text column is numeric when a number format reads at least this share of its cells (the
@@ -199,12 +216,43 @@ def _numeric_id(values: np.ndarray, name: str, first_copies) -> bool:
     distinct = np.unique(present)
     if not (ID_NAME.search(name) or np.all(np.diff(distinct) == 1)):
         return False
-    if len(distinct) == len(present):
+    return _unique_per_record(values, is_present, len(distinct), first_copies)
+
+
+def _unique_per_record(values: np.ndarray, is_present: np.ndarray, n_distinct: int, first_copies):
+    """Whether each record (a row and its whole-row copies) has its own value."""
+    n_present = int(is_present.sum())
+    if n_distinct == n_present:
         return True
-    if 2 * len(distinct) < len(present):  # mostly repeated: no id (and no cost for rows)
+    if 2 * n_distinct < n_present:  # mostly repeated: no id (and no cost for rows)
         return False
     once = values[first_copies() & is_present]
     return len(np.unique(once)) == len(once)
+
+
+def row_number_name(name: str, leading: bool) -> str | None:
+    """What gives a column this name when it holds a written-out row index, or None."""
+    name = name.strip()
+    named = ROW_NUMBER_NAMES + ((LEADING_ROW_NUMBER_NAME,) if leading else ())
+    return next((what for pattern, what in named if pattern.fullmatch(name)), None)
+
+
+def _row_numbers(values: np.ndarray, name: str, what: str | None, first_copies) -> str | None:
+    """The reason to drop a column as row numbers: named as an index gets named when written
+    with the data (`what`), integers in every row, unique per record, in any order."""
+    if what is None or len(values) < 2 or np.isnan(values).any():
+        return None
+    if not np.all(np.mod(values, 1) == 0):
+        return None
+    distinct = np.unique(values)
+    if len(distinct) < 2 or not _unique_per_record(
+        values, np.ones(len(values), dtype=bool), len(distinct), first_copies
+    ):
+        return None
+    return (
+        f"row numbers: unique integers ({distinct[0]:.0f} to {distinct[-1]:.0f}, in any order) "
+        f"in {name!r}, {what}; a row's number says nothing about new rows"
+    )
 
 
 @dataclass
@@ -231,9 +279,14 @@ def fit_kinds(
             records.append(rows.first_copies(table))
         return records[0]
 
+    if table.column_names == [target]:
+        raise one_column_error(target)
+    leading = True  # only row-number columns so far: R's X may follow
     for name in table.column_names:
         if name == target:
             continue
+        index_name = row_number_name(name, leading)
+        leading = leading and index_name is not None
         column = table.column(name).combine_chunks()
         present = len(column) - column.null_count
         if present == 0:
@@ -246,7 +299,9 @@ def fit_kinds(
             continue
         if typed and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
             numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            if _numeric_id(numbers, name, first_copies):
+            if reason := _row_numbers(numbers, name, index_name, first_copies):
+                dropped.append({"name": name, "reason": reason})
+            elif _numeric_id(numbers, name, first_copies):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
             else:
                 kinds.append(ColumnKind(name, "numeric", {}))
@@ -265,6 +320,9 @@ def fit_kinds(
         if number is not None:
             fmt = number["format"]
             numbers = cells.read_numbers(column, fmt).values
+            if reason := _row_numbers(numbers, name, index_name, first_copies):
+                dropped.append({"name": name, "reason": reason})
+                continue
             if _numeric_id(numbers, name, first_copies):
                 dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
                 continue
