@@ -40,7 +40,7 @@ def test_health_endpoints_report_dependencies(stack):
 
 
 def test_dev_then_prod_classification(stack, model_name):
-    frame = churn(600)
+    frame = churn(1500)  # churn's signal shows beyond the noise from ~1,200 rows
     dev = train(stack, model_name, frame)
     assert dev["version"] == "1" and dev["promoted"] is True and dev["champion_version"] == "1"
     assert dev["target"] == "churned" and dev["task"]["type"] == "classification"
@@ -49,7 +49,7 @@ def test_dev_then_prod_classification(stack, model_name):
     assert {"name": "customer_id", "reason": dev["features"]["dropped"][0]["reason"]} in dev[
         "features"
     ]["dropped"]
-    assert dev["cleaning"]["rows_in"] == 600
+    assert dev["cleaning"]["rows_in"] == 1500
     query = churn(40, seed=99).drop(columns="churned")
     prod = predict(stack, model_name, query, proba="true")
     assert prod["version"] == "1" and prod["n_rows"] == 40
@@ -123,7 +123,7 @@ def test_worse_model_is_not_promoted(stack, model_name):
 
 
 def test_schema_change_is_not_promoted_and_promote_overrides(stack, model_name):
-    frame = churn(1000)
+    frame = churn(1500)
     train(stack, model_name, frame)
     narrower = train(stack, model_name, frame.drop(columns=["region"]))
     assert narrower["promoted"] is False and narrower["promotion"]["rule"] == "schema"
@@ -160,7 +160,7 @@ def test_new_champion_is_served_without_restart(stack, model_name):
 
 def test_concurrent_prod_requests_on_two_models_do_not_mix(stack, model_name):
     names = {"churn": f"{model_name}-a", "iris": f"{model_name}-b"}
-    frames = {"churn": churn(400), "iris": iris()}
+    frames = {"churn": churn(1500), "iris": iris()}
     queries = {
         "churn": frames["churn"].drop(columns="churned").head(30),
         "iris": frames["iris"].drop(columns="target").sample(30, random_state=1),
@@ -188,7 +188,7 @@ def test_trainer_accepts_csv_directly(stack, model_name):
 
 
 def test_prod_matches_columns_by_name(stack, model_name):
-    frame = churn(300)
+    frame = churn(1500)
     train(stack, model_name, frame)
     query = frame.drop(columns="churned").head(20)
     base = predict(stack, model_name, query)
@@ -242,7 +242,7 @@ def test_protocol_errors_are_json(stack, service):
 
 
 def test_mlflow_models_serve_gives_the_same_predictions(stack, model_name, tmp_path):
-    frame = churn(400)
+    frame = churn(1500)
     train(stack, model_name, frame)
     query = frame.drop(columns="churned").head(30)
     ours = predict(stack, model_name, query)["predictions"]

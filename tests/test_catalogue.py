@@ -85,7 +85,7 @@ def assert_ok(response: requests.Response) -> dict:
 @pytest.fixture(scope="module")
 def champion(stack):
     """A champion trained when the module starts, with its answers on a fixed query."""
-    answer = assert_ok(post_csv(stack.analyze_url, to_csv(table(150)), phase="dev", model=CHAMPION))
+    answer = assert_ok(post_csv(stack.analyze_url, to_csv(table(300)), phase="dev", model=CHAMPION))
     assert answer["promoted"] is True
     query = query_frame()
     before = {

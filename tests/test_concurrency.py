@@ -11,7 +11,7 @@ from tests.stack import post_csv
 
 
 def test_prod_traffic_during_concurrent_dev_runs(stack, model_name):
-    frames = {"a": churn(400), "b": iris(), "c": diabetes()}
+    frames = {"a": churn(1500), "b": iris(), "c": diabetes()}
     targets = {"a": "churned", "b": "target", "c": "target"}
     names = {key: f"{model_name}-{key}" for key in frames}
     queries = {key: frames[key].drop(columns=targets[key]).head(25) for key in frames}

@@ -84,7 +84,7 @@ def test_upload_over_the_limit_is_413(guarded):
 
 
 def test_restart_keeps_every_champion(guarded):
-    frames = {"restart-a": churn(300), "restart-b": iris()}
+    frames = {"restart-a": churn(1500), "restart-b": iris()}
     before = {}
     for name, frame in frames.items():
         dev(guarded, name, frame)
@@ -206,7 +206,8 @@ def test_an_upload_just_under_the_limit_passes_the_internal_hop(guarded):
     columns = {f"c{i}": rng.integers(0, 10, 27_000).astype(str) for i in range(19)}
     frame = pd.DataFrame(columns)
     frame.loc[rng.random(27_000) < 0.3, "c0"] = ""
-    frame["label"] = rng.choice(["a", "b"], 27_000)
+    # A label with signal: a first version becomes the champion only when it has skill.
+    frame["label"] = np.where(frame["c1"].astype(int) > 4, "a", "b")
     dev(guarded, "edge", frame.head(400))
     query = to_csv(frame.drop(columns="label"))
     assert 0.9 * 2**20 < len(query) < 2**20, len(query)

@@ -195,7 +195,7 @@ def test_data_uri_and_a_file_together_are_refused(stack, split_files):
 
 
 def test_async_upload_is_a_job_with_the_synchronous_answer(stack, model_name):
-    frame = churn(600, 7)
+    frame = churn(1500, 7)  # enough rows for its signal to show beyond the noise
     data = frame.to_csv(index=False).encode()
     accepted = post_csv(stack.analyze_url, data, phase="dev", model=model_name, **{"async": "true"})
     job = wait_job(stack.url("preprocess"), accepted)

@@ -203,7 +203,7 @@ def _samples(text: str, name: str) -> dict:
 
 def test_rows_scored_in_metrics_match_the_rows_sent_over_both_workers(stack):
     model = "monitored-metrics"
-    dev = post_csv(stack.analyze_url, to_csv(shop(600, 7)), phase="dev", model=model)
+    dev = post_csv(stack.analyze_url, to_csv(shop(1000, 7)), phase="dev", model=model)
     assert dev.status_code == 200, dev.text
     version = dev.json()["version"]
     sizes = [1, 3, 250, 1, 40, 7, 1, 1, 120, 2]

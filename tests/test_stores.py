@@ -91,12 +91,12 @@ def test_postgres_holds_mlflow_and_monitoring_across_a_restart(postgres, tmp_pat
     query = churn(300, seed=99).drop(columns="churned")
     try:
         stack.start()
-        first = dev(stack, model, churn(600))
+        first = dev(stack, model, churn(1500))
         assert first["version"] == "1" and first["promoted"] is True
         before = prod(stack, model, query)
         assert before["version"] == "1" and before["n_rows"] == 300
 
-        second = dev(stack, model, shifted(churn(600), seed=3))
+        second = dev(stack, model, shifted(churn(1500), seed=3))
         assert second["version"] == "2"
         champion = "2" if second["promoted"] else "1"
         assert second["champion_version"] == champion, second
