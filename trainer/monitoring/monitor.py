@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import secrets
 import threading
@@ -16,19 +15,23 @@ import numpy as np
 import pyarrow as pa
 
 from sluice_common.errors import ApiError
-from trainer.monitoring import drift
+from trainer.monitoring import drift, quality
 from trainer.monitoring import profile as profiles
 from trainer.monitoring.store import BatchRecord, MonitoringStore, iso_utc, utcnow
 from trainer.training import labels_of, row_losses, score
 
 log = logging.getLogger(__name__)
-Z_99 = 2.326  # one-sided 99%: a live loss this many standard errors above the baseline
 
 
 @dataclass(frozen=True)
 class PerformanceSettings:
     min_labels: int = 100
     tolerance: float = 0.1  # relative loss increase that matters
+    confidence: float = 0.99  # one-sided: worse than the baseline beyond both samples' noise
+
+    @property
+    def rule(self) -> quality.Rule:
+        return quality.Rule(tolerance=self.tolerance, confidence=self.confidence)
 
 
 def parse_time(text: str | None, name: str) -> datetime | None:
@@ -289,11 +292,9 @@ class Monitor:
         if task == "regression":
             metrics = score(task, y, kept, None)
             losses = row_losses(task, y, kept, None)
-            baseline_loss = profile["baseline"]["rmse"] ** 2
         else:
             metrics = score(task, y, None, kept)
             losses = row_losses(task, y, None, kept)
-            baseline_loss = profile["baseline"]["log_loss"]
         result["metrics"] = metrics
         if len(y) < self.perf.min_labels:
             result.update(
@@ -302,28 +303,9 @@ class Monitor:
                 f"has {len(y)}",
             )
             return result
-        live = float(np.mean(losses))
-        se = float(np.std(losses, ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
-        worse = live - baseline_loss
-        degraded = not math.isfinite(live) or (
-            worse > self.perf.tolerance * baseline_loss and worse > Z_99 * se
-        )
-        name = "mean squared error" if task == "regression" else "log loss"
-        result["loss"] = {
-            "name": name,
-            "live": live,
-            "baseline": baseline_loss,
-            "standard_error": se,
-        }
-        if degraded:
-            result.update(
-                status="alert",
-                note=f"live {name} {live:.4g} is worse than the validation baseline "
-                f"{baseline_loss:.4g} by more than {self.perf.tolerance:.0%} and beyond noise "
-                f"({len(y)} labelled rows)",
-            )
-        else:
-            result.update(status="ok", note=f"{len(y)} labelled rows")
+        judged = quality.judge(task, losses, quality.baseline_of(profile), self.perf.rule)
+        result["loss"] = {key: value for key, value in judged.items() if key != "note"}
+        result.update(status="alert" if judged["alert"] else "ok", note=judged["note"])
         return result
 
     # -- feedback --------------------------------------------------------------------------

@@ -112,5 +112,7 @@ def report_data(summary: dict, settings: drift.DriftSettings, generated_at: date
             "metrics": performance.get("metrics", {}),
             "baseline": performance.get("baseline", {}),
             "timeline": performance.get("timeline", {"times": [], "metrics": {}}),
+            "status": performance.get("status"),
+            "note": performance.get("note"),
         },
     }

@@ -22,6 +22,8 @@ from bisect import bisect_left
 
 import numpy as np
 
+from trainer.monitoring.quality import loss_summary
+
 PROFILE_VERSION = 1
 NUMERIC_BINS = 10  # deciles: the usual PSI binning
 GRID_POINTS = 50  # quantiles of the KS-style grid
@@ -116,6 +118,7 @@ def build_profile(
     primary: str,
     gain: dict[int, float] | None = None,
     train_warnings: dict | None = None,
+    valid_losses: np.ndarray | None = None,
 ) -> dict:
     """The reference profile of a model: its training rows' counts per monitored column,
     its validation predictions' counts, and the validation metrics as the baseline.
@@ -123,7 +126,9 @@ def build_profile(
     `gain` is each matrix column's total gain in the booster (to choose which columns to
     monitor when there are more than MAX_COLUMNS); `train_warnings` what the model reported
     reading the training rows (its counts of levels outside its kept ones), so the reference
-    is counted exactly as a batch of those rows would be."""
+    is counted exactly as a batch of those rows would be; `valid_losses` the validation rows'
+    per-row losses (log loss, or squared error), whose spread gives the baseline's standard
+    error (without them, live quality falls back on the live rows' spread)."""
     columns = monitored_columns(spec)
     skipped = []
     if len(columns) > MAX_COLUMNS:
@@ -161,6 +166,8 @@ def build_profile(
         "prediction": prediction,
         "prediction_score": None if scores is None else _numeric_part(scores),
         "baseline": dict(metrics),
+        # The baseline loss's mean, per-row standard deviation and row count: its own noise.
+        "baseline_loss": None if valid_losses is None else loss_summary(spec["task"], valid_losses),
         "primary": primary,
         "rows": int(len(train_matrix)),
         "validation_rows": int(len(valid_predictions)),
@@ -296,7 +303,14 @@ def _prediction_values(profile: dict, predictions, proba) -> np.ndarray:
 
 CONTIGUOUS_ROWS = 2048
 FEW_ROWS = 16  # up to here, counted in plain Python (the same bins)
-UNSEEN_KEYS = ("unseen_categories_treated_as_rare", "unseen_categories_treated_as_missing")
+# The model's per-column counts of levels it could not read as one of its kept levels. The
+# first key is the old name of the second (versions trained before the rename still emit it):
+# both mean levels not kept at training, unseen or rare, read as the "other" level.
+UNSEEN_KEYS = (
+    "unseen_categories_treated_as_rare",
+    "rare_or_unseen_categories_read_as_other",
+    "unseen_categories_treated_as_missing",
+)
 
 
 def batch_counts(

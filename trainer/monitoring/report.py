@@ -233,6 +233,9 @@ def _performance(performance: dict | None) -> str:
     if rows:
         head = "<tr><th>metric</th><th>live</th><th>baseline</th><th>difference</th></tr>"
         parts.append(f'<table class="metrics">{head}{"".join(rows)}</table>')
+    if isinstance(perf.get("note"), str) and perf.get("status") in ("ok", "alert"):
+        # The live-vs-baseline verdict, with both samples' noise, in words.
+        parts.append(_note(esc(perf["note"])))
     over_time = perf.get("timeline") or {}
     times = list(over_time.get("times") or [])
     series = {
