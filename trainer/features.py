@@ -250,7 +250,7 @@ def _row_numbers(values: np.ndarray, name: str, what: str | None, first_copies) 
     ):
         return None
     return (
-        f"row numbers: unique integers ({distinct[0]:.0f} to {distinct[-1]:.0f}, in any order) "
+        f"row numbers: unique integers ({distinct[0]:.0f} to {distinct[-1]:.0f}) "
         f"in {name!r}, {what}; a row's number says nothing about new rows"
     )
 
