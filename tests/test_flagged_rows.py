@@ -448,3 +448,35 @@ def test_prod_by_reference_writes_a_flags_column(stack, served, fmt):
     assert answer["flagged_rows_total"] == 5 * 9
     assert "flags" in answer["output"]["columns"]
     assert answer["warnings"][NUMERIC] == {"amount": 3 * 9}
+
+
+def test_a_cluster_workers_partition_carries_the_same_flags(trained, old_code, tmp_path):
+    """cluster_parts.score_file, as a Dask worker runs it (in this process: no cluster)."""
+    import hashlib
+
+    from trainer import cluster_parts, datasource
+    from trainer.by_reference import ProdOptions
+
+    (tmp_path / "query.csv").write_bytes(_query([cells for cells, _ in PLANTED]))
+    settings = datasource.DataSettings(root=str(tmp_path))
+    [item] = datasource.resolve_files("query.csv", settings)
+    payload = cluster_parts.payload_of(trained.model)
+    result = cluster_parts.score_file(item, settings, payload, ProdOptions(), None, None)
+    order = [entry["name"] for entry in trained.spec["inputs"]]
+    expected = [";".join(f"{n}:{p[n]}" for n in order if n in p) for _, p in PLANTED]
+    assert result["output"].column("flags").cast(pa.string()).to_pylist() == expected
+    # A version whose logged rules predate flags: the worker's model reads with them, and the
+    # partition has no flags column (never a wrong one).
+    _, rules = old_code
+    with open(rules.__file__, "rb") as handle:
+        source = handle.read()
+    old = cluster_parts.ModelPayload(
+        hashlib.sha256(payload.booster + source).hexdigest(),
+        payload.booster,
+        payload.spec,
+        source,
+        None,
+    )
+    result = cluster_parts.score_file(item, settings, old, ProdOptions(), None, None)
+    assert "flags" not in result["output"].column_names
+    assert result["warnings"]["not_numeric_treated_as_missing"] == {"amount": 3}
