@@ -499,6 +499,7 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
         "rows": table.num_rows,
         "encoding": parsed.encoding,
         "delimiter": parsed.delimiter,
+        **({"comment_lines": parsed.comment_lines} if parsed.comment_lines else {}),
     }
 
 

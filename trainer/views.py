@@ -16,11 +16,10 @@ from sluice_common.params import (
     parse_feedback_params,
     parse_monitoring_params,
     parse_params,
-    read_upload,
 )
 from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
-from sluice_common.upload import parse_upload, resolve_target
+from sluice_common.upload import parse_upload, read_form_upload, resolve_target
 from trainer.job_views import accepted, job_runner
 from trainer.job_work import JOB_BODIES, reference_work, upload_work
 from trainer.monitoring.monitor import parse_time
@@ -69,7 +68,7 @@ def ml():
             )
         work = reference_work(params)
         return accepted(job_runner().submit(params.phase, params.model, _described(params), work))
-    raw, media_type = read_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
+    raw, media_type = read_form_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
     if media_type == ARROW_MEDIA_TYPE and not internal.matches(
         current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
     ):
@@ -200,7 +199,7 @@ def feedback():
     """True labels for rows of earlier prod batches (batch_id, row, the target column)."""
     monitor = _monitor()
     model = parse_feedback_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
-    raw, _ = read_upload(request)
+    raw, _ = read_form_upload(request)
     with heavy_slot("prod", len(raw), "label uploads"):  # a large file waits its turn
         cells, _, _ = parse_upload(raw, "dev", None)
         del raw
