@@ -6,6 +6,7 @@ POST /feedback, GET /monitoring)."""
 from __future__ import annotations
 
 import inspect
+import json
 import math
 
 import numpy as np
@@ -181,6 +182,14 @@ def test_a_live_loss_within_both_noises_is_within_noise():
     assert result["verdict"] == "within noise" and not result["alert"]
     assert result["interval"][0] < 0 < result["interval"][1]
     assert exact_baseline_alerts(live, 0.060)  # the old rule alerted here
+
+
+def test_a_live_loss_that_is_not_finite_alerts_and_the_answer_stays_json():
+    live = np.array([1.0, 2.0, np.inf] * 50)
+    result = quality.judge("regression", live, quality.Baseline(1.5, 1.0, 300), RULE)
+    assert result["alert"] and "not finite" in result["note"]
+    assert result["live"] is None and result["interval"] is None
+    json.dumps(result, allow_nan=False)  # raises on NaN or infinity
 
 
 def test_the_report_page_states_the_verdict_escaped():
