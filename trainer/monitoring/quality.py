@@ -3,9 +3,8 @@
 The baseline is itself a mean over a finite sample (the validation rows), so it is compared
 with the live loss as two samples: the difference of the mean per-row losses (log loss, or
 squared error), its standard error sqrt(se_live^2 + se_baseline^2), and a one-sided z. A
-baseline treated as exact alerts on unchanged data whenever the validation rows happened to
-be easier than the live ones: with many more labels than validation rows, about 1 model in 5.
-"""
+baseline taken as exact alerts on unchanged data far more often than stated whenever there are
+many more labels than validation rows (1 model in 5-6 in the report that led here)."""
 
 from __future__ import annotations
 
