@@ -421,11 +421,17 @@ def _newer_version_reading(model_name: str, champion_version: str, columns: set[
     return None
 
 
+# Where the advice starts in a recorded reason (promotion.decide): an error answer gives its
+# own advice, so it quotes the finding only.
+_ADVICE = ("; upload ", "; use promote=always")
+
+
 def _why_not(decision: dict | None) -> str:
     """Why a version was not promoted, briefly, from its recorded decision."""
     reason = str((decision or {}).get("reason") or "")
-    if not reason:
-        return ""
+    for marker in _ADVICE:
+        if marker in reason:
+            reason = reason[: reason.index(marker)]
     return reason if len(reason) <= 400 else reason[:399] + "…"
 
 
