@@ -5,7 +5,6 @@ POST /feedback, GET /monitoring)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -341,21 +340,15 @@ def test_true_labels_of_unchanged_rows_do_not_alert_and_wrong_labels_do(stack, m
     assert loss["live_standard_error"] == pytest.approx(per_row.std(ddof=1) / math.sqrt(2400))
     assert loss["baseline"] == pytest.approx(dev["metrics"]["log_loss"])
     assert loss["baseline_rows"] == rows_validation
-    recorded = "valid_losses" in _reference_profile_parameters()
-    if recorded:  # the trainer passes the validation rows' losses to the profile
-        assert loss["baseline_sd_from"] == quality.SD_FROM_VALIDATION
-        sd = loss["baseline_sd"]
-        assert 0 < sd < 5 * per_row.std()
-        pooled = math.sqrt(
-            (2399 * per_row.var(ddof=1) + (rows_validation - 1) * sd**2)
-            / (2400 + rows_validation - 2)
-        )
-        assert loss["baseline_standard_error"] == pytest.approx(pooled / math.sqrt(rows_validation))
-    else:
-        assert loss["baseline_sd_from"] == quality.SD_FROM_LIVE
-        assert loss["baseline_standard_error"] == pytest.approx(
-            per_row.std(ddof=1) / math.sqrt(rows_validation)
-        )
+    # The trainer records the validation rows' losses in the profile (old profiles without
+    # them fall back to the live rows' spread: tests/test_quality_alerts.py's unit tests).
+    assert loss["baseline_sd_from"] == quality.SD_FROM_VALIDATION
+    sd = loss["baseline_sd"]
+    assert 0 < sd < 5 * per_row.std()
+    pooled = math.sqrt(
+        (2399 * per_row.var(ddof=1) + (rows_validation - 1) * sd**2) / (2400 + rows_validation - 2)
+    )
+    assert loss["baseline_standard_error"] == pytest.approx(pooled / math.sqrt(rows_validation))
     se = math.sqrt(loss["live_standard_error"] ** 2 + loss["baseline_standard_error"] ** 2)
     assert loss["z"] == pytest.approx((loss["live"] - loss["baseline"]) / se)
     assert loss["z"] < Z_99
@@ -376,9 +369,3 @@ def test_true_labels_of_unchanged_rows_do_not_alert_and_wrong_labels_do(stack, m
         f"{stack.url('preprocess')}/monitoring/report", params={"model": model_name}, timeout=60
     )
     assert page.status_code == 200 and "worse beyond both samples&#x27;" in page.text
-
-
-def _reference_profile_parameters():
-    from trainer.training import reference_profile
-
-    return inspect.signature(reference_profile).parameters

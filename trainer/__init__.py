@@ -226,6 +226,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             confidence=app.config["PROMOTION_CONFIDENCE"],
             resamples=app.config["PROMOTION_RESAMPLES"],
             seed=app.config["TRAIN_SEED"],
+            default_model=app.config["DEFAULT_MODEL_NAME"],
         ),
         state_dir=state_dir,
         tags={"mlflow.source.git.commit": commit} if commit else {},

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sluice_common.errors import ApiError
+from sluice_common.parsing import one_column_error
 from sluice_common.upload import resolve_target
 from trainer import by_reference, datasource
 from trainer import cluster_parts as parts
@@ -208,6 +209,8 @@ def train_on_cluster(
             f"Training needs at least {MIN_ROWS} rows with a target; the files have "
             f"{sample.num_rows}.",
         )
+    if sample.column_names == [target]:
+        raise one_column_error(target)  # a file read as one column: say so, not "no features"
     read = read_target(sample.column(target).combine_chunks(), target, task, prefer_comma)
     if read.task == "classification":
         counted = _gather(
@@ -441,7 +444,15 @@ def train_on_cluster(
     )
     fit_matrix = np.concatenate([f["matrix"] for f in fitted])
     fit_table = pa.concat_tables(datasource.unify([f["table"] for f in fitted]))
-    profile = reference_profile(model, fit_table.select, fit_matrix, predictions, proba, metrics)
+    profile = reference_profile(
+        model,
+        fit_table.select,
+        fit_matrix,
+        predictions,
+        proba,
+        metrics,
+        valid_losses=validation.losses,
+    )
     model.profile = profile
     dropped_rows: dict[str, int] = {}
     unreadable: dict[str, int] = {}

@@ -13,6 +13,7 @@ from sklearn import metrics as skm
 
 from sluice_common.errors import ApiError
 from sluice_common.params import TASKS
+from sluice_common.parsing import one_column_error
 from trainer import rows as rowsets
 from trainer import sluice_cells as cells
 from trainer.features import (
@@ -388,6 +389,8 @@ def train_model(
     rows_in = table.num_rows
     if target not in table.column_names:
         raise ApiError(422, "unknown_target", f"Target column {target!r} is not in the table.")
+    if table.column_names == [target]:
+        raise one_column_error(target)  # a file read as one column: say so, not "no features"
     if table.column(target).null_count == rows_in:
         raise ApiError(
             422,
@@ -488,7 +491,15 @@ def train_model(
     def fit_cells(columns: list[str]) -> pa.Table:
         return rowsets.take_rows(table.select(columns), fit_idx)
 
-    profile = reference_profile(model, fit_cells, matrix[fit_idx], predictions, proba, metrics)
+    profile = reference_profile(
+        model,
+        fit_cells,
+        matrix[fit_idx],
+        predictions,
+        proba,
+        metrics,
+        valid_losses=validation.losses,
+    )
     model.profile = profile
     report = {
         "rows_in": rows_in,
@@ -517,7 +528,7 @@ def train_model(
     )
 
 
-def reference_profile(model, fit_cells, fit_matrix, predictions, proba, metrics):
+def reference_profile(model, fit_cells, fit_matrix, predictions, proba, metrics, valid_losses=None):
     """The monitoring reference of a trained model: its training rows (matrix, and
     `fit_cells(columns)` giving their cells; a keyed sample on a cluster) and its validation
     predictions."""
@@ -542,6 +553,7 @@ def reference_profile(model, fit_cells, fit_matrix, predictions, proba, metrics)
         PRIMARY_METRIC[spec["task"]],
         gain={position[name]: value for name, value in gain.items() if name in position},
         train_warnings=train_warnings,
+        valid_losses=valid_losses,
     )
 
 
