@@ -22,6 +22,7 @@ import requests
 from mlflow import MlflowClient
 
 from tests.stack import ROOT, LocalStack, free_port, post_csv
+from trainer import unfinished_runs
 
 CHECKED = "unfinished runs checked"  # the line each start logs once, from one worker
 
@@ -39,7 +40,7 @@ def local(tmp_path_factory):
 
 
 def table(rows: int, seed: int) -> bytes:
-    """A few MB of CSV: MLflow logs it (digest, schema, model) for about a second."""
+    """A CSV whose run MLflow logs (params, dataset, model) for a second or so."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({f"x{i}": rng.normal(size=rows).round(4) for i in range(8)})
     frame["colour"] = rng.choice(["red", "green", "blue"], size=rows)
@@ -114,6 +115,7 @@ def second_trainer(stack: LocalStack, port: int, log_path: str) -> subprocess.Po
                 *("--chdir", ROOT, "--worker-class", "gthread", "--no-control-socket"),
                 *("--config", "python:sluice_common.gunicorn_conf"),
                 *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"),
+                *("--graceful-timeout", "5"),
                 "trainer:create_app()",
             ],
             env=env,
@@ -142,7 +144,7 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
         wait_for("the second trainer's check", lambda: log_count(b_log, CHECKED) >= 1)
 
         # The first trainer is SIGKILLed (master and workers) while its run is RUNNING.
-        a_request, _ = in_background(local.analyze_url, table(30_000, 1), model="cut-off")
+        a_request, _ = in_background(local.analyze_url, table(5000, 1), model="cut-off")
         cut_off = running_run(client, "cut-off", a_request)
         pgid = local.pid("trainer")
         os.killpg(pgid, signal.SIGKILL)
@@ -151,7 +153,7 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
 
         # The second trainer is held still while its own run is RUNNING: alive, unfinished.
         b_request, b_result = in_background(
-            f"http://127.0.0.1:{port}/ml", table(30_000, 2), model="live"
+            f"http://127.0.0.1:{port}/ml", table(5000, 2), model="live"
         )
         live = running_run(client, "live", b_request)
         os.killpg(b.pid, signal.SIGSTOP)
@@ -185,9 +187,46 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
     finally:
         if stopped:
             os.killpg(b.pid, signal.SIGCONT)
-        os.killpg(b.pid, signal.SIGTERM)
+        b.terminate()
         try:
-            b.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            b.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # its worker can wait out gunicorn's graceful timeout
             os.killpg(b.pid, signal.SIGKILL)
+            b.wait()
         client.set_terminated(other, status="FINISHED")
+
+
+CLAIM = """
+import sys, time
+from trainer import unfinished_runs
+print(unfinished_runs.owner_tags(sys.argv[1])["sluice.owner"], flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_owner_is_alive_exactly_while_its_process_lives(tmp_path):
+    state = str(tmp_path)
+    child = subprocess.Popen(
+        [os.path.join(ROOT, ".venv", "bin", "python"), "-c", CLAIM, state],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        owner = child.stdout.readline().strip()
+        trainer, _, token = owner.partition("/")
+        assert trainer == unfinished_runs.trainer_id(state)  # one id per state directory
+        assert unfinished_runs.owner_alive(state, owner)
+        mine = unfinished_runs.owner_tags(state)["sluice.owner"]
+        assert mine != owner and unfinished_runs.owner_alive(state, mine)
+    finally:
+        child.kill()
+        child.wait()
+    assert not unfinished_runs.owner_alive(state, owner)  # SIGKILL drops the lock
+    unfinished_runs._remove_dead_owner_files(state)
+    left = os.listdir(os.path.join(state, "run-owners"))
+    assert f"{token}.lock" not in left and left == [mine.partition("/")[2] + ".lock"]
+    assert not unfinished_runs.owner_alive(state, owner)  # file gone: still dead
+    assert unfinished_runs.owner_alive(state, mine)
+    # A value Sluice did not write is never judged dead (nor read as a path).
+    assert unfinished_runs.owner_alive(state, f"{trainer}/../../etc/passwd")

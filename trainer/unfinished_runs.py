@@ -222,16 +222,17 @@ def mark_unfinished(state_dir: str, client: MlflowClient | None = None) -> list[
     return marked
 
 
-def _delays(attempts: int):
-    """Seconds between tries: 1, 2, 4, ... up to a minute (about 15 minutes for 20)."""
-    return [min(60, 2**n) for n in range(attempts - 1)] + [None]
+# While MLflow is down: a try every 2 s for two minutes (local mode starts it alongside, which
+# takes ~10-40 s), then every 30 s, for 15 minutes in all; then the next start checks.
+RETRY_SECONDS = (2.0, 30.0)
+RETRY_FAST_FOR = 120.0
+RETRY_FOR = 900.0
 
 
-def mark_in_background(state_dir: str, attempts: int = 20) -> threading.Thread:
+def mark_in_background(state_dir: str, retry_for: float = RETRY_FOR) -> threading.Thread:
     """Run `mark_unfinished` once per trainer start, in a thread: never blocks or fails the
     start. The first worker of a start does it (the others wait on its lock, then see it
-    done); while MLflow is down it retries, `attempts` times (about 15 minutes for 20)."""
-    from trainer import registry
+    done); while MLflow is down it retries, for `retry_for` seconds at most."""
     from trainer.jobs import boot_id
 
     start_id = boot_id()
@@ -243,7 +244,7 @@ def mark_in_background(state_dir: str, attempts: int = 20) -> threading.Thread:
                 marker.seek(0)
                 if marker.read().strip() == start_id:
                     return
-                _try(state_dir, attempts, registry)
+                _retrying(state_dir, retry_for)
                 # Done or given up: once per start either way (the next start checks again).
                 marker.seek(0)
                 marker.truncate()
@@ -257,9 +258,12 @@ def mark_in_background(state_dir: str, attempts: int = 20) -> threading.Thread:
     return thread
 
 
-def _try(state_dir: str, attempts: int, registry) -> bool:
+def _retrying(state_dir: str, retry_for: float) -> bool:
     """Mark, retrying while the tracking server is down; whether it was done."""
-    for delay in _delays(attempts):
+    from trainer import registry
+
+    started = time.monotonic()
+    while True:
         try:
             if registry.reachable():
                 marked = mark_unfinished(state_dir)
@@ -277,7 +281,12 @@ def _try(state_dir: str, attempts: int, registry) -> bool:
                 log.error("MLflow refused the trainer's account; unfinished runs not checked")
                 return False
             log.debug("unfinished runs not checked yet: %s", err)
-        if delay is not None:
-            time.sleep(delay)
-    log.warning("MLflow was not reachable; runs cut off by an earlier stop are checked next start")
-    return False
+        waited = time.monotonic() - started
+        if waited >= retry_for:
+            log.warning(
+                "MLflow was not reachable for %.0f s; runs cut off by an earlier stop are "
+                "checked at the next start",
+                waited,
+            )
+            return False
+        time.sleep(RETRY_SECONDS[waited >= RETRY_FAST_FOR])
