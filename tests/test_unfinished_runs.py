@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,16 +28,38 @@ from trainer import unfinished_runs
 CHECKED = "unfinished runs checked"  # the line each start logs once, from one worker
 
 
+@dataclass
+class Pair:
+    """The stack, and a second trainer (port, process, log) sharing its MLflow and state."""
+
+    stack: LocalStack
+    port: int
+    process: subprocess.Popen
+    log: str
+
+
 @pytest.fixture(scope="module")
-def local(tmp_path_factory):
+def pair(tmp_path_factory):
+    home = str(tmp_path_factory.mktemp("sluice-unfinished"))
     stack = LocalStack(
-        home=str(tmp_path_factory.mktemp("sluice-unfinished")),
+        home=home,
         # Two workers: the check runs once per start, not once per worker.
         extra_env={"TRAINER_WORKERS": "2", "TRAINER_WARM_UP": "false", "TRAIN_MAX_ROUNDS": "20"},
     )
-    stack.start()
-    yield stack
-    stack.stop()
+    port = free_port()
+    log = os.path.join(home, "second-trainer.log")
+    second = second_trainer(stack, port, log)  # it waits for MLflow as the stack starts
+    try:
+        stack.start()
+        yield Pair(stack, port, second, log)
+    finally:
+        second.terminate()
+        try:
+            second.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()
+        stack.stop()
 
 
 def table(rows: int, seed: int) -> bytes:
@@ -125,10 +148,12 @@ def second_trainer(stack: LocalStack, port: int, log_path: str) -> subprocess.Po
         )
 
 
-def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not(local, tmp_path):
+def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not(pair):
+    local, b = pair.stack, pair.process
     client = MlflowClient(local.tracking_uri)
     trainer_log = os.path.join(local.home, "logs", "trainer.log")
     wait_for("the first start's check", lambda: log_count(trainer_log, CHECKED) >= 1)
+    wait_for("the second trainer's check", lambda: log_count(pair.log, CHECKED) >= 1)
 
     # A run of another trainer (another state directory, same tracking server): never judged.
     other = client.create_run(
@@ -136,64 +161,45 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
         tags={"sluice.owner": "0123456789abcdef/fedcba9876543210"},
     ).info.run_id
 
-    port = free_port()
-    b_log = str(tmp_path / "second-trainer.log")
-    b = second_trainer(local, port, b_log)
-    stopped = False
+    # The first trainer is SIGKILLed (master and workers) while its run is RUNNING.
+    a_request, _ = in_background(local.analyze_url, table(5000, 1), model="cut-off")
+    cut_off = running_run(client, "cut-off", a_request)
+    pgid = local.pid("trainer")
+    os.killpg(pgid, signal.SIGKILL)
+    wait_for("the killed trainer to be gone", lambda: gone(pgid), timeout=10, every=0.05)
+    assert client.get_run(cut_off.info.run_id).info.status == "RUNNING"
+
+    # The second trainer is held still while its own run is RUNNING: alive, unfinished.
+    b_request, b_result = in_background(
+        f"http://127.0.0.1:{pair.port}/ml", table(5000, 2), model="live"
+    )
+    live = running_run(client, "live", b_request)
+    os.killpg(b.pid, signal.SIGSTOP)
     try:
-        wait_for("the second trainer's check", lambda: log_count(b_log, CHECKED) >= 1)
-
-        # The first trainer is SIGKILLed (master and workers) while its run is RUNNING.
-        a_request, _ = in_background(local.analyze_url, table(5000, 1), model="cut-off")
-        cut_off = running_run(client, "cut-off", a_request)
-        pgid = local.pid("trainer")
-        os.killpg(pgid, signal.SIGKILL)
-        wait_for("the killed trainer to be gone", lambda: gone(pgid), timeout=10, every=0.05)
-        assert client.get_run(cut_off.info.run_id).info.status == "RUNNING"
-
-        # The second trainer is held still while its own run is RUNNING: alive, unfinished.
-        b_request, b_result = in_background(
-            f"http://127.0.0.1:{port}/ml", table(5000, 2), model="live"
-        )
-        live = running_run(client, "live", b_request)
-        os.killpg(b.pid, signal.SIGSTOP)
-        stopped = True
-
-        started = time.monotonic()
         local.start()  # starts only the trainer, whose check runs in the background
         wait_for("the restart's check", lambda: log_count(trainer_log, CHECKED) >= 2)
-        restart_seconds = time.monotonic() - started
 
         marked = client.get_run(cut_off.info.run_id)
         assert marked.info.status == "KILLED"
         assert marked.info.end_time is not None
         reason = marked.data.tags["sluice.interrupted"]
         assert reason.startswith("the trainer stopped before this run finished")
-        assert "found RUNNING at the start of" in reason
+        assert "when the trainer started again" in reason
         still = client.get_run(live.info.run_id)
         assert still.info.status == "RUNNING"
         assert "sluice.interrupted" not in still.data.tags
         assert client.get_run(other).info.status == "RUNNING"
         # One check per start, from one of the two workers.
-        assert log_count(trainer_log, CHECKED) == 2, restart_seconds
-
-        os.killpg(b.pid, signal.SIGCONT)
-        stopped = False
-        b_request.join(timeout=120)
-        assert b_result["response"].status_code == 200, b_result["response"].text
-        finished = client.get_run(live.info.run_id)
-        assert finished.info.status == "FINISHED"
-        assert "sluice.interrupted" not in finished.data.tags
+        assert log_count(trainer_log, CHECKED) == 2
     finally:
-        if stopped:
-            os.killpg(b.pid, signal.SIGCONT)
-        b.terminate()
-        try:
-            b.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # its worker can wait out gunicorn's graceful timeout
-            os.killpg(b.pid, signal.SIGKILL)
-            b.wait()
+        os.killpg(b.pid, signal.SIGCONT)
         client.set_terminated(other, status="FINISHED")
+
+    b_request.join(timeout=120)
+    assert b_result["response"].status_code == 200, b_result["response"].text
+    finished = client.get_run(live.info.run_id)
+    assert finished.info.status == "FINISHED"
+    assert "sluice.interrupted" not in finished.data.tags
 
 
 CLAIM = """

@@ -210,8 +210,9 @@ def mark_unfinished(state_dir: str, client: MlflowClient | None = None) -> list[
                 client.set_tag(
                     run.info.run_id,
                     INTERRUPTED_TAG,
-                    "the trainer stopped before this run finished (its process "
-                    f"{process} is gone; found RUNNING at the start of {found_at})",
+                    "the trainer stopped before this run finished (found RUNNING at "
+                    f"{found_at}, when the trainer started again; its process {process} is "
+                    "gone)",
                 )
                 client.set_terminated(run.info.run_id, status=MARKED_STATUS)
                 marked.append(run.info.run_id)
