@@ -298,16 +298,10 @@ class DateCells:
     which cells were read another way or not at all."""
 
     stamps: np.ndarray  # datetime64[us]
-    other_format_rows: np.ndarray  # bool: read with a format not the column's, unambiguously
-    unreadable_rows: np.ndarray  # bool: present but not a date in any format, or ambiguous
-
-    @property
-    def other_format(self) -> int:
-        return int(np.count_nonzero(self.other_format_rows))
-
-    @property
-    def unreadable(self) -> int:
-        return int(np.count_nonzero(self.unreadable_rows))
+    other_format: int  # read with a format other than the column's own, unambiguously
+    unreadable: int  # present but not a date in any format, or ambiguous
+    other_format_rows: np.ndarray  # bool, per row: the cells counted in other_format
+    unreadable_rows: np.ndarray  # bool, per row: the cells counted in unreadable
 
 
 def _parse_dates(texts: np.ndarray, fmt: str) -> np.ndarray:
@@ -405,16 +399,24 @@ class NumberCells:
     which cells were read another way or not at all."""
 
     values: np.ndarray
-    unreadable_rows: np.ndarray  # bool: present but not a number in the column's convention
-    regrouped_rows: np.ndarray  # bool: read with another thousands separator than the column's
+    unreadable: int  # present but not a number in the column's decimal convention
+    regrouped: int  # read with another thousands separator than the column's own
+    unreadable_rows: np.ndarray  # bool, per row: the cells counted in unreadable
+    regrouped_rows: np.ndarray  # bool, per row: the cells counted in regrouped
 
-    @property
-    def unreadable(self) -> int:
-        return int(np.count_nonzero(self.unreadable_rows))
 
-    @property
-    def regrouped(self) -> int:
-        return int(np.count_nonzero(self.regrouped_rows))
+_NO_ROWS: dict[int, np.ndarray] = {}
+
+
+def _no_rows(n: int) -> np.ndarray:
+    """An all-False row mask, shared and read-only (single rows are a hot path)."""
+    mask = _NO_ROWS.get(n)
+    if mask is None:
+        mask = np.zeros(n, dtype=bool)
+        mask.setflags(write=False)
+        if n <= 64:
+            _NO_ROWS[n] = mask
+    return mask
 
 
 def read_number(value, fmt: NumberFormat) -> tuple[float | None, bool]:
@@ -469,19 +471,24 @@ def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> NumberCells:
     if isinstance(values, list):
         read = [read_number(value, fmt) for value in values]
         numbers = np.array([math.nan if n is None else n for n, _ in read], dtype="float64")
-        bad = np.array([n is None for n, _ in read], dtype=bool)
-        return NumberCells(numbers, bad, np.array([r for _, r in read], dtype=bool))
+        unreadable = sum(n is None for n, _ in read)
+        regrouped = sum(r for _, r in read)
+        # Masks only when something is to be marked: most cells of most rows read as trained.
+        bad = np.array([n is None for n, _ in read]) if unreadable else _no_rows(len(read))
+        other = np.array([r for _, r in read]) if regrouped else _no_rows(len(read))
+        return NumberCells(numbers, unreadable, regrouped, bad, other)
     kind = values.type
     none = np.zeros(len(values), dtype=bool)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return NumberCells(*read_number_texts(clean_array(values), fmt))
+        numbers, bad, regrouped = read_number_texts(clean_array(values), fmt)
+        return NumberCells(numbers, int(bad.sum()), int(regrouped.sum()), bad, regrouped)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
         finite = np.isfinite(numbers)
         bad = ~finite & ~np.isnan(numbers)
-        return NumberCells(np.where(finite, numbers, np.nan), bad, none)
-    present = values.is_valid().to_numpy(zero_copy_only=False)  # other types are not numbers
-    return NumberCells(np.full(len(values), np.nan), present.astype(bool), none)
+        return NumberCells(np.where(finite, numbers, np.nan), int(bad.sum()), 0, bad, none)
+    present = values.is_valid().to_numpy(zero_copy_only=False).astype(bool)  # not numbers
+    return NumberCells(np.full(len(values), np.nan), int(present.sum()), 0, present, none)
 
 
 def distinct_cells(values: list | pa.Array) -> tuple[list, np.ndarray]:
@@ -521,11 +528,8 @@ class CategoryCells:
     many levels were rare, so the two cannot be told apart)."""
 
     codes: np.ndarray
-    unseen_rows: np.ndarray  # bool
-
-    @property
-    def unseen(self) -> int:
-        return int(np.count_nonzero(self.unseen_rows))
+    unseen: int
+    unseen_rows: np.ndarray  # bool, per row: the cells counted in unseen
 
 
 def read_categories(
@@ -543,7 +547,8 @@ def read_categories(
     )
     unseen = codes == -1
     codes[unseen] = np.nan if other is None else other
-    return CategoryCells(codes[positions], unseen[positions])  # -1: the trailing NaN
+    rows = unseen[positions]  # -1 (a null cell): the trailing NaN, never unseen
+    return CategoryCells(codes[positions], int(np.count_nonzero(rows)), rows)
 
 
 def read_date_cells(values: list | pa.Array, formats: list[str]) -> DateCells:
@@ -562,8 +567,11 @@ def read_date_cells(values: list | pa.Array, formats: list[str]) -> DateCells:
     present = np.zeros(len(distinct) + 1, dtype=bool)
     present[index] = True
     unreadable = (present & np.isnat(stamps)) | typed
+    other_rows, unreadable_rows = other[positions], unreadable[positions]
     return DateCells(
         stamps=stamps[positions],
-        other_format_rows=other[positions],
-        unreadable_rows=unreadable[positions],
+        other_format=int(np.count_nonzero(other_rows)),
+        unreadable=int(np.count_nonzero(unreadable_rows)),
+        other_format_rows=other_rows,
+        unreadable_rows=unreadable_rows,
     )

@@ -160,15 +160,18 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
     flags: dict[str, tuple[str, np.ndarray]] | None = {}
     position = 0
 
-    def note(kind: str, name: str, count: int, rows: np.ndarray | None = None) -> None:
-        nonlocal flags
+    def note(kind: str, name: str, count: int) -> None:
         if count:
             counts.setdefault(kind, {})[name] = count
-        if kind in FLAG_KINDS and flags is not None:
-            if rows is None:
-                flags = None
-            elif count:
-                flags[name] = (kind, rows)
+
+    def flag(kind: str, name: str, count: int, rows: np.ndarray | None) -> None:
+        """Count a kind of FLAG_KINDS, and keep its rows."""
+        nonlocal flags
+        note(kind, name, count)
+        if rows is None:
+            flags = None  # the rules cannot tell rows: no flags for the batch
+        elif count and flags is not None:
+            flags[name] = (kind, rows)
 
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, then missing (below)
         for item in spec["inputs"]:
@@ -178,7 +181,7 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
                 fmt = rules.NumberFormat.from_dict(item.get("number_format"))
                 numbers = rules.read_numbers(values, fmt)
                 rows = _rows(numbers, "unreadable_rows")
-                note("not_numeric_treated_as_missing", name, numbers.unreadable, rows)
+                flag("not_numeric_treated_as_missing", name, numbers.unreadable, rows)
                 note("numbers_read_with_other_grouping", name, numbers.regrouped)
                 matrix[:, position] = numbers.values
                 position += 1
@@ -191,7 +194,7 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
                 else:
                     column, unseen, rows = read.codes, read.unseen, read.unseen_rows
                 if other is None:
-                    note("unseen_categories_treated_as_missing", name, unseen, rows)
+                    flag("unseen_categories_treated_as_missing", name, unseen, rows)
                 else:
                     note("rare_or_unseen_categories_read_as_other", name, unseen)
                 matrix[:, position] = column
@@ -200,7 +203,7 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
                 dates = rules.read_date_cells(values, item["date_formats"])
                 rows = _rows(dates, "unreadable_rows")
                 note("dates_read_in_another_format", name, dates.other_format)
-                note("unreadable_dates_treated_as_missing", name, dates.unreadable, rows)
+                flag("unreadable_dates_treated_as_missing", name, dates.unreadable, rows)
                 for column in rules.date_parts(dates.stamps, item["parts"]):
                     matrix[:, position] = column
                     position += 1
