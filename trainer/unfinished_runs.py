@@ -10,11 +10,13 @@ MLflow keeps a run RUNNING until its client ends it, so a trainer killed while l
   the process ends, so "lock free or file gone" means "owner dead", never a guess from clocks.
 - At start, one worker per start (a lock and a marker file hold the start's id) lists this
   trainer's RUNNING runs in `sluice/*` experiments and marks those whose owner is dead.
-- Runs of another trainer id (another replica sharing the tracking server) and runs without
-  the tag are never touched: nothing here can tell whether their process is alive.
+- Runs of another trainer id (a trainer with another state directory sharing the tracking
+  server) and runs without the tag are never touched: nothing here can tell whether their
+  process is alive.
 
-KILLED rather than FAILED: in MLflow, FAILED is a run whose code raised, KILLED one stopped from
-outside (MLflow's own project runner marks a terminated run KILLED). A run cut off with its
+KILLED rather than FAILED: in MLflow, FAILED is a run whose code raised (`start_run` ending on
+an exception, a project whose command failed), KILLED one stopped from outside (MLflow marks so
+the run of a cancelled job or of a Kubernetes job that was killed). A run cut off with its
 process says nothing about the data or the model, and filtering FAILED runs for real errors
 should not find these.
 """
