@@ -16,10 +16,11 @@ import sys
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from tests.datasets import iris, to_csv
 from tests.stack import ROOT, post_csv
-from trainer.promotion import GateConfig, compare, decide
+from trainer.promotion import GateConfig, Ranking, compare, decide, ranking
 from trainer.registry import TAG_MAX_CHARS, _decision_text
 
 # --- data ---------------------------------------------------------------------------------------
@@ -219,6 +220,42 @@ def test_a_small_first_version_with_skill_is_the_champion(stack, model_name):
     assert "beats the trivial baseline" in answer["reason"]
 
 
+def shop(rows: int, seed: int) -> pd.DataFrame:
+    """A table with clear signal on which XGBoost is right but overconfident at 600 rows (the
+    same rule as test_monitoring's shop): a few confident mistakes hide its skill from the
+    log loss."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(50, 10, rows).round(2),
+            "weight": rng.gamma(2.0, 3.0, rows).round(3),
+            "color": rng.choice(["red", "green", "blue", "black"], rows, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
+    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
+    return frame
+
+
+def test_an_overconfident_first_version_with_clear_signal_is_the_champion(stack, model_name):
+    # Offline (train_model): accuracy 0.74 against 0.66 for the majority class, ROC AUC 0.82,
+    # but log loss 0.637 against the prior's 0.644 with an interval of about [-0.20, +0.19].
+    answer = dev(stack, model_name, shop(600, 7))
+    promotion, metrics = answer["promotion"], answer["metrics"]
+    baseline = promotion["baseline"]
+    low, high = baseline["interval"]
+    assert low < 0 < high, baseline  # the log loss alone decides neither way
+    assert answer["promoted"] is True and promotion["rule"] == "first_version", answer["reason"]
+    assert baseline["skill_metric"] == "roc_auc" and baseline["metric"] == "log_loss"
+    auc = baseline["roc_auc"]
+    assert auc["rows"] == baseline["rows"] == answer["training"]["rows_validation"]
+    assert abs(auc["score"] - metrics["roc_auc"]) < 1e-9 and auc["baseline"] == 0.5
+    assert auc["p_value"] <= 0.025
+    assert "ranks the classes better than the trivial baseline" in answer["reason"]
+    served = prod(stack, model_name, shop(5, 8).drop(columns="bought"))
+    assert served.status_code == 200 and served.json()["version"] == answer["version"]
+
+
 # --- 4. a target of one row per class -----------------------------------------------------------
 
 
@@ -270,6 +307,76 @@ def test_first_versions_need_skill_on_enough_rows():
     low = GateConfig(min_rows=5, resamples=500)
     lowered = decide("auto", None, "log_loss", 0.3, config=low, baseline=_baseline(0.3, 0.7, 8))
     assert lowered.promoted and lowered.min_rows == 5
+
+
+def test_the_ranking_test_is_the_weighted_one_vs_rest_auc_and_holds_its_level():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    proba = rng.dirichlet(np.ones(3), 60)
+    proba[np.arange(60), y] += rng.uniform(0, 0.5, 60)  # some signal
+    proba /= proba.sum(axis=1, keepdims=True)
+    ranked = ranking(proba, y, GATE)
+    weighted = roc_auc_score(y, proba, multi_class="ovr", average="weighted")
+    assert abs(ranked.auc - weighted) < 1e-12 and ranked.rows == 60
+    binary = rng.uniform(size=(40, 1))
+    labels = (binary[:, 0] + rng.normal(0, 0.3, 40) > 0.5).astype(int)
+    two = ranking(np.hstack([1 - binary, binary]), labels, GATE)
+    assert abs(two.auc - roc_auc_score(labels, binary[:, 0])) < 1e-12
+    # Perfectly ranked, 5 of 10 rows: 1 shuffling in C(10, 5) = 252 ranks as well.
+    perfect = ranking(
+        np.column_stack([1 - np.arange(10) / 9, np.arange(10) / 9]), np.arange(10) >= 5, GATE
+    )
+    assert perfect.auc == 1.0 and perfect.better and perfect.p_value < 0.02
+    assert ranking(proba, np.zeros(60, dtype=int), GATE) is None  # one class: nothing to rank
+    # No skill (probabilities unrelated to the labels) on 12 rows: "better" in at most about
+    # 2.5% of trials (the one-sided level of the 95% intervals).
+    hits = 0
+    for trial in range(300):
+        r = np.random.default_rng(100 + trial)
+        hits += ranking(r.dirichlet(np.ones(2), 12), r.integers(0, 2, 12), GATE).better
+    assert hits / 300 <= 0.05
+
+
+def _ranked(auc: float, p_value: float, rows: int = 115):
+    return Ranking(rows, auc, p_value, p_value <= 0.025, "label permutation test")
+
+
+def test_the_ranking_shows_skill_only_where_the_log_loss_is_not_worse():
+    undecided = _baseline(0.64, 0.64, 115)
+    assert not undecided.better and not undecided.worse
+    ranked = _ranked(0.82, 0.001)
+    first = decide("auto", None, "log_loss", 0.64, config=GATE, baseline=undecided, ranked=ranked)
+    assert first.promoted and first.rule == "first_version"
+    evidence = first.to_dict()["baseline"]
+    assert evidence["skill_metric"] == "roc_auc" and evidence["roc_auc"]["score"] == 0.82
+    assert "roc_auc 0.82 vs 0.5 (permutation p = 0.001)" in first.reason
+    chance = decide(
+        "auto", None, "log_loss", 0.64, config=GATE, baseline=undecided, ranked=_ranked(0.55, 0.2)
+    )
+    assert not chance.promoted and chance.rule == "skill"
+    assert chance.to_dict()["baseline"]["skill_metric"] is None
+    # The issue's case: accuracy 0, log loss 13.8; even a lucky ranking does not save it.
+    hopeless = _baseline(13.8, 0.7, 15)
+    assert hopeless.worse
+    worse = decide("auto", None, "log_loss", 13.8, config=GATE, baseline=hopeless, ranked=ranked)
+    assert not worse.promoted and worse.rule == "skill"
+    assert "ranks the classes better, but its log_loss is worse beyond the noise" in worse.reason
+    # Challengers of a champion are held to the same skill rule.
+    challenger = decide(
+        "auto",
+        "3",
+        "log_loss",
+        0.64,
+        config=GATE,
+        baseline=_baseline(0.64, 0.64, 200),
+        ranked=_ranked(0.82, 0.001, 200),
+        champion=_baseline(0.64, 0.64, 200),
+    )
+    assert challenger.promoted and challenger.rule == "not_worse"
+    # The log loss showing skill needs no ranking, and says so.
+    shown = decide("auto", None, "log_loss", 0.3, config=GATE, baseline=_baseline(0.3, 0.7, 30))
+    assert shown.to_dict()["baseline"]["skill_metric"] == "log_loss"
+    assert "roc_auc" not in shown.to_dict()["baseline"]
 
 
 def test_a_schema_change_starts_a_new_dataset_only_under_the_default_name():

@@ -10,6 +10,13 @@ change mean no automatic promotion, and the answer says which.
 A first version (and, under the default model name, an upload of another dataset) has nothing
 to be compared with but the trivial baseline: it becomes the champion when it beats that
 beyond the noise, on at least `first_min_rows` validation rows.
+
+Skill over the trivial baseline is shown by the score (log loss, RMSE) being better beyond the
+noise or, for a classifier whose log loss is not decided either way, by its probabilities
+ranking each class's rows above the others' better than chance (ROC AUC, a label-shuffling
+test) while its log loss is not worse beyond the noise. Boosted trees on a few hundred rows
+are often right but overconfident: a handful of confident mistakes (row losses of 4-5) widen
+the log loss interval past zero although the model clearly separates the classes.
 """
 
 from __future__ import annotations
@@ -76,6 +83,103 @@ class Comparison:
         }
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """How well a classifier's probabilities rank each class's rows above the other rows (ROC
+    AUC; with more classes, one class against the rest, weighted by each class's rows), against
+    the 0.5 of the trivial baseline, which gives every row the same probabilities. The p-value
+    is a permutation test: the share of label shufflings that rank as well (exact under "no
+    skill" at any number of rows, where a bootstrap interval of the AUC is too narrow)."""
+
+    rows: int
+    auc: float
+    p_value: float
+    better: bool  # better than chance beyond the noise (p at most half of 1 - confidence)
+    method: str
+
+    def to_dict(self) -> dict:
+        return {
+            "score": self.auc,
+            "baseline": 0.5,
+            "rows": self.rows,
+            "p_value": self.p_value,
+            "method": self.method,
+        }
+
+
+# Permutations x rows x classes above which the ranking test runs on a seeded sample of the
+# rows: it stays well under a second, and a sample of thousands of rows still shows skill.
+RANKING_MAX_WORK = 10_000_000
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = np.argsort(values, kind="stable")
+    _, start, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def ranking(proba: np.ndarray, y: np.ndarray, config: GateConfig) -> Ranking | None:
+    """The ranking test of class probabilities `proba` (rows x classes) for class codes `y`;
+    None when the rows hold fewer than two classes."""
+    y = np.asarray(y).astype("int64")
+    n, k = proba.shape
+    classes = [c for c in ([1] if k == 2 else range(k)) if 0 < np.count_nonzero(y == c) < n]
+    if n < 2 or not classes:
+        return None
+    rng = np.random.default_rng(config.seed)
+    method = f"label permutation test, {config.resamples} shufflings"
+    limit = max(200, RANKING_MAX_WORK // (config.resamples * len(classes)))
+    if n > limit:
+        keep = np.sort(rng.choice(n, limit, replace=False))
+        proba, y, n = proba[keep], y[keep], limit
+        method += f" of a {limit}-row sample"
+        classes = [c for c in classes if 0 < np.count_nonzero(y == c) < n]
+        if not classes:
+            return None
+    ranks = {c: _midranks(proba[:, c]) for c in classes}
+    sizes = {c: np.count_nonzero(y == c) for c in classes}
+
+    def statistic(labels: np.ndarray) -> np.ndarray:  # labels: shufflings x rows
+        total = np.zeros(len(labels))
+        for c in classes:
+            n1 = sizes[c]
+            auc = ((labels == c) @ ranks[c] - n1 * (n1 + 1) / 2) / (n1 * (n - n1))
+            total += n1 * auc
+        return total / sum(sizes.values())
+
+    observed = float(statistic(y[None, :])[0])
+    as_good = 0
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, config.resamples, chunk):
+        size = min(chunk, config.resamples - start)
+        shuffled = rng.permuted(np.tile(y, (size, 1)), axis=1)
+        as_good += int(np.count_nonzero(statistic(shuffled) >= observed - 1e-12))
+    p_value = (as_good + 1) / (config.resamples + 1)
+    better = p_value <= (1 - config.confidence) / 2
+    return Ranking(n, observed, p_value, better, method)
+
+
+def skill_metric(baseline: Comparison | None, ranked: Ranking | None) -> str | None:
+    """The metric that shows skill over the trivial baseline beyond the noise, or None: the
+    score being better, or the ranking being better while the score is not worse."""
+    if baseline is None:
+        return None
+    if baseline.better:
+        return baseline.metric
+    if ranked is not None and ranked.better and not baseline.worse:
+        return "roc_auc"
+    return None
+
+
+def needs_ranking(task: str, baseline: Comparison) -> bool:
+    """Whether a classifier's ranking test can change the skill verdict: its log loss is
+    neither better nor worse than the baseline's beyond the noise."""
+    return task == "classification" and not baseline.better and not baseline.worse
+
+
 def _score(metric: str, losses: np.ndarray) -> np.ndarray:
     """The metric from per-row losses (along the last axis): mean log loss, or root mean
     squared error."""
@@ -127,6 +231,7 @@ class Decision:
     baseline: Comparison | None = None
     min_rows: int | None = None
     rule: str | None = None
+    ranking: Ranking | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -143,7 +248,13 @@ class Decision:
         if self.champion is not None:
             out["comparison"] = self.champion.to_dict()
         if self.baseline is not None:
-            out["baseline"] = {"score": self.baseline.other, **self.baseline.to_dict()}
+            out["baseline"] = {
+                "score": self.baseline.other,
+                **self.baseline.to_dict(),
+                "skill_metric": skill_metric(self.baseline, self.ranking),
+            }
+            if self.ranking is not None:
+                out["baseline"]["roc_auc"] = self.ranking.to_dict()
         out.update(self.extra)
         return out
 
@@ -206,13 +317,40 @@ def split_mismatch(new_split: dict | None, old_split: dict | None) -> str | None
     return None
 
 
-def _skill(baseline: Comparison, metric: str) -> str:
+def _skill(baseline: Comparison, metric: str, ranked: Ranking | None = None) -> str:
     """The comparison with the trivial baseline, in words."""
-    return (
+    words = (
         f"{metric} {baseline.score:.6g} vs {baseline.other:.6g} for the trivial baseline on "
         f"{baseline.rows} validation rows (difference {baseline.difference:+.4g}, interval "
         f"[{baseline.interval[0]:+.4g}, {baseline.interval[1]:+.4g}])"
     )
+    if ranked is not None:
+        words += f"; roc_auc {ranked.auc:.4g} vs 0.5 (permutation p = {ranked.p_value:.3g})"
+    return words
+
+
+def _has_skill(baseline: Comparison, metric: str, ranked: Ranking | None) -> str | None:
+    """Why a version has skill over the trivial baseline, in words, or None."""
+    shown = skill_metric(baseline, ranked)
+    if shown is None:
+        return None
+    if shown == metric:
+        return f"beats the trivial baseline beyond the noise: {_skill(baseline, metric, ranked)}"
+    return (
+        f"ranks the classes better than the trivial baseline beyond the noise, and its {metric} "
+        f"is not worse than the baseline's beyond the noise: {_skill(baseline, metric, ranked)}"
+    )
+
+
+def _no_skill(baseline: Comparison, metric: str, ranked: Ranking | None) -> str:
+    """Why a version has no skill over the trivial baseline, in words."""
+    if ranked is not None and ranked.better and baseline.worse:
+        return (
+            f"no skill over the trivial baseline: it ranks the classes better, but its {metric} "
+            f"is worse beyond the noise: {_skill(baseline, metric, ranked)}"
+        )
+    numbers = _skill(baseline, metric, ranked)
+    return f"no skill over the trivial baseline beyond the noise: {numbers}"
 
 
 def _on_its_own(
@@ -240,21 +378,17 @@ def _on_its_own(
             rule="min_rows",
             **evidence,
         )
-    if not baseline.better:
+    ranked = evidence["ranking"]
+    skill = _has_skill(baseline, metric, ranked)
+    if skill is None:
         return Decision(
             False,
-            f"{context}, but this version has no skill over the trivial baseline beyond the "
-            f"noise: {_skill(baseline, metric)}; upload more rows or data with more signal, or "
-            f"use promote=always{refused_note}",
+            f"{context}, but this version has {_no_skill(baseline, metric, ranked)}; upload "
+            f"more rows or data with more signal, or use promote=always{refused_note}",
             rule="skill",
             **evidence,
         )
-    return Decision(
-        True,
-        f"{subject} beats the trivial baseline beyond the noise: {_skill(baseline, metric)}",
-        rule=rule,
-        **evidence,
-    )
+    return Decision(True, f"{subject} {skill}", rule=rule, **evidence)
 
 
 def decide(
@@ -270,12 +404,15 @@ def decide(
     champion: Comparison | None = None,
     untrusted: str | None = None,
     follows_latest: bool = False,
+    ranked: Ranking | None = None,
 ) -> Decision:
     """Promote when asked to, or when the challenger has skill over the trivial baseline and,
     with a champion of the same schema, enough comparison rows and is not worse than it
     beyond the noise. `follows_latest` (the default model name): a schema change starts a
-    new dataset, judged like a first version, instead of being refused."""
+    new dataset, judged like a first version, instead of being refused. `ranked`: a
+    classifier's ranking test, which shows skill when the score decides neither way."""
     evidence = {
+        "ranking": ranked,
         "metric": metric,
         "challenger_score": challenger_score,
         "baseline": baseline,
@@ -337,13 +474,8 @@ def decide(
             rule="min_rows",
             **evidence,
         )
-    if not baseline.better:
-        return Decision(
-            False,
-            f"no skill over the trivial baseline beyond the noise: {_skill(baseline, metric)}",
-            rule="skill",
-            **evidence,
-        )
+    if skill_metric(baseline, ranked) is None:
+        return Decision(False, _no_skill(baseline, metric, ranked), rule="skill", **evidence)
     if unfair is not None:
         return Decision(
             False,

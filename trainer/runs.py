@@ -24,6 +24,8 @@ from trainer.promotion import (
     GateConfig,
     compare,
     decide,
+    needs_ranking,
+    ranking,
     schema_difference,
     schema_of,
     split_mismatch,
@@ -210,6 +212,9 @@ def dev_run(
     metric = PRIMARY_METRIC[trained.task]
     validation = trained.validation
     baseline = compare(metric, validation.losses, validation.baseline_losses, gate)
+    ranked = None
+    if validation.proba is not None and needs_ranking(trained.task, baseline):
+        ranked = ranking(validation.proba, validation.y, gate)
     cleaning = {**parsing, **trained.report}
     with dependency_errors():
         run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags)
@@ -269,6 +274,7 @@ def dev_run(
                 champion=comparison,
                 untrusted=untrusted,
                 follows_latest=model_name == gate.default_model,
+                ranked=ranked,
             )
             registry.record_decision(model_name, version, decision.to_dict())
             if decision.promoted:

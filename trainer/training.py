@@ -73,6 +73,9 @@ class Validation:
     keys: np.ndarray  # row keys in [0, 1): a row is held out when its key < the fraction
     losses: np.ndarray  # the new model's loss per row
     baseline_losses: np.ndarray  # the trivial baseline's (class prior or training mean)
+    # The new model's class probabilities (classification): the promotion gate's ranking test
+    # shows skill that a few confident mistakes hide from the log loss.
+    proba: np.ndarray | None = None
 
 
 @dataclass
@@ -486,6 +489,7 @@ def train_model(
         keys=keys[valid_idx],
         losses=row_losses(read.task, y_valid, predictions, proba),
         baseline_losses=baseline_losses(read.task, y[fit_idx], y_valid, len(read.classes or [])),
+        proba=proba,
     )
 
     def fit_cells(columns: list[str]) -> pa.Table:
