@@ -88,8 +88,9 @@ def flag_texts(flags: dict, n_rows: int) -> pa.DictionaryArray:
         entries = [f"{name}:{kind}" for name, (kind, _) in flags.items()]
         stacked = np.stack([mask[rows] for _, mask in flags.values()])  # column by column
         combination = _combinations(stacked)
-        first = np.empty(combination.max() + 1, dtype="int64")
-        first[combination[::-1]] = np.arange(len(rows))[::-1]  # each one's first row
+        # Numbered in order of first appearance: a row that raises the running maximum is the
+        # first of its combination.
+        first = np.flatnonzero(np.diff(np.maximum.accumulate(combination), prepend=-1) > 0)
         texts += [
             ";".join(entry for entry, hit in zip(entries, row, strict=True) if hit)
             for row in stacked[:, first].T
