@@ -87,8 +87,11 @@ def log_run(
     """Log params, metrics, dataset, reports and the model; return the run id, the model's
     URI and the SHA-256 of each code and artifact file as Sluice wrote it (for signing)."""
     experiment = mlflow.set_experiment(experiment_name(model_name))
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
-        mlflow.set_tags({"sluice.model": model_name, **tags})
+    # The tags (the owner's among them) are set as the run is created: a run never exists
+    # without its owner, so one cut off at any moment is found at the next start.
+    with mlflow.start_run(
+        experiment_id=experiment.experiment_id, tags={"sluice.model": model_name, **tags}
+    ) as run:
         mlflow.log_params(
             {
                 **{f"xgb.{k}": v for k, v in trained.params.items()},
