@@ -14,6 +14,9 @@ for arg in "$@"; do
     *) echo "start.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+if [[ $mode == auto ]] && "$ROOT/scripts/local.sh" status 2>/dev/null | grep -q ': running'; then
+  mode=local  # a local stack is up: starting again changes nothing, even if Docker answers now
+fi
 if [[ $mode == auto ]]; then
   if command -v docker >/dev/null 2>&1 && timeout 5 docker info >/dev/null 2>&1; then
     mode=docker

@@ -34,6 +34,7 @@ class SmallCsv:
     encoding: str
     delimiter: str
     comment_lines: int = 0
+    sep_line: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ParsedCsv:
     encoding: str
     delimiter: str
     comment_lines: int = 0  # leading `#` lines skipped before the header
+    sep_line: bool = False  # Excel's `sep=;` first line named the delimiter
 
 
 def sniff_delimiter(text: str) -> str:
@@ -68,6 +70,16 @@ def sniff_delimiter(text: str) -> str:
         if score > best_score:
             best, best_score = delimiter, score
     return best
+
+
+_SEP_LINE = re.compile(r"sep=([,;\t|])[ \t]*(?:\r\n|\r|\n)", re.I)
+
+
+def sep_line(text: str) -> tuple[str | None, int]:
+    """The delimiter an Excel `sep=;` first line declares, and where the header starts after
+    it; (None, 0) without one. Excel writes and reads this line; it is not data."""
+    match = _SEP_LINE.match(text)
+    return (match.group(1), match.end()) if match else (None, 0)
 
 
 def _malformed(detail: str) -> ApiError:
@@ -184,8 +196,14 @@ def read_header(text: str, delimiter: str) -> list[str]:
                 "Remove the lines above the header row (lines starting with # are skipped "
                 "when the header follows them) and upload again.",
             )
-        raise _malformed(
-            f"the first data row has {len(first)} or more fields, the header {len(header)}"
+        line = delimiter.join(header)
+        raise ApiError(
+            400,
+            "malformed_csv",
+            f"The first line ({_shown(line)}) has {len(header)} fields and the next line "
+            f"{len(first)} or more. If the first line is a title or a note above the header, "
+            "remove it (lines starting with # are skipped when the header follows them); "
+            "otherwise check that the header names every column and that quotes are balanced.",
         )
     stripped = [name.strip() for name in header]
     real = set(filter(None, stripped))
@@ -216,6 +234,9 @@ def read_header(text: str, delimiter: str) -> list[str]:
 def parse_csv(raw: bytes) -> ParsedCsv:
     """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
     text, encoding = decode_text(raw)  # validates the whole upload decodes
+    declared, start = sep_line(text)
+    if declared:
+        text = text[start:]
     comments, start = leading_comments(text)
     if comments:
         text = text[start:]
@@ -224,11 +245,11 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         # Classic Mac line ends (Excel's "CSV (Macintosh)", which writes a line break inside a
         # cell as LF): pandas' C reader splits rows on \n.
         text = text.replace("\r", "\n")
-    if mac or comments:  # a second copy, only for these files
+    if mac or comments or declared:  # a second copy, only for these files
         raw = text.encode(encoding)
     sample = text[: 4 * SNIFF_BYTES]
     del text  # pandas reads the bytes itself: no second copy of a large upload
-    delimiter = sniff_delimiter(sample)
+    delimiter = declared or sniff_delimiter(sample)
     names = read_header(sample, delimiter)
     try:
         # A row wider than the header is an error of the C tokenizer ("Expected N fields"),
@@ -256,7 +277,7 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         raise _malformed("the first data row has more fields than the header")
     if frame.empty:
         raise ApiError(400, "no_rows", "The file has a header but no data rows.")
-    return ParsedCsv(frame, encoding, delimiter, comments)
+    return ParsedCsv(frame, encoding, delimiter, comments, bool(declared))
 
 
 def _first_line(err: Exception) -> str:
@@ -273,9 +294,11 @@ def parse_small_csv(raw: bytes) -> SmallCsv | None:
     text, encoding = decode_text(raw)
     if '"' in text or "\0" in text or "\r" in text.replace("\r\n", ""):
         return None
+    declared, start = sep_line(text)
+    text = text[start:]
     comments, start = leading_comments(text)
     text = text[start:]
-    delimiter = sniff_delimiter(text)
+    delimiter = declared or sniff_delimiter(text)
     names = read_header(text, delimiter)
     lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
     if len(lines) < 2 or len(lines) > SMALL_ROWS + 1:
@@ -290,5 +313,10 @@ def parse_small_csv(raw: bytes) -> SmallCsv | None:
         for column, cell in zip(columns, cells, strict=True):
             column.append(cell)
     return SmallCsv(
-        dict(zip(names, columns, strict=True)), len(lines) - 1, encoding, delimiter, comments
+        dict(zip(names, columns, strict=True)),
+        len(lines) - 1,
+        encoding,
+        delimiter,
+        comments,
+        bool(declared),
     )

@@ -70,6 +70,8 @@ def _report(rows: int, columns: int, parsed: ParsedCsv | SmallCsv) -> dict:
     }
     if parsed.comment_lines:
         report["comment_lines"] = parsed.comment_lines  # skipped above the header
+    if parsed.sep_line:
+        report["sep_line"] = True  # Excel's `sep=;` line named the delimiter (not data)
     return report
 
 

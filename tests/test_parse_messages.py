@@ -245,3 +245,31 @@ def test_one_column_is_said_in_dev_only():
     # A model with one input reads a one-column prod file.
     cells, report, _ = parse_upload(b"age\n31\n47\n", "prod", None)
     assert report["columns_in"] == 1 and list(cells) == ["age"]
+
+
+def test_a_title_with_the_delimiter_in_it_is_quoted(stack, model_name):
+    train, _ = _wine()
+    body = b"Wine export, 2024\n" + train.to_csv(index=False).encode()
+    message = _error(
+        post_csv(stack.analyze_url, body, phase="dev", model=model_name), 400, "malformed_csv"
+    )
+    assert "'Wine export, 2024'" in message and "title" in message
+
+
+@pytest.mark.parametrize("declared", ["sep=;\n", "SEP=;\r\n", "sep=,\n", "sep=\t\n"])
+def test_excels_sep_line_names_the_delimiter(declared):
+    delimiter = declared[4]
+    frame = pd.DataFrame({"a b": ["1,5", "2"], "c": ["x;y", "z"], "d": ["3", "4"]})
+    body = declared + frame.to_csv(index=False, sep=delimiter)
+    # The oracle: pandas told the delimiter, with the sep= line skipped.
+    expected = pd.read_csv(
+        io.StringIO(body), sep=delimiter, skiprows=1, dtype=str, keep_default_na=False
+    )
+    small = parse_small_csv(body.encode())  # None when quoting sends it to pandas
+    for parsed in filter(None, (parse_csv(body.encode()), small)):
+        assert parsed.sep_line and parsed.delimiter == delimiter
+        cells = getattr(parsed, "frame", None)
+        cells = pd.DataFrame(parsed.columns) if cells is None else cells
+        pd.testing.assert_frame_equal(cells.reset_index(drop=True), expected)
+    _, report, _ = parse_upload(body.encode(), "prod", None)
+    assert report["sep_line"] is True and report["rows_in"] == 2
