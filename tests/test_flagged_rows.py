@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import io
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +155,19 @@ def test_flagged_rows_are_listed_in_input_order_up_to_the_cap():
     assert none["flagged_rows"] == [] and none["flagged_rows_omitted"] == 4
     clean = row_flags.flagged_rows({}, 1000)
     assert clean == {"flagged_rows": [], "flagged_rows_total": 0, "flagged_rows_omitted": 0}
+
+
+def test_the_list_is_bounded_in_size_as_well_as_in_rows():
+    # 200 columns with 1,000-character names, every cell unreadable in 50 rows: listing each
+    # row whole would make a 10 MB answer from a small upload.
+    names = {f"c{i}_" + "x" * 1000: (NUMERIC, list(range(50))) for i in range(200)}
+    answer = row_flags.flagged_rows(_flags(50, **names), 10)
+    listed = answer["flagged_rows"]
+    assert len(json.dumps(listed)) <= 10 * row_flags.BYTES_PER_LISTED_ROW + 210_000  # one row
+    assert [item["row"] for item in listed] == list(range(len(listed))) and len(listed) >= 1
+    assert all(len(item["columns"]) == 200 for item in listed)  # a listed row is whole
+    assert answer["flagged_rows_total"] == 50
+    assert answer["flagged_rows_omitted"] == 50 - len(listed)
 
 
 def test_the_cap_is_the_app_setting_max_flagged_rows():

@@ -225,11 +225,17 @@ def test_an_owner_is_alive_exactly_while_its_process_lives(tmp_path):
         assert unfinished_runs.owner_alive(state, owner)
         mine = unfinished_runs.owner_tags(state)["sluice.owner"]
         assert mine != owner and unfinished_runs.owner_alive(state, mine)
+        # Every owner alive: a worker starting again in this start has nothing to check.
+        assert not unfinished_runs._dead_owner_files(state)
     finally:
         child.kill()
         child.wait()
     assert not unfinished_runs.owner_alive(state, owner)  # SIGKILL drops the lock
+    # A worker that died (killed out of memory, respawned by gunicorn) leaves its file free:
+    # the next worker to start checks again, in the same start.
+    assert unfinished_runs._dead_owner_files(state)
     unfinished_runs._remove_dead_owner_files(state)
+    assert not unfinished_runs._dead_owner_files(state)
     left = os.listdir(os.path.join(state, "run-owners"))
     assert f"{token}.lock" not in left and left == [mine.partition("/")[2] + ".lock"]
     assert not unfinished_runs.owner_alive(state, owner)  # file gone: still dead

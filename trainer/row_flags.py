@@ -54,10 +54,17 @@ def _flagged(flags: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
     return np.flatnonzero(np.logical_or.reduce(masks)) if masks else np.empty(0, dtype="int64")
 
 
+# The listed rows' size in the answer, per row allowed by MAX_FLAGGED_ROWS: a row's entry
+# costs its column names and kinds, so long names or thousands of unreadable columns would
+# otherwise make a small upload's answer hundreds of times its size.
+BYTES_PER_LISTED_ROW = 1024
+
+
 def flagged_rows(flags: dict | None, max_rows: int, version: str | None = None) -> dict:
-    """The answer's fields: `flagged_rows` (the first `max_rows` flagged rows, in input order,
-    each `{"row": i, "columns": {column: kind}}`), `flagged_rows_total` and
-    `flagged_rows_omitted`; null with a note when the model cannot tell rows."""
+    """The answer's fields: `flagged_rows` (the first flagged rows, in input order, each
+    `{"row": i, "columns": {column: kind}}`, at most `max_rows` and about `max_rows` KB),
+    `flagged_rows_total` and `flagged_rows_omitted`; null with a note when the model cannot
+    tell rows."""
     if flags is None:
         return {
             "flagged_rows": None,
@@ -67,15 +74,25 @@ def flagged_rows(flags: dict | None, max_rows: int, version: str | None = None) 
         }
     rows = _flagged(flags)
     listed = rows[: max(0, int(max_rows))]
-    items = [{"row": int(row), "columns": {}} for row in listed]
-    for name, (kind, mask) in flags.items():  # spec order, so each row's columns are too
-        for item, hit in zip(items, mask[listed].tolist(), strict=True):
-            if hit:
-                item["columns"][name] = kind
+    items: list[dict] = []
+    if len(listed):
+        names = list(flags)
+        kinds = [kind for kind, _ in flags.values()]
+        cost = np.array([len(n) + len(k) + 8 for n, k in zip(names, kinds, strict=True)])
+        stacked = np.stack([mask[listed] for _, mask in flags.values()], axis=1)
+        at, columns = np.nonzero(stacked)  # by listed row, then column (spec order)
+        bounds = np.searchsorted(at, np.arange(len(listed) + 1))
+        budget, spent = max(0, int(max_rows)) * BYTES_PER_LISTED_ROW, 0
+        for position, row in enumerate(listed.tolist()):
+            hit = columns[bounds[position] : bounds[position + 1]]
+            spent += 24 + int(cost[hit].sum())
+            if items and spent > budget:
+                break
+            items.append({"row": row, "columns": {names[c]: kinds[c] for c in hit.tolist()}})
     return {
         "flagged_rows": items,
         "flagged_rows_total": int(len(rows)),
-        "flagged_rows_omitted": int(len(rows) - len(listed)),
+        "flagged_rows_omitted": int(len(rows) - len(items)),
     }
 
 

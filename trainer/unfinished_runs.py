@@ -141,6 +141,17 @@ def owner_alive(state_dir: str, owner: str) -> bool:
     return False
 
 
+def _dead_owner_files(state_dir: str) -> bool:
+    """Whether a lock file of an owner that is gone is left (a worker that died since the
+    last check); a look at local files only, no MLflow."""
+    folder = os.path.join(state_dir, OWNERS_DIR)
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(".lock")]
+    except FileNotFoundError:
+        return False
+    return any(not owner_alive(state_dir, name[: -len(".lock")]) for name in names)
+
+
 def _remove_dead_owner_files(state_dir: str) -> None:
     """Delete the lock files of owners that are gone (one file per trainer process ever run)."""
     folder = os.path.join(state_dir, OWNERS_DIR)
@@ -233,9 +244,10 @@ RETRY_FOR = 900.0
 
 
 def mark_in_background(state_dir: str, retry_for: float = RETRY_FOR) -> threading.Thread:
-    """Run `mark_unfinished` once per trainer start, in a thread: never blocks or fails the
-    start. The first worker of a start does it (the others wait on its lock, then see it
-    done); while MLflow is down it retries, for `retry_for` seconds at most."""
+    """Run `mark_unfinished` once per trainer start, and again when a worker starts after
+    another died, in a thread: never blocks or fails the start. The first worker of a start
+    does it (the others wait on its lock, then see it done); while MLflow is down it retries,
+    for `retry_for` seconds at most."""
     from trainer.jobs import boot_id
 
     start_id = boot_id()
@@ -245,7 +257,9 @@ def mark_in_background(state_dir: str, retry_for: float = RETRY_FOR) -> threadin
             with open(os.path.join(state_dir, MARKER_FILE), "a+", encoding="ascii") as marker:
                 fcntl.flock(marker, fcntl.LOCK_EX)
                 marker.seek(0)
-                if marker.read().strip() == start_id:
+                if marker.read().strip() == start_id and not _dead_owner_files(state_dir):
+                    # Checked this start, and no worker has died since (a worker killed and
+                    # respawned, say out of memory, leaves its lock file free: checked again).
                     return
                 _retrying(state_dir, retry_for)
                 # Done or given up: once per start either way (the next start checks again).
