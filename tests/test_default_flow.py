@@ -173,6 +173,24 @@ def test_a_named_model_keeps_its_columns_and_prod_names_the_newer_version(stack,
 # --- 3. no skill, no champion -------------------------------------------------------------------
 
 
+def test_another_target_on_the_same_columns_is_a_decision_not_a_500(stack, model_name):
+    # The champion reads every column of the new upload, but predicts another target: its
+    # probabilities have no loss on these labels (2 classes vs 3, classes vs numbers).
+    frame = fruit(600, 11)
+    frame["size"] = np.where(frame["width"] > 4, "big", "small")
+    frame["weight"] = (frame["width"] * frame["height"] * 10).round(1)
+    first = dev(stack, model_name, frame, target="size")
+    assert first["promoted"] is True
+    for target in ("fruit", "weight"):
+        answer = dev(stack, model_name, frame, target=target)
+        assert answer["promoted"] is False, answer["reason"]
+        assert answer["promotion"]["rule"] == "schema"
+        assert f"target changed from 'size' to '{target}'" in answer["reason"]
+        assert "comparison" not in answer["promotion"]  # nothing to compare on these labels
+    served = prod(stack, model_name, frame.drop(columns=["size"]))
+    assert served.status_code == 200 and served.json()["version"] == first["version"]
+
+
 def noise(rows: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(

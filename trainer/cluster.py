@@ -441,6 +441,7 @@ def train_on_cluster(
         keys=valid_keys,
         losses=row_losses(read.task, y_valid, predictions, proba),
         baseline_losses=baseline_losses_from(read.task, reference, y_valid),
+        proba=proba,
     )
     fit_matrix = np.concatenate([f["matrix"] for f in fitted])
     fit_table = pa.concat_tables(datasource.unify([f["table"] for f in fitted]))

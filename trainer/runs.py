@@ -137,11 +137,15 @@ def _champion_comparison(
     The comparison is computed whenever the champion can score those rows, so a schema
     change is refused with the numbers too.
     """
-    schema_change = schema_difference(schema_of(trained.spec), schema_of(champion.spec))
+    ours, theirs_schema = schema_of(trained.spec), schema_of(champion.spec)
+    schema_change = schema_difference(ours, theirs_schema)
     unfair = split_mismatch(trained.spec.get("split"), champion.spec.get("split"))
     validation = trained.validation
     needed = set(champion.required_columns)
-    if unfair is not None or not needed <= set(validation.table.column_names):
+    # Scores compare only for the same target, task and classes (in the same order): a
+    # champion predicting another column, or other classes, has no loss on these labels.
+    same_question = all(ours[key] == theirs_schema[key] for key in ("target", "task", "classes"))
+    if unfair is not None or not same_question or not needed <= set(validation.table.column_names):
         return schema_change, unfair, None
     shared = validation.keys < float(champion.spec["split"]["fraction"])
     rows = np.flatnonzero(shared)
@@ -259,9 +263,15 @@ def dev_run(
                 except UntrustedVersion as err:
                     untrusted = f"v{current} ({err})"
                 else:
-                    schema_change, unfair, comparison = _champion_comparison(
-                        trained, champion, metric, gate
-                    )
+                    try:
+                        schema_change, unfair, comparison = _champion_comparison(
+                            trained, champion, metric, gate
+                        )
+                    except Exception as err:  # noqa: BLE001 - the version is registered already
+                        # A comparison that fails must still leave a decision on the version,
+                        # never a registered version without one (and a 500).
+                        log.exception("comparing %s v%s with its champion", model_name, version)
+                        unfair = f"the champion could not score the comparison rows ({err!r:.200})"
             decision = decide(
                 promote,
                 current,
