@@ -123,9 +123,24 @@ def leading_comments(text: str) -> tuple[int, int]:
         position += len(line)
         if content:
             lines.append((content, position))
+    if len(lines) == MAX_COMMENT_LINES and _COMMENT_START.match(text, position):
+        raise ApiError(
+            400,
+            "malformed_csv",
+            f"The file starts with more than {MAX_COMMENT_LINES:,} lines starting with #: "
+            f"at most {MAX_COMMENT_LINES:,} comment lines above the header are skipped. "
+            "Remove them and upload again.",
+        )
     rest = text[position : position + 4 * SNIFF_BYTES]
+    if lines and not rest.strip() and len(lines) > 1:
+        raise ApiError(
+            400,
+            "empty_file",
+            f"The file holds only lines starting with # ({len(lines)}): no header row and no "
+            "data rows below them.",
+        )
     if not lines or not rest.strip():
-        return 0, 0  # nothing below them: they are the header (or the file is empty)
+        return 0, 0  # nothing below it: a single # line is the header (or the file is empty)
     delimiter = sniff_delimiter(rest)
     width = len(_first_row(rest, delimiter))
     start = 0

@@ -273,3 +273,15 @@ def test_excels_sep_line_names_the_delimiter(declared):
         pd.testing.assert_frame_equal(cells.reset_index(drop=True), expected)
     _, report, _ = parse_upload(body.encode(), "prod", None)
     assert report["sep_line"] is True and report["rows_in"] == 2
+
+
+def test_comment_lines_have_a_limit_and_a_file_of_only_comments_says_so():
+    limit = 1000
+    kept = parse_csv(("# note\n" * limit + "a,b\n1,2\n").encode())
+    assert kept.comment_lines == limit and list(kept.frame.columns) == ["a", "b"]
+    with pytest.raises(ApiError) as over:
+        parse_csv(("# note\n" * (limit + 1) + "a,b\n1,2\n").encode())
+    assert over.value.code == "malformed_csv" and "more than 1,000 lines" in over.value.message
+    with pytest.raises(ApiError) as only:
+        parse_csv(b"# exported by a tool\n# nothing else\n")
+    assert only.value.code == "empty_file" and "only lines starting with #" in only.value.message
