@@ -16,10 +16,12 @@ import sys
 
 import numpy as np
 import pandas as pd
+import requests
 from sklearn.metrics import roc_auc_score
 
 from tests.datasets import iris, to_csv
 from tests.stack import ROOT, post_csv
+from tests.test_jobs import wait_job
 from trainer.promotion import GateConfig, Ranking, compare, decide, ranking
 from trainer.registry import TAG_MAX_CHARS, _decision_text
 
@@ -152,6 +154,25 @@ def test_a_named_model_keeps_its_columns_and_prod_names_the_newer_version(stack,
     assert "schema differs" in message  # why it was not promoted
     assert "promote=always" in message and "set_registered_model_alias" in message
     assert message.count("promote=always") == 1  # the reason is quoted without its advice
+
+    # Prod by reference says the same (the job fails with the 422 and its hint).
+    root = stack.env["SLUICE_DATA_ROOT"]
+    flats(10, 7).drop(columns="price").to_csv(os.path.join(root, f"{model_name}.csv"), index=False)
+    accepted = requests.post(
+        stack.analyze_url,
+        params={
+            "phase": "prod",
+            "model": model_name,
+            "data_uri": f"{model_name}.csv",
+            "output_uri": f"{model_name}-out.csv",
+        },
+        timeout=60,
+    )
+    job = wait_job(stack.url("preprocess"), accepted)
+    assert job["state"] == "failed" and job["status"] == 422, job
+    assert job["error"]["code"] == "missing_columns"
+    assert job["error"]["candidate_version"] == second["version"]
+    assert "The files lack columns" in job["error"]["message"]
 
     # Extra columns are fine: v2 reads only columns the file has.
     wider = flats(10, 8).drop(columns="price").assign(note="x")

@@ -237,7 +237,7 @@ def score_locally(
                 check_key(options, columns, model.required_columns)
                 missing = [n for n in model.required_columns if n not in columns]
                 if missing:
-                    raise _missing(model_name, champion.version, missing)
+                    raise _missing(model_name, champion.version, missing, columns)
             table = datasource.align(table, columns, item.name)
             reports.append(report)
             scored = model.score_frame(table)
@@ -281,14 +281,11 @@ def record_batches(monitor, model_name: str, champion, batches: list) -> list[st
     return [batch_id for batch_id, *_ in batches]
 
 
-def _missing(model_name: str, version: str, missing: list[str]) -> ApiError:
-    return ApiError(
-        422,
-        "missing_columns",
-        f"The files lack columns the model {model_name!r} v{version} needs: "
-        f"{', '.join(map(repr, missing))}.",
-        missing_columns=missing,
-    )
+def _missing(model_name: str, version: str, missing: list[str], columns) -> ApiError:
+    # Here, not at the top: Dask workers import this module and need none of the registry.
+    from trainer.runs import missing_columns_error
+
+    return missing_columns_error(model_name, version, missing, set(columns), what="files")
 
 
 def prod_answer(

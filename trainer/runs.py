@@ -376,18 +376,26 @@ def prod_run(
     names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
     missing = [name for name in champion.model.required_columns if name not in names]
     if missing:
-        message = (
-            f"The file lacks columns the model {model_name!r} v{champion.version} needs: "
-            f"{', '.join(map(repr, missing))}."
-        )
-        details = {"missing_columns": missing}
-        found = _registry_hint(_newer_version_reading, model_name, champion.version, names)
-        if found is not None:
-            version, decision, exact = found
-            message += " " + _candidate_hint(model_name, version, decision, exact)
-            details["candidate_version"] = version
-        raise ApiError(422, "missing_columns", message, **details)
+        raise missing_columns_error(model_name, champion.version, missing, names)
     return _scored_answer(table, parsing, model_name, proba, champion, monitor)
+
+
+def missing_columns_error(
+    model_name: str, version: str, missing: list[str], names: set[str], what: str = "file"
+) -> ApiError:
+    """The 422 for a batch that lacks columns of the champion `version`, naming a newer,
+    unpromoted version that reads the batch's columns `names` when there is one."""
+    message = (
+        f"The {what} lack{'s' if what == 'file' else ''} columns the model {model_name!r} "
+        f"v{version} needs: {', '.join(map(repr, missing))}."
+    )
+    details = {"missing_columns": missing}
+    found = _registry_hint(_newer_version_reading, model_name, version, set(names))
+    if found is not None:
+        candidate, decision, exact = found
+        message += " " + _candidate_hint(model_name, candidate, decision, exact)
+        details["candidate_version"] = candidate
+    return ApiError(422, "missing_columns", message, **details)
 
 
 # Hints in error answers come from the registry, on the error path only, within this time and
