@@ -36,3 +36,23 @@ def diabetes() -> pd.DataFrame:
 def shifted(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """The same schema with rows resampled: a different training set for a second version."""
     return frame.sample(frac=1.0, replace=True, random_state=seed).reset_index(drop=True)
+
+
+COLORS = ["red", "green", "blue", "black"]
+
+
+def shop(rows: int, seed: int) -> pd.DataFrame:
+    """Two numeric columns and a categorical one; the class depends on all three. At 600 rows
+    XGBoost is right on it but overconfident: a few confident mistakes hide its skill from
+    the log loss."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(50, 10, rows).round(2),
+            "weight": rng.gamma(2.0, 3.0, rows).round(3),
+            "color": rng.choice(COLORS, rows, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
+    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
+    return frame

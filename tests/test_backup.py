@@ -14,11 +14,10 @@ import time
 import pytest
 import requests
 
-from tests.datasets import to_csv
+from tests.datasets import shop, to_csv
 from tests.postgres import postgres_fixture  # noqa: F401
 from tests.s3 import s3_fixture  # noqa: F401
 from tests.stack import ROOT, LocalStack, post_csv
-from tests.test_monitoring import shop
 from tracking import artifacts_io
 
 BACKUP = os.path.join(ROOT, "scripts", "backup.sh")

@@ -19,7 +19,7 @@ import pandas as pd
 import requests
 from sklearn.metrics import roc_auc_score
 
-from tests.datasets import iris, to_csv
+from tests.datasets import iris, shop, to_csv
 from tests.stack import ROOT, post_csv
 from tests.test_jobs import wait_job
 from trainer.promotion import GateConfig, Ranking, compare, decide, ranking
@@ -257,23 +257,6 @@ def test_a_small_first_version_with_skill_is_the_champion(stack, model_name):
     assert answer["training"]["rows_validation"] < 100
     assert answer["promoted"] is True and answer["promotion"]["rule"] == "first_version"
     assert "beats the trivial baseline" in answer["reason"]
-
-
-def shop(rows: int, seed: int) -> pd.DataFrame:
-    """A table with clear signal on which XGBoost is right but overconfident at 600 rows (the
-    same rule as test_monitoring's shop): a few confident mistakes hide its skill from the
-    log loss."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "size": rng.normal(50, 10, rows).round(2),
-            "weight": rng.gamma(2.0, 3.0, rows).round(3),
-            "color": rng.choice(["red", "green", "blue", "black"], rows, p=[0.4, 0.3, 0.2, 0.1]),
-        }
-    )
-    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
-    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
-    return frame
 
 
 def test_an_overconfident_first_version_with_clear_signal_is_the_champion(stack, model_name):

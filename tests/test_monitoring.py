@@ -12,25 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn import metrics as skm
 
 from tests.browser import browser, drawn_plots  # noqa: F401
-from tests.datasets import to_csv
+from tests.datasets import shop, to_csv
 from tests.stack import LocalStack, post_csv
-
-COLORS = ["red", "green", "blue", "black"]
-
-
-def shop(rows: int, seed: int) -> pd.DataFrame:
-    """Two numeric columns and a categorical one; the class depends on all three."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "size": rng.normal(50, 10, rows).round(2),
-            "weight": rng.gamma(2.0, 3.0, rows).round(3),
-            "color": rng.choice(COLORS, rows, p=[0.4, 0.3, 0.2, 0.1]),
-        }
-    )
-    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
-    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
-    return frame
 
 
 def prod(stack, frame: pd.DataFrame, model: str, proba: bool = False) -> dict:

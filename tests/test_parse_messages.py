@@ -131,18 +131,23 @@ def _multipart(fields: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_too_many_form_parts_names_that_limit(stack, model_name):
-    fields = [(f"f{i}", b"x" * 8, None) for i in range(50_000)]
-    fields.append(("data_file", b"a,b\n1,2\n3,4\n", "data.csv"))
-    body, content_type = _multipart(fields)
-    assert 2_000_000 < len(body) < 5_000_000  # a few MB: far under MAX_UPLOAD_MB
-    response = requests.post(
+def _post_body(stack, model_name: str, body: bytes, content_type: str) -> requests.Response:
+    """A dev request with a multipart body built by hand (as a client could send it)."""
+    return requests.post(
         stack.analyze_url,
         params={"phase": "dev", "model": model_name},
         data=body,
         headers={"Content-Type": content_type},
         timeout=120,
     )
+
+
+def test_too_many_form_parts_names_that_limit(stack, model_name):
+    fields = [(f"f{i}", b"x" * 8, None) for i in range(50_000)]
+    fields.append(("data_file", b"a,b\n1,2\n3,4\n", "data.csv"))
+    body, content_type = _multipart(fields)
+    assert 2_000_000 < len(body) < 5_000_000  # a few MB: far under MAX_UPLOAD_MB
+    response = _post_body(stack, model_name, body, content_type)
     message = _error(response, 413, "too_many_form_parts")
     assert "1,000 parts" in message and "max_form_parts" in message
     assert "MB" not in message  # not the upload size limit
@@ -151,13 +156,7 @@ def test_too_many_form_parts_names_that_limit(stack, model_name):
 def test_a_csv_sent_as_a_text_field_names_that_limit(stack, model_name):
     csv_text = b"a,b\n" + b"1,2\n" * 200_000  # 800 KB, as curl -F data_file=<file sends it
     body, content_type = _multipart([("data_file", csv_text, None)])
-    response = requests.post(
-        stack.analyze_url,
-        params={"phase": "dev", "model": model_name},
-        data=body,
-        headers={"Content-Type": content_type},
-        timeout=120,
-    )
+    response = _post_body(stack, model_name, body, content_type)
     message = _error(response, 413, "form_field_too_large")
     assert "500,000 bytes" in message and "data_file=@" in message
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from sklearn import metrics as skm
 
-from tests.datasets import to_csv
+from tests.datasets import shop, to_csv
 from tests.stack import post_csv
 from trainer.monitoring import quality, report
 from trainer.monitoring.profile import RARE_OR_UNSEEN, batch_counts, build_profile
@@ -269,20 +269,6 @@ def test_both_names_of_the_rare_or_unseen_warning_are_counted():
 
 
 # -- the real services ----------------------------------------------------------------------
-
-
-def shop(rows: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "size": rng.normal(50, 10, rows).round(2),
-            "weight": rng.gamma(2.0, 3.0, rows).round(3),
-            "color": rng.choice(["red", "green", "blue", "black"], rows, p=[0.4, 0.3, 0.2, 0.1]),
-        }
-    )
-    signal = (frame["size"] - 50) / 10 + (frame["color"] == "red") * 1.0 - frame["weight"] / 6
-    frame["bought"] = np.where(signal + rng.normal(0, 0.7, rows) > 0, "yes", "no")
-    return frame
 
 
 def _prod(stack, frame: pd.DataFrame, model: str) -> dict:

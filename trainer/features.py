@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice_common.parsing import one_column_error
 from trainer import rows
 from trainer import sluice_cells as cells
 from trainer.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
@@ -279,8 +278,6 @@ def fit_kinds(
             records.append(rows.first_copies(table))
         return records[0]
 
-    if table.column_names == [target]:
-        raise one_column_error(target)
     leading = True  # only row-number columns so far: R's X may follow
     for name in table.column_names:
         if name == target:

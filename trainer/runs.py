@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from sluice_common import metrics
 from sluice_common.errors import ApiError
-from trainer import registry
+from trainer import registry, row_flags
 from trainer.promotion import (
     GateConfig,
     compare,
@@ -134,8 +134,8 @@ def _champion_comparison(
     """Schema change, unfairness, and the paired comparison on the rows neither model was
     trained on (the challenger's validation rows that the champion's split also held out).
 
-    The comparison is computed whenever the champion can score those rows, so a schema
-    change is refused with the numbers too.
+    The comparison is computed whenever the champion predicts the same target, task and
+    classes and can score those rows, so a schema change is refused with the numbers too.
     """
     ours, theirs_schema = schema_of(trained.spec), schema_of(champion.spec)
     schema_change = schema_difference(ours, theirs_schema)
@@ -546,8 +546,6 @@ def _no_champion(model_name: str) -> ApiError:
 
 
 def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict:
-    from trainer import row_flags
-
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
