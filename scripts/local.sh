@@ -55,7 +55,7 @@ except Exception:
 
 launch() {
   local name=$1
-  local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --worker-class gthread --no-control-socket --config python:sluice_common.gunicorn_conf)
+  local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --no-control-socket --config python:sluice_common.gunicorn_conf)
   case $name in
     mlflow)
       # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.

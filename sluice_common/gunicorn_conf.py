@@ -30,6 +30,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MADE_ENV = "SLUICE_PROMETHEUS_DIR_MADE"
 _made_dir: str | None = None  # the directory this master made, removed on exit
 
+# Requests are read whole by each worker's event loop before a thread runs them, so slow
+# clients cost a socket, not a thread (sluice_common/body_worker.py).
+worker_class = "sluice_common.body_worker.BodyBufferingWorker"
+
 # The longest request line gunicorn allows; a query string needs far less (model names are
 # at most 64 characters, targets 512).
 limit_request_line = 8190

@@ -135,7 +135,7 @@ def second_trainer(stack: LocalStack, port: int, log_path: str) -> subprocess.Po
         return subprocess.Popen(
             [
                 os.path.join(ROOT, ".venv", "bin", "gunicorn"),
-                *("--chdir", ROOT, "--worker-class", "gthread", "--no-control-socket"),
+                *("--chdir", ROOT, "--no-control-socket"),
                 *("--config", "python:sluice_common.gunicorn_conf"),
                 *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"),
                 *("--graceful-timeout", "5"),
