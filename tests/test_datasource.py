@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import glob
 import os
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -172,3 +174,95 @@ def test_a_registered_versions_rules_are_found_after_its_copy_is_gone(tmp_path):
     rules = load_rules(str(copy))
     copy.unlink()  # as MLflow's temporary download is removed after loading
     assert cluster_parts.rules_source(rules) == open(RULES_CODE_PATH, "rb").read()
+
+
+# --- listings stay inside the root ---------------------------------------------------------
+
+
+def test_a_glob_finds_what_glob_finds_inside_the_root(tmp_path):
+    """Same matches as glob.glob(recursive=True): fnmatch per segment, `**` any depth, links
+    to folders inside the root followed; hidden names and other suffixes left out as before."""
+    for path in (
+        "a/x.csv",
+        "a/b/y.csv",
+        "a/b/c/z.parquet",
+        "ab/x.csv",
+        "b/a/x.CSV",
+        "x.csv",
+        "a/_t/x.csv",
+        "a/.d/x.csv",
+        "a/b/n.txt",
+        "e/w.csv",
+    ):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n1\n")
+    os.symlink(tmp_path / "e", tmp_path / "a" / "b" / "to-e")  # inside the root: followed
+    patterns = [
+        "**/*.csv",
+        "*/*.csv",
+        "**",
+        "a/**/*.csv",
+        "**/a/*",
+        "a*/**/x.csv",
+        "[ab]/*",
+        "**/b/**/*.parquet",
+        "a/**/**/*.csv",
+        "**/*.CSV",
+        "*.csv",
+        "a/b/to-e/*",
+    ]
+    for pattern in patterns:
+        expected = {  # each real file once: e/w.csv is also a/b/to-e/w.csv
+            os.path.realpath(found)
+            for found in glob.glob(str(tmp_path / pattern), recursive=True)
+            if os.path.isfile(found)
+            and found.lower().endswith((".csv", ".txt", ".parquet"))
+            and not datasource._hidden(os.path.relpath(found, tmp_path))
+        }
+        assert expected, pattern  # every pattern matches something here
+        found = [os.path.realpath(tmp_path / name) for name in names(pattern, tmp_path)]
+        assert sorted(found) == sorted(expected), pattern
+
+
+def test_links_out_of_the_root_and_link_loops_end_the_listing_at_once(root, tmp_path_factory):
+    (root / "d" / "sub" / "c.csv").write_text("x,y\n7,8\n")
+    os.symlink("/", root / "d" / "slash")  # the whole machine
+    os.symlink(tmp_path_factory.mktemp("elsewhere"), root / "d" / "sub" / "away")
+    os.symlink(root, root / "d" / "sub" / "up")  # an ancestor: a loop
+    os.symlink("..", root / "d" / "sub" / "parent")
+    for uri, expected in [
+        ("**/*.csv", ["d/a.csv", "d/sub/c.csv"]),
+        ("d/**/*.csv", ["d/a.csv", "d/sub/c.csv"]),
+        ("d/", ["d/a.csv", "d/sub/b.CSV", "d/sub/c.csv"]),
+        ("*/*/*.csv", ["d/sub/c.csv"]),
+    ]:
+        started = time.monotonic()
+        assert names(uri, root) == expected, uri
+        assert time.monotonic() - started < 2, uri
+
+
+def test_a_folder_with_only_links_out_of_the_root_names_them(root):
+    (root / "e").mkdir()
+    os.symlink("/", root / "e" / "slash")
+    for uri in ("e/", "e/**/*.csv"):
+        with pytest.raises(ApiError) as err:
+            names(uri, root)
+        assert err.value.code == "no_data_files"
+        assert "1 folder link(s) leading outside it were not followed" in err.value.message
+    with pytest.raises(ApiError) as err:  # named through the link: refused before listing
+        names("e/slash/etc/*.csv", root)
+    assert err.value.code == "outside_data_root"
+
+
+def test_a_link_to_a_file_outside_the_root_is_refused_not_read(root, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("outside") / "secret.csv"
+    secret.write_text("password,p\nhunter2,1\n")
+    os.symlink(secret, root / "d" / "sub" / "leak.csv")
+    os.symlink(secret, root / "d" / "sub" / "notes.md")  # not a data file: never looked at
+    for uri in ("d/", "d/**/*.csv", "d/sub/leak.csv"):
+        with pytest.raises(ApiError) as err:
+            names(uri, root)
+        assert err.value.code == "outside_data_root", uri
+        assert "d/sub/leak.csv" in err.value.message and "hunter2" not in err.value.message
+    os.unlink(root / "d" / "sub" / "leak.csv")
+    assert names("d/", root) == ["d/a.csv", "d/sub/b.CSV"]

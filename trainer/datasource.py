@@ -13,8 +13,8 @@ cell rules read as they read typed values. Both run on the trainer or on a Dask 
 from __future__ import annotations
 
 import fnmatch
-import glob
 import io
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from sluice_common.errors import ApiError
 from sluice_common.parsing import parse_csv
 
+log = logging.getLogger(__name__)
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -195,11 +196,12 @@ def resolve_files(uri: str, settings: DataSettings) -> list[DataFile]:
 def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
     root = _local_root(settings)
     path = _local_path(uri, root)
+    listing = _Listing(root)
     if any(char in path for char in GLOB_CHARS):
-        matches = _bounded(glob.iglob(path, recursive=True), settings, root)
+        matches = _bounded(_glob(path, listing), settings, root)
         explicit = False
     elif os.path.isdir(path):
-        matches = _bounded(_walk(path), settings, root)
+        matches = _bounded(_walk(path, listing), settings, root)
         explicit = False
     elif os.path.exists(path):
         matches, explicit = [path], True
@@ -209,7 +211,7 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
     for match in sorted(matches):
         real = os.path.realpath(match)
         if not _inside(real, root):
-            raise _outside(os.path.relpath(match, root))
+            raise _outside(uri) if explicit else _link_outside(os.path.relpath(match, root))
         fmt = _format_of(match)
         if fmt is None:
             if explicit:
@@ -224,7 +226,30 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
         if len(files) >= settings.max_files:
             raise _too_many(len(files) + 1, settings.max_files)
         files.append(DataFile(os.path.relpath(match, root), real, os.path.getsize(real), fmt))
+    if listing.links_out:
+        log.warning(
+            "data_uri %r: %d folder link(s) leading outside the data root not followed",
+            uri[:200],
+            listing.links_out,
+        )
+        if not files:
+            raise ApiError(
+                404,
+                "no_data_files",
+                f"No .csv or .parquet file matches {uri[:200]!r} inside the data root; "
+                f"{listing.links_out} folder link(s) leading outside it were not followed.",
+            )
     return files
+
+
+def _link_outside(name: str) -> ApiError:
+    return ApiError(
+        400,
+        "outside_data_root",
+        f"{name[:200]!r}, which the data_uri names, links to a file outside the data root and "
+        "is not read: remove the link, move the file inside SLUICE_DATA_ROOT, or narrow the "
+        "data_uri.",
+    )
 
 
 LISTING_SECONDS = 10.0
@@ -235,27 +260,109 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
-def _walk(path: str):
-    for folder, dirs, names in os.walk(path, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in sorted(names):
-            if not name.startswith((".", "_")):
-                yield os.path.join(folder, name)
+@dataclass
+class _Listing:
+    """One listing's bounds: the root it stays in, its deadline, the links it did not follow."""
+
+    root: str
+    deadline: float = field(default_factory=lambda: time.monotonic() + LISTING_SECONDS)
+    links_out: int = 0  # folder links that resolve outside the root
+
+    def entries(self, folder: str, real: str, follow: bool):
+        """(name, path, real path, is a folder to enter) of a folder's visible entries, in
+        name order. A folder link is entered only when `follow` and it resolves inside the
+        root; a file link is returned as found (the caller refuses one that leads out)."""
+        try:
+            with os.scandir(folder) as found:
+                entries = sorted(found, key=lambda e: e.name)
+        except OSError:  # gone, unreadable, or not a folder
+            return
+        for entry in entries:
+            if time.monotonic() > self.deadline:
+                raise _too_broad()
+            if entry.name.startswith((".", "_")):
+                continue
+            try:
+                if not entry.is_symlink():
+                    target = os.path.join(real, entry.name)
+                    yield entry.name, entry.path, target, entry.is_dir(follow_symlinks=False)
+                    continue
+                target = os.path.realpath(entry.path)
+                if not entry.is_dir():  # a file link, a dangling one or a loop of links
+                    yield entry.name, entry.path, target, False
+                elif not _inside(target, self.root):
+                    self.links_out += 1
+                elif follow:
+                    yield entry.name, entry.path, target, True
+            except OSError:
+                continue
+
+
+def _too_broad() -> ApiError:
+    return ApiError(
+        400,
+        "data_uri_too_broad",
+        f"Listing the data_uri took over {LISTING_SECONDS:.0f} s (a very large tree); point at "
+        "a narrower folder or pattern.",
+    )
+
+
+def _walk(path: str, listing: _Listing):
+    """Every visible file under a folder; folder links are not entered."""
+    return _matches(path, os.path.realpath(path), ["**"], listing, follow=False)
+
+
+def _glob(path: str, listing: _Listing):
+    """The paths a glob matches, as glob.glob(recursive=True) finds them: fnmatch per
+    segment, `**` any number of folders; but links to folders outside the root are not
+    entered, and each real folder is listed once per segment (no loops)."""
+    parts = path.split(os.sep)
+    cut = next(i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARS))
+    base = os.sep.join(parts[:cut]) or os.sep
+    return _matches(base, os.path.realpath(base), parts[cut:], listing, follow=True)
+
+
+def _positions(pattern: list[str], at: int) -> list[int]:
+    """The parts that apply in a folder reached at part `at`: a `**` may also match no
+    folder, so the parts after it apply there too."""
+    found = [at]
+    while pattern[at] == "**" and at + 1 < len(pattern):
+        at += 1
+        found.append(at)
+    return found
+
+
+def _matches(base: str, real: str, pattern: list[str], listing: _Listing, follow: bool):
+    # Depth-first with a stack of its own (deep trees would exhaust Python's recursion); each
+    # folder is listed once for all the parts that apply in it.
+    todo, seen = [(base, real, (0,))], set()
+    while todo:
+        folder, real, starts = todo.pop()
+        active = {p for start in starts for p in _positions(pattern, start)}
+        active = sorted(p for p in active if (real, p) not in seen)
+        if not active:
+            continue
+        seen.update((real, p) for p in active)
+        deeper: dict[str, tuple[str, set]] = {}
+        for name, path, target, is_folder in listing.entries(folder, real, follow):
+            matched = False
+            for at in active:
+                part, last = pattern[at], at == len(pattern) - 1
+                if part != "**" and not fnmatch.fnmatchcase(name, part):
+                    continue
+                if is_folder and (part == "**" or not last):
+                    deeper.setdefault(path, (target, set()))[1].add(at if part == "**" else at + 1)
+                elif last and not is_folder and not matched:
+                    matched = True
+                    yield path
+        # Folders in name order.
+        todo.extend((path, target, tuple(ats)) for path, (target, ats) in reversed(deeper.items()))
 
 
 def _bounded(matches, settings: DataSettings, root: str) -> list[str]:
-    """Matches, each real file once, cut off at the file limit or the listing deadline (a
-    glob over a folder that links to itself never ends otherwise)."""
-    deadline = time.monotonic() + LISTING_SECONDS
+    """Matches, each real file once, cut off at the file limit."""
     seen, kept = set(), []
     for match in matches:
-        if time.monotonic() > deadline:
-            raise ApiError(
-                400,
-                "data_uri_too_broad",
-                f"Listing the data_uri took over {LISTING_SECONDS:.0f} s (a very large tree, or "
-                "folders linking to themselves); point at a narrower folder or pattern.",
-            )
         if _hidden(os.path.relpath(match, root)) or not _format_of(match):
             continue
         real = os.path.realpath(match)
