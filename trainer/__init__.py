@@ -232,6 +232,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         tags={"mlflow.source.git.commit": commit} if commit else {},
     )
     internal_limit = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024 * ARROW_PER_CSV_BYTE) + 2**20
+    app.config["MAX_REQUEST_BODY_BYTES"] = internal_limit  # what gunicorn's event loop reads
 
     @app.before_request
     def _arrow_limit():
