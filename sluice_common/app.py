@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from flask import Flask, current_app
 
-from sluice_common.admission import Admission
+from sluice_common.admission import Admission, work_above
 from sluice_common.auth import install_token_check
 from sluice_common.config import from_env
 from sluice_common.errors import register_error_handlers
@@ -23,6 +23,8 @@ ADMISSION_DEFAULTS = {
     "ADMISSION_QUEUE": 2,
     "ADMISSION_WAIT_SECONDS": 30.0,
     "HEAVY_PROD_MB": 1.0,
+    # Estimated cells (see admission.work_cells): ~1 MB of 10 short columns, or 500 columns.
+    "HEAVY_PROD_CELLS": 500_000,
     "BODY_SECONDS": 15.0,
     "BODY_MIN_RATE_KB": 100.0,
 }
@@ -83,9 +85,21 @@ def install_admission(app: Flask, lock_dir: str) -> Admission:
     return admission
 
 
-def heavy_slot(phase: str, upload_bytes: int, what: str):
-    """A slot of the current app's admission control for a dev training or a prod upload
-    above HEAVY_PROD_MB; a no-op context for everything else."""
-    if phase == "dev" or upload_bytes > current_app.config["HEAVY_PROD_MB"] * 1024 * 1024:
+def heavy_slot(phase: str, raw: bytes | int, what: str, arrow: bool = False):
+    """A slot of the current app's admission control for a dev training, or for a prod
+    upload above HEAVY_PROD_MB or whose table (a CSV, or an `arrow` stream) is estimated
+    above HEAVY_PROD_CELLS; a no-op context for everything else.
+
+    `raw` is the upload's bytes (its size alone, from callers not yet passing the bytes,
+    is judged by HEAVY_PROD_MB only).
+    """
+    config = current_app.config
+    size = raw if isinstance(raw, int) else len(raw)
+    heavy = (
+        phase == "dev"
+        or size > config["HEAVY_PROD_MB"] * 1024 * 1024
+        or (not isinstance(raw, int) and work_above(raw, arrow, config["HEAVY_PROD_CELLS"]))
+    )
+    if heavy:
         return current_app.extensions["admission"].admit(what)
     return contextlib.nullcontext()

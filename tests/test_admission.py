@@ -3,16 +3,28 @@ refused with 503 and Retry-After, while health and small prod requests stay fast
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 import requests
+from flask import Flask
 
-from sluice_common.admission import Admission
+from sluice_common.admission import (
+    COLUMN_CELLS,
+    Admission,
+    arrow_shape,
+    csv_shape,
+    work_above,
+    work_cells,
+)
+from sluice_common.app import ADMISSION_DEFAULTS, heavy_slot
 from sluice_common.errors import ApiError
+from sluice_common.transport import columns_to_arrow, frame_to_arrow
 from tests.datasets import churn, iris, to_csv
 from tests.stack import LocalStack, post_csv
 
@@ -76,6 +88,56 @@ def test_slots_are_shared_by_processes(tmp_path):
     with one.admit("a"), pytest.raises(ApiError):
         with other.admit("b"):
             pass
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape"),
+    [
+        (b"a,b,c\n1,2,3\n", (2, 3)),
+        (b"a;b;c\r\n1;2;3", (2, 3)),
+        (b"a\tb\r1\t2\r3\t4\r", (3, 2)),  # classic Mac line ends
+        (b"# source: x\n\n#, more\nsep=;\na;b;c;d\n1;2;3;4\n", (6, 4)),  # header further down
+        ("sep=;\na;b;c\n1;2;3\n".encode("utf-16"), (4, 3)),  # the last NUL as a line
+        (b"a,b,c", (1, 5)),  # no line end: every byte may be a cell
+    ],
+)
+def test_csv_shape_counts_lines_and_the_header_from_the_bytes(raw, shape):
+    assert csv_shape(raw) == shape
+
+
+def test_work_counts_cells_and_columns():
+    # The upload: 0.6 MB, under HEAVY_PROD_MB, and 40x HEAVY_PROD_CELLS.
+    wide = wide_csv(19_990, 12)
+    assert csv_shape(wide) == (13, 19_991)
+    limit = ADMISSION_DEFAULTS["HEAVY_PROD_CELLS"]
+    assert work_cells(13, 19_991) == 19_991 * (13 + COLUMN_CELLS) > 40 * limit
+    assert work_above(wide, False, limit)
+    # 1 MB of 10 short columns, a single row of 400 columns: light.
+    assert not work_above(to_csv(churn(10_000).iloc[:, :10]), False, limit)
+    assert not work_above(wide_csv(399, 1), False, limit)
+    # The same tables as preprocess forwards them, in Arrow.
+    arrow = frame_to_arrow(pd.read_csv(io.BytesIO(wide_csv(1_999, 12)), dtype=str))
+    assert arrow_shape(arrow) == (12, 2_000)
+    assert work_above(arrow, True, limit)
+    assert not work_above(columns_to_arrow({"a": ["1"], "b": ["2"]}, {}), True, limit)
+    assert arrow_shape(b"not arrow") == (0, 0)
+
+
+def test_heavy_slot_decides_by_work(tmp_path):
+    app = Flask(__name__)
+    app.config.update(ADMISSION_DEFAULTS)
+    admission = Admission(str(tmp_path), slots=1, queue=0, wait_seconds=0)
+    app.extensions["admission"] = admission
+    single_row = to_csv(iris().drop(columns="target").head(1))
+    with app.app_context(), admission.admit("holder"):  # every slot taken
+        with heavy_slot("prod", single_row, "test"):
+            pass  # light: never waits for a slot
+        with heavy_slot("prod", len(wide_csv(19_990, 12)), "test"):
+            pass  # a size alone (an older caller) is judged by HEAVY_PROD_MB only
+        for wide in (wide_csv(19_990, 12), wide_csv(999, 1)):
+            with pytest.raises(ApiError) as refused, heavy_slot("prod", wide, "test"):
+                pass
+            assert refused.value.code == "busy"
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,11 @@ from trainer.row_flags import (
 )
 
 OUTPUT_KEY_COLUMNS = ("file", "row")
+# Prod answers list the first ignored columns, at most this many and about IGNORED_CHARS
+# characters of names (the first name always), and count them all: a 20,000-column upload's
+# answer would otherwise repeat its whole header.
+MAX_IGNORED_COLUMNS = 100
+IGNORED_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,23 @@ def output_columns(
     if flags is not None:
         columns[FLAGS_COLUMN] = flag_texts(flags, n_rows)
     return pa.table(columns)
+
+
+def listed_ignored(ignored: list[str] | None) -> dict:
+    """The answer's fields for the input columns the model does not read: `ignored_columns`
+    (the first ones, in input order), `ignored_columns_total` and `ignored_columns_omitted`."""
+    ignored = ignored or []
+    listed, chars = [], 0
+    for name in ignored[:MAX_IGNORED_COLUMNS]:
+        chars += len(name)
+        if listed and chars > IGNORED_CHARS:
+            break
+        listed.append(name)
+    return {
+        "ignored_columns": listed,
+        "ignored_columns_total": len(ignored),
+        "ignored_columns_omitted": len(ignored) - len(listed),
+    }
 
 
 def check_key(options: ProdOptions, columns: list[str], required: list[str]) -> None:
@@ -301,7 +323,7 @@ def prod_answer(
         "version": champion.version,
         "n_rows": rows,
         "output": output,
-        "ignored_columns": ignored or [],
+        **listed_ignored(ignored),
         "warnings": current_warnings(warnings),
         "flagged_rows_total": flagged,
         "cleaning": file_report(reports, files, columns or [], rows),

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from sluice_common import metrics
 from sluice_common.errors import ApiError
 from trainer import registry, row_flags
+from trainer.by_reference import listed_ignored
 from trainer.promotion import (
     GateConfig,
     compare,
@@ -32,7 +33,7 @@ from trainer.promotion import (
 )
 from trainer.serving import ChampionCache
 from trainer.signing import SIGNATURE_TAG, UntrustedVersion
-from trainer.sluice_model import table_rows
+from trainer.sluice_model import SMALL_ROWS, column_names, table_rows
 from trainer.training import PRIMARY_METRIC, TrainedModel, TrainingConfig, row_losses, train_model
 
 log = logging.getLogger(__name__)
@@ -369,15 +370,33 @@ def prod_run(
 ) -> dict:
     """Score every row with the champion, in input order; the prod answer.
 
-    `table` holds raw cells (an Arrow table, or a dict of column lists for a few rows); the
-    champion reads them with the rules it was trained with.
+    `table` holds raw cells (an Arrow table, a DataFrame or a dict of column lists for a few
+    rows); the champion reads them with the rules it was trained with.
     """
     champion = champion_for(model_name, cache)
-    names = set(table.column_names if isinstance(table, pa.Table) else table.keys())
-    missing = [name for name in champion.model.required_columns if name not in names]
+    names = column_names(table)
+    required = champion.model.required_columns
+    present = set(names)
+    missing = [name for name in required if name not in present]
     if missing:
-        raise missing_columns_error(model_name, champion.version, missing, names)
-    return _scored_answer(table, parsing, model_name, proba, champion, monitor)
+        raise missing_columns_error(model_name, champion.version, missing, present)
+    reads = set(required)
+    ignored = [name for name in names if name not in reads]
+    table = _read_columns(table, required if ignored else None)
+    return _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored)
+
+
+def _read_columns(table, required: list[str] | None):
+    """The `required` columns of the table (all when None) as the model takes them: a dict
+    of lists for a few rows, else Arrow. Columns the model ignores are never converted: they
+    were most of a wide upload's cost."""
+    if isinstance(table, dict):
+        return {name: table[name] for name in required} if required else table
+    if not isinstance(table, pa.Table):  # a DataFrame, from a CSV posted here
+        table = pa.Table.from_pandas(table[required] if required else table, preserve_index=False)
+    elif required:
+        table = table.select(required)
+    return table.to_pydict() if table.num_rows <= SMALL_ROWS else table
 
 
 def missing_columns_error(
@@ -545,7 +564,7 @@ def _no_champion(model_name: str) -> ApiError:
     )
 
 
-def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict:
+def _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored) -> dict:
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
@@ -566,7 +585,7 @@ def _scored_answer(table, parsing, model_name, proba, champion, monitor) -> dict
         "version": champion.version,
         "n_rows": n_rows,
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
-        "ignored_columns": scored.ignored_columns,
+        **listed_ignored(ignored),
         "warnings": row_flags.current_warnings(scored.warnings),
         # A version's own model code may predate flags: then null, with a note.
         **row_flags.flagged_rows(

@@ -17,7 +17,7 @@ from sluice_common.params import (
     parse_monitoring_params,
     parse_params,
 )
-from sluice_common.parsing import MAX_COLUMNS, SMALL_ROWS
+from sluice_common.parsing import MAX_COLUMNS
 from sluice_common.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.upload import parse_upload, read_form_upload, resolve_target
 from trainer.job_views import accepted, job_runner
@@ -35,11 +35,12 @@ HEALTH_PROBE_SECONDS = 1.0
 
 
 def _table(raw: bytes, media_type: str, phase: str, target: str | None):
-    """The upload's cells (an Arrow table, or a dict of column lists for a few prod rows),
-    what was detected while parsing, and the resolved target (dev)."""
+    """The upload's cells (an Arrow table, a DataFrame, or a dict of column lists for a few
+    prod rows), what was detected while parsing, and the resolved target (dev). Prod cells
+    are converted later, only in the columns the champion reads."""
     if media_type != ARROW_MEDIA_TYPE:
         cells, report, target = parse_upload(raw, phase, target)
-        if not isinstance(cells, dict):
+        if phase == "dev" and not isinstance(cells, dict):
             cells = pa.Table.from_pandas(cells, preserve_index=False)
         return cells, report, target
     # Parsed by the preprocess service. The caps bound what decoding may cost: no CSV under
@@ -47,8 +48,6 @@ def _table(raw: bytes, media_type: str, phase: str, target: str | None):
     # Each cell takes at least one byte of CSV (its delimiter).
     limit = int(current_app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
     table, report = read_arrow(raw, max_rows=limit // 2, max_columns=MAX_COLUMNS, max_cells=limit)
-    if phase == "prod" and table.num_rows <= SMALL_ROWS:
-        return table.to_pydict(), report or {}, None
     if phase == "dev":
         target = resolve_target([str(c) for c in table.column_names], target)
     return table, report or {}, target
@@ -84,8 +83,8 @@ def ml():
     )
     if params.run_async or large:
         return accepted(_upload_job(params, raw, media_type, state))
-    what = "trainings" if params.phase == "dev" else "large prod batches"
-    with heavy_slot(params.phase, len(raw), what):
+    what = "trainings" if params.phase == "dev" else "large or wide prod batches"
+    with heavy_slot(params.phase, raw, what, arrow=media_type == ARROW_MEDIA_TYPE):
         return jsonify(_run(params, raw, media_type))
 
 
@@ -200,7 +199,7 @@ def feedback():
     monitor = _monitor()
     model = parse_feedback_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
     raw, _ = read_form_upload(request)
-    with heavy_slot("prod", len(raw), "label uploads"):  # a large file waits its turn
+    with heavy_slot("prod", raw, "label uploads"):  # a large file waits its turn
         cells, _, _ = parse_upload(raw, "dev", None)
         del raw
         if table_rows(cells) == 0:
