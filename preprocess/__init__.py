@@ -2,7 +2,8 @@
 
 Endpoints:
 - POST /analyze?phase=dev|prod  (multipart field data_file: the CSV)
-- GET  /health
+- GET  /health  (readiness: 503 "degraded" while the trainer does not answer)
+- GET  /livez   (liveness: the process is up)
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from preprocess.forward import TrainerAnswer, forward_to_trainer, relay, trainer_healthy
+from preprocess.forward import TrainerAnswer, forward_to_trainer, relay
+from preprocess.health import trainer_state
 from sluice_common.app import heavy_slot
 from sluice_common.errors import ApiError
 from sluice_common.internal import read_token
@@ -138,6 +139,16 @@ def trainer_metrics():
 
 @bp.get("/health")
 def health():
-    """Liveness plus whether the trainer answers."""
-    reachable = trainer_healthy(current_app.config["TRAINER_URL"])
-    return jsonify({"status": "ok", "service": "preprocess", "trainer": {"reachable": reachable}})
+    """Readiness: 200 "ok" when the trainer answers, else 503 "degraded" with the reason
+    (every request preprocess serves goes through the trainer)."""
+    state = trainer_state(current_app.config["TRAINER_URL"])
+    body = {"status": "ok", "service": "preprocess", "trainer": {"reachable": state.reachable}}
+    if state.reachable:
+        return jsonify(body)
+    return jsonify({**body, "status": "degraded", "reason": state.reason}), 503
+
+
+@bp.get("/livez")
+def livez():
+    """Liveness: this process answers; nothing else is checked."""
+    return jsonify({"status": "alive", "service": "preprocess"})

@@ -8,11 +8,13 @@ from flask import Flask, request
 
 from sluice_common.errors import ApiError
 
-OPEN_PATHS = frozenset({"/health"})
+# Probes (readiness and liveness) carry no token: orchestrators call them as they are.
+OPEN_PATHS = frozenset({"/health", "/livez"})
 
 
 def install_token_check(app: Flask, token: str | None) -> None:
-    """Require `Authorization: Bearer <token>` on every path but /health when token is set."""
+    """Require `Authorization: Bearer <token>` on every path but the probes (OPEN_PATHS)
+    when token is set."""
     if not token:
         return
     expected = f"Bearer {token}".encode()

@@ -71,7 +71,8 @@ def test_token_is_required_except_for_health(guarded, service):
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
         assert TOKEN not in response.text
-    assert requests.get(f"{guarded.url(service)}/health", timeout=5).status_code == 200
+    for probe in ("/health", "/livez"):
+        assert requests.get(f"{guarded.url(service)}{probe}", timeout=5).status_code == 200
 
 
 def test_upload_over_the_limit_is_413(guarded):
@@ -109,7 +110,15 @@ def test_trainer_down_is_a_quick_503_and_recovers(guarded):
     assert time.monotonic() - started < 5
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "trainer_unavailable"
-    assert guarded.healthy("preprocess")
+    # Alive but not ready: it serves nothing without the trainer (each worker keeps its
+    # probe of the trainer for a second).
+    assert requests.get(f"{guarded.url('preprocess')}/livez", timeout=5).status_code == 200
+    deadline = time.monotonic() + 5
+    while (ready := requests.get(f"{guarded.url('preprocess')}/health", timeout=5)).ok:
+        assert time.monotonic() < deadline, "preprocess said ready without a trainer"
+        time.sleep(0.1)
+    assert ready.status_code == 503 and ready.json()["status"] == "degraded"
+    assert ready.json()["trainer"] == {"reachable": False}
     guarded.start()  # starts only what is missing
     wait_healthy(guarded, "trainer")
     assert prod(guarded, name, query).status_code == 200
