@@ -3,7 +3,9 @@
 A `data_uri` is `s3://bucket/prefix/` (or a glob of keys) in a bucket listed in
 SLUICE_DATA_BUCKETS, or a path or glob under SLUICE_DATA_ROOT (relative to it, or absolute
 inside it). Every file is resolved, symlinks included, and refused when it lies outside the
-root: a request never reads or writes anything else on the trainer or the workers.
+root: a request never reads or writes anything else on the trainer or the workers. Listings
+stay inside too: a link to a folder outside the root is never entered (nor listed), and a
+folder reached again through a link is listed once.
 
 Files are read into the same cells an upload becomes: a CSV by the upload's own parser (its
 encoding, delimiter and header rules), a Parquet file with its typed columns, which the model's
