@@ -1,0 +1,104 @@
+"""Where a request ends, as gunicorn's event loop decides it (sluice_common/request_framing.py),
+checked against h11, an independent HTTP/1.1 parser, on requests cut at arbitrary points."""
+
+from __future__ import annotations
+
+import h11
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluice_common.request_framing import RequestFraming
+
+
+def h11_request(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes, int]:
+    """(headers, body, bytes used) of the first request in `data`, by h11."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    headers, body = None, b""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Request):
+            headers = list(event.headers)
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        else:
+            raise AssertionError(f"h11 stopped at {event!r}")
+    used = len(data) - len(conn.trailing_data[0])
+    return headers, body, used
+
+
+@st.composite
+def requests_(draw):
+    body = draw(st.binary(max_size=3000))
+    chunked = draw(st.booleans())
+    expect = draw(st.booleans())
+    head = b"POST /analyze?phase=prod HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+    if expect:
+        head += b"Expect: 100-continue\r\n"
+    if chunked:
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=6)))
+        parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        parts = [part for part in parts if part]
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + framed, expect
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body, expect
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests_(), st.binary(max_size=200), st.lists(st.integers(1, 700), max_size=30))
+def test_framing_ends_each_request_where_h11_does(request_expect, after, pieces):
+    request, expect = request_expect
+    data = request + after  # `after`: the start of a pipelined next request
+    framing = RequestFraming(max_body=None)
+    body, offset = b"", 0
+    for size in [*pieces, len(data)]:
+        if framing.done:
+            break
+        body += framing.feed(data[offset : offset + size])
+        offset += size
+    assert framing.done and framing.refusal is None
+    headers, payload, used = h11_request(data)
+    assert framing.extra + data[offset:] == data[used:]  # nothing after the request is lost
+    assert framing.expects_continue == expect
+    replayed = framing.head + body
+    assert b"100-continue" not in framing.head  # the event loop answered it
+    again, payload_again, _ = h11_request(replayed)
+    assert payload_again == payload
+    assert [h for h in again if h[0] != b"expect"] == [h for h in headers if h[0] != b"expect"]
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_any_body():
+    framing = RequestFraming(max_body=1000)
+    framing.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
+    assert framing.refusal.status == 413 and "MAX_UPLOAD_MB" in framing.refusal.message
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_grows():
+    framing = RequestFraming(max_body=1000)
+    framing.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert framing.refusal is None
+    framing.feed(b"400\r\n" + b"x" * 1024)
+    assert framing.refusal.status == 413
+
+
+def test_ambiguous_framing_is_refused():
+    for head in (
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+    ):
+        framing = RequestFraming(max_body=None)
+        framing.feed(head)
+        assert framing.refusal is not None and framing.refusal.status == 400, head
+    framing = RequestFraming(max_body=None)
+    framing.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert framing.refusal.status == 400 and "hexadecimal" in framing.refusal.message
+
+
+def test_a_head_past_gunicorns_limits_is_handed_on_for_gunicorn_to_refuse():
+    framing = RequestFraming(max_body=None)
+    framing.feed(b"GET /" + b"x" * 900_000)
+    assert framing.done and framing.head.startswith(b"GET /")
