@@ -181,6 +181,14 @@ class BodyBufferingWorker(ThreadWorker):
     # -- reading -------------------------------------------------------------------------
 
     def _on_readable(self, pending: PendingRequest, sock) -> None:
+        try:
+            self._read_some(pending, sock)
+        except Exception:  # never let one client's request take the event loop down
+            self.log.exception("Error reading a request; closing its connection")
+            self._unregister(pending)
+            self._drop(pending)
+
+    def _read_some(self, pending: PendingRequest, sock) -> None:
         got = 0
         while got < READ_PER_EVENT:
             try:
