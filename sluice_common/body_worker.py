@@ -113,6 +113,7 @@ class PendingRequest:
         self.received = 0
         self.body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
         self.large = False
+        self.closed = False
 
     def feed(self, data: bytes) -> None:
         self.received += len(data)
@@ -256,7 +257,10 @@ class BodyBufferingWorker(ThreadWorker):
             self.large_reading -= 1
 
     def _drop(self, pending: PendingRequest) -> None:
-        """Close a connection that never sent a whole request."""
+        """Close a connection that never sent a whole request (once)."""
+        if pending.closed:
+            return
+        pending.closed = True
         self._forget(pending)
         pending.body.close()
         self.nr_conns -= 1
