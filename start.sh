@@ -14,8 +14,10 @@ for arg in "$@"; do
     *) echo "start.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
-if [[ $mode == auto ]] && "$ROOT/scripts/local.sh" status 2>/dev/null | grep -q ': running'; then
-  mode=local  # a local stack is up: starting again changes nothing, even if Docker answers now
+if [[ $mode == auto ]] && "$ROOT/scripts/local.sh" status 2>/dev/null | grep -qE ': (running|starting|stopping)'; then
+  # A local stack is up (or on its way up or down): starting again completes it, even if
+  # Docker answers now.
+  mode=local
 fi
 if [[ $mode == auto ]]; then
   if command -v docker >/dev/null 2>&1 && timeout 5 docker info >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 # MLFLOW_ARTIFACTS_DESTINATION and MONITORING_DB_URL (or SLUICE_DB_*) point it at others.
 #   scripts/local.sh start | stop [--purge] | status
 # Every process runs in its own session; its pid file is the process-group id stop.sh kills.
+# Everything it writes (state, logs, pid files) is for this account only (umask 077).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SLUICE_VENV:-$ROOT/.venv}
@@ -13,6 +14,10 @@ MLFLOW_PORT=${MLFLOW_PORT:-5000}
 TRAINER_PORT=${TRAINER_PORT:-8080}
 PREPROCESS_PORT=${PREPROCESS_PORT:-8050}
 START_TIMEOUT=${START_TIMEOUT:-90}
+# gunicorn's graceful timeout: a stop lets requests in flight finish for this long. stop (and
+# start, for a service still stopping) waits this and a margin before killing what is left.
+GRACEFUL_TIMEOUT=${GRACEFUL_TIMEOUT:-30}
+STOP_WAIT=$((GRACEFUL_TIMEOUT + 5))
 SERVICES=(mlflow trainer preprocess)
 RUN=$SLUICE_HOME/run
 LOGS=$SLUICE_HOME/logs
@@ -21,7 +26,14 @@ port_of() {
   case $1 in mlflow) echo "$MLFLOW_PORT" ;; trainer) echo "$TRAINER_PORT" ;; preprocess) echo "$PREPROCESS_PORT" ;; esac
 }
 
-health_url() { echo "http://127.0.0.1:$(port_of "$1")/health"; }
+# Where start sees that a service it launched is up: its liveness (/livez) where it has one,
+# else /health. Not preprocess's readiness: that is the trainer's too, which start checks first.
+health_urls() {
+  local base
+  base="http://127.0.0.1:$(port_of "$1")"
+  [[ $1 == mlflow ]] || echo "$base/livez"
+  echo "$base/health"
+}
 
 # The pid in $RUN/NAME.pid if that process is alive and is the one we started.
 live_pid() {
@@ -47,15 +59,128 @@ sys.exit(1)
 PY
 }
 
-healthy() { "$VENV/bin/python" -c "import sys, urllib.request
+# Whether one of the service's health URLs answers 200.
+healthy() {
+  # shellcheck disable=SC2046 # one word per URL
+  "$VENV/bin/python" - $(health_urls "$1") <<'PY'
+import sys, urllib.request
+for url in sys.argv[1:]:
+    try:
+        if urllib.request.urlopen(url, timeout=2).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+sys.exit(1)
+PY
+}
+
+# Whether the service still serves its port. gunicorn's master closes its listening socket as
+# soon as it is told to stop (its workers keep theirs until their requests are done), so the
+# master, the pid file's process, must hold one. MLflow's uvicorn closes its own at once.
+serving() {
+  [[ $1 != mlflow ]] || { port_busy "$MLFLOW_PORT"; return; }
+  "$VENV/bin/python" - "$2" "$(port_of "$1")" <<'PY'
+import os, sys
+pid, port = sys.argv[1], int(sys.argv[2])
+listening = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    if os.path.exists(table):
+        with open(table) as rows:
+            for field in (row.split() for row in list(rows)[1:]):
+                if field[3] == "0A" and int(field[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(f"socket:[{field[9]}]")
 try:
-    sys.exit(0 if urllib.request.urlopen('$1', timeout=2).status == 200 else 1)
-except Exception:
-    sys.exit(1)"; }
+    fds = os.listdir(f"/proc/{pid}/fd")
+except OSError:
+    sys.exit(1)
+for fd in fds:
+    try:
+        if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+            sys.exit(0)
+    except OSError:
+        pass
+sys.exit(1)
+PY
+}
+
+# Whether a process of group $1 is alive (a zombie only waits to be reaped).
+group_alive() {
+  kill -0 -- "-$1" 2>/dev/null || return 1
+  local file line state pgrp
+  for file in /proc/[0-9]*/stat; do
+    { read -r line <"$file"; } 2>/dev/null || continue
+    read -r state _ pgrp _ <<<"${line##*) }"
+    [[ $pgrp == "$1" && $state != Z ]] && return 0
+  done
+  return 1
+}
+
+# Waits until group $1 is gone or SECONDS reaches $2; fails if it is still there.
+wait_gone() {
+  while group_alive "$1"; do
+    ((SECONDS < $2)) || return 1
+    sleep 0.1
+  done
+}
+
+# "running PID", "starting PID" (launched, not yet serving), "stopping PID" (told to stop:
+# not serving any more, not yet exited) or "stopped".
+state_of() {
+  local pid
+  if ! pid=$(live_pid "$1"); then
+    echo stopped
+  elif serving "$1" "$pid"; then
+    echo "running $pid"
+  elif [[ $(cat "$RUN/$1.starting" 2>/dev/null) == "$pid" ]]; then
+    echo "starting $pid"
+  else
+    echo "stopping $pid"
+  fi
+}
+
+# For start: waits until a service that is starting serves or exits, and until one that is
+# stopping is gone (a stop lets requests finish: up to GRACEFUL_TIMEOUT); one that does
+# neither in time is killed. Prints "running" or "stopped".
+settle() {
+  local name=$1 state pid deadline
+  read -r state pid < <(state_of "$name")
+  if [[ $state == running || $state == stopped ]]; then
+    echo "$state"
+    return
+  fi
+  deadline=$((SECONDS + $([[ $state == starting ]] && echo "$START_TIMEOUT" || echo "$STOP_WAIT")))
+  echo "sluice: $name (pid $pid) is $state; waiting for it" >&2
+  while group_alive "$pid"; do
+    if [[ $state == starting ]] && serving "$name" "$pid"; then
+      echo running
+      return
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "sluice: $name (pid $pid) is still $state; killing it" >&2
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      wait_gone "$pid" $((SECONDS + 5)) || true
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$RUN/$name.pid" "$RUN/$name.starting"
+  echo stopped
+}
+
+# What an older Sluice left readable by others becomes this account's only. find follows no
+# symbolic link below the directories named, so nothing outside them changes.
+private_state() {
+  local dir
+  for dir in "$@"; do
+    [[ -n $dir && -d $dir ]] || continue
+    find -H "$dir" ! -type l -perm /077 -exec chmod go-rwx -- {} + 2>/dev/null || true
+  done
+}
 
 launch() {
   local name=$1
-  local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --no-control-socket --config python:sluice_common.gunicorn_conf)
+  local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --no-control-socket
+    --config python:sluice_common.gunicorn_conf --graceful-timeout "$GRACEFUL_TIMEOUT")
   case $name in
     mlflow)
       # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.
@@ -89,17 +214,18 @@ launch() {
   SLUICE_HOME=$SLUICE_HOME PATH="$VENV/bin:$PATH" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
     setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
+  echo $! >"$RUN/$name.starting"  # until start sees it healthy
 }
 
 start() {
   "$ROOT/scripts/ensure_venv.sh"
+  umask 077 # logs, pid files and every service's state, databases included
   mkdir -p "$RUN" "$LOGS"
+  private_state "$SLUICE_HOME" "${TRAINER_STATE_DIR:-}"
   export SLUICE_GIT_COMMIT=${SLUICE_GIT_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)}
   local started=() name
   for name in "${SERVICES[@]}"; do
-    if live_pid "$name" >/dev/null; then
-      continue
-    fi
+    [[ $(settle "$name") == running ]] && continue
     if port_busy "$(port_of "$name")"; then
       echo "sluice: port $(port_of "$name") for $name is taken by another program;" \
         "free it or set ${name^^}_PORT" >&2
@@ -116,8 +242,9 @@ start() {
     launch "$name"
   done
   local deadline=$((SECONDS + START_TIMEOUT))
+  # In SERVICES' order: the trainer is up before preprocess, whose readiness includes it.
   for name in "${started[@]}"; do
-    until healthy "$(health_url "$name")"; do
+    until healthy "$name"; do
       # Alive is enough here (we just started it): its /proc/PID/environ, which live_pid
       # reads, is briefly unreadable while tracking/serve.py execs mlflow.
       if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || ((SECONDS > deadline)); then
@@ -128,6 +255,7 @@ start() {
       fi
       sleep 0.2
     done
+    rm -f "$RUN/$name.starting"
   done
   echo "sluice: started ${started[*]} (local mode, SLUICE_HOME=$SLUICE_HOME)"
   print_urls
@@ -141,28 +269,30 @@ print_urls() {
   echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user ${MLFLOW_TRACKING_USERNAME:-sluice}, password $where)"
 }
 
+# SIGTERM to each service's process group, then waits for them all (gunicorn lets requests in
+# flight finish, up to GRACEFUL_TIMEOUT) and kills what is left.
 stop_services() {
-  local name pid
+  local name pid deadline=$((SECONDS + STOP_WAIT))
   for name in "$@"; do
+    rm -f "$RUN/$name.starting" # from here on it is stopping
     pid=$(live_pid "$name") || { rm -f "$RUN/$name.pid"; continue; }
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   done
   for name in "$@"; do
     [[ -f $RUN/$name.pid ]] || continue
     pid=$(cat "$RUN/$name.pid")
-    for _ in $(seq 1 100); do
-      kill -0 -- "-$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    if [[ $pid =~ ^[0-9]+$ ]] && ! wait_gone "$pid" "$deadline"; then
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
     rm -f "$RUN/$name.pid"
   done
 }
 
 status() {
-  local name pid
+  local name state pid
   for name in "${SERVICES[@]}"; do
-    if pid=$(live_pid "$name"); then echo "$name: running (pid $pid)"; else echo "$name: stopped"; fi
+    read -r state pid < <(state_of "$name")
+    echo "$name: $state${pid:+ (pid $pid)}"
   done
 }
 

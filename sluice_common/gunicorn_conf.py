@@ -40,6 +40,11 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 
+# Files the services create (their state, databases, model copies) are for this account only.
+# gunicorn applies its setting to its temporary and socket files only; when_ready makes it the
+# master's mask, which the workers it forks inherit (`--umask` in GUNICORN_CMD_ARGS changes it).
+umask = 0o077
+
 
 def _error_body(status: int, mesg: str) -> tuple[int, str, dict]:
     """Status, reason and our error body for a request gunicorn refused to parse."""
@@ -157,6 +162,11 @@ def on_starting(server) -> None:
     _made_dir = path
     os.environ[MULTIPROC_ENV] = os.environ[MADE_ENV] = path
     server.log.info("Prometheus metrics of the workers in %s", path)
+
+
+def when_ready(server) -> None:
+    """Before any worker is forked: the process's mask is the `umask` setting."""
+    os.umask(server.cfg.umask)
 
 
 def child_exit(server, worker) -> None:

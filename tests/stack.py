@@ -43,6 +43,9 @@ class LocalStack:
             PREPROCESS_PORT=str(self.ports["preprocess"]),
             CHAMPION_POLL_SECONDS="1",
             START_TIMEOUT="120",
+            # A stop waits for requests in flight this long (and 5 s more) before it kills:
+            # tests stop many stacks, some with a request stuck on purpose.
+            GRACEFUL_TIMEOUT="10",
         )
         env.update(self.extra_env)
         return {key: value for key, value in env.items() if value is not None}

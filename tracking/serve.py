@@ -104,7 +104,9 @@ def set_admin(database_uri: str, username: str, password: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    os.umask(0o077)  # the user store holds password hashes: files for this account only
+    # Every file of MLflow is for this account only: the runs database, the artifacts, the user
+    # store (password hashes) and the keys.
+    os.umask(0o077)
     env = stores.resolved_env(os.environ)
     state = os.path.abspath(env.get("SLUICE_MLFLOW_STATE") or ".")
     os.makedirs(state, exist_ok=True)
