@@ -26,14 +26,7 @@ port_of() {
   case $1 in mlflow) echo "$MLFLOW_PORT" ;; trainer) echo "$TRAINER_PORT" ;; preprocess) echo "$PREPROCESS_PORT" ;; esac
 }
 
-# Where start sees that a service it launched is up: its liveness (/livez) where it has one,
-# else /health. Not preprocess's readiness: that is the trainer's too, which start checks first.
-health_urls() {
-  local base
-  base="http://127.0.0.1:$(port_of "$1")"
-  [[ $1 == mlflow ]] || echo "$base/livez"
-  echo "$base/health"
-}
+health_url() { echo "http://127.0.0.1:$(port_of "$1")/health"; }
 
 # The pid in $RUN/NAME.pid if that process is alive and is the one we started.
 live_pid() {
@@ -59,17 +52,16 @@ sys.exit(1)
 PY
 }
 
-# Whether one of the service's health URLs answers 200.
+# Whether URL answers 200; if not, says what it answered (preprocess: why it is not ready).
 healthy() {
-  # shellcheck disable=SC2046 # one word per URL
-  "$VENV/bin/python" - $(health_urls "$1") <<'PY'
-import sys, urllib.request
-for url in sys.argv[1:]:
-    try:
-        if urllib.request.urlopen(url, timeout=2).status == 200:
-            sys.exit(0)
-    except Exception:
-        pass
+  "$VENV/bin/python" - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200 else 1)
+except urllib.error.HTTPError as err:
+    print(err.code, err.read(300).decode("utf-8", "replace"))
+except Exception as err:
+    print(err)
 sys.exit(1)
 PY
 }
@@ -241,14 +233,16 @@ start() {
   for name in "${started[@]}"; do
     launch "$name"
   done
-  local deadline=$((SECONDS + START_TIMEOUT))
-  # In SERVICES' order: the trainer is up before preprocess, whose readiness includes it.
+  local deadline=$((SECONDS + START_TIMEOUT)) answer
+  # Readiness, in SERVICES' order: preprocess is ready once the trainer answers, so the
+  # trainer's /health comes first.
   for name in "${started[@]}"; do
-    until healthy "$name"; do
+    until answer=$(healthy "$(health_url "$name")"); do
       # Alive is enough here (we just started it): its /proc/PID/environ, which live_pid
       # reads, is briefly unreadable while tracking/serve.py execs mlflow.
       if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || ((SECONDS > deadline)); then
-        echo "sluice: $name did not become healthy; last lines of $LOGS/$name.log:" >&2
+        echo "sluice: $name did not become healthy (${answer:-no answer});" \
+          "last lines of $LOGS/$name.log:" >&2
         tail -n 30 "$LOGS/$name.log" >&2
         stop_services "${started[@]}"
         exit 1
