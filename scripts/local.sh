@@ -115,6 +115,15 @@ wait_gone() {
   done
 }
 
+# Removes NAME's pid file and starting mark if they are still PID's: a start that runs while a
+# stop waits may have launched NAME anew in the meantime.
+forget() {
+  local file
+  for file in "$RUN/$1.pid" "$RUN/$1.starting"; do
+    [[ $(cat "$file" 2>/dev/null) != "$2" ]] || rm -f "$file"
+  done
+}
+
 # "running PID", "starting PID" (launched, not yet serving), "stopping PID" (told to stop:
 # not serving any more, not yet exited) or "stopped".
 state_of() {
@@ -155,7 +164,7 @@ settle() {
     fi
     sleep 0.2
   done
-  rm -f "$RUN/$name.pid" "$RUN/$name.starting"
+  forget "$name" "$pid"
   echo stopped
 }
 
@@ -266,19 +275,20 @@ print_urls() {
 # SIGTERM to each service's process group, then waits for them all (gunicorn lets requests in
 # flight finish, up to GRACEFUL_TIMEOUT) and kills what is left.
 stop_services() {
-  local name pid deadline=$((SECONDS + STOP_WAIT))
+  local name pid entry told=() deadline=$((SECONDS + STOP_WAIT))
   for name in "$@"; do
     rm -f "$RUN/$name.starting" # from here on it is stopping
-    pid=$(live_pid "$name") || { rm -f "$RUN/$name.pid"; continue; }
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  done
-  for name in "$@"; do
-    [[ -f $RUN/$name.pid ]] || continue
-    pid=$(cat "$RUN/$name.pid")
-    if [[ $pid =~ ^[0-9]+$ ]] && ! wait_gone "$pid" "$deadline"; then
-      kill -KILL -- "-$pid" 2>/dev/null || true
+    if pid=$(live_pid "$name"); then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      told+=("$name:$pid")
+    else
+      rm -f "$RUN/$name.pid"
     fi
-    rm -f "$RUN/$name.pid"
+  done
+  for entry in "${told[@]}"; do
+    name=${entry%%:*} pid=${entry#*:}
+    wait_gone "$pid" "$deadline" || kill -KILL -- "-$pid" 2>/dev/null || true
+    forget "$name" "$pid"
   done
 }
 
