@@ -48,9 +48,13 @@ def slow_stack(tmp_path_factory):
 
 def multipart(csv: bytes, name: str = "data.csv") -> bytes:
     return (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"data_file\"; "
-        f'filename="{name}"\r\nContent-Type: text/csv\r\n\r\n'
-    ).encode() + csv + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="data_file"; '
+            f'filename="{name}"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
+        + csv
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def request_head(path: str, length: int | None, extra: str = "") -> bytes:
