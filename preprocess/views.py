@@ -37,7 +37,7 @@ def analyze():
     raw, _ = read_form_upload(request)
     # Parsing only: the slot is free again while the trainer works.
     len_raw = len(raw)
-    with heavy_slot(params.phase, len(raw), "parsing uploads"):
+    with heavy_slot(params.phase, raw, "parsing uploads"):  # by bytes and by cells
         table, report, target = parse_upload(raw, params.phase, params.target)
         del raw
         if isinstance(table, dict):  # a few rows, parsed without pandas

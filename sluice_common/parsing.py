@@ -16,6 +16,9 @@ DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 20_000
+# The header and the first rows are read whole even when longer than the samples above (20,000
+# columns named like `feature_00001` are a 280 KB header), up to this many characters.
+MAX_HEAD_CHARS = 16 * 2**20
 
 
 # Up to this many rows, small batches skip pandas (parsing simple uploads, prod cleaning,
@@ -48,10 +51,27 @@ class ParsedCsv:
     sep_line: bool = False  # Excel's `sep=;` first line named the delimiter
 
 
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+def head(text: str, chars: int, lines: int = 3, start: int = 0) -> str:
+    """`text` from `start`: `chars` characters, more when its first `lines` lines are longer
+    (a wide file's header alone can be; at most MAX_HEAD_CHARS)."""
+    end = start
+    for _ in range(lines):
+        found = _LINE_END.search(text, end, start + MAX_HEAD_CHARS)
+        if found is None:
+            end = len(text)
+            break
+        end = found.end()
+    return text[start : min(max(start + chars, end), start + MAX_HEAD_CHARS)]
+
+
 def sniff_delimiter(text: str) -> str:
     """The delimiter among , ; TAB | that splits the first lines most consistently."""
-    sample_lines = text[:SNIFF_BYTES].splitlines()
-    if len(text) > SNIFF_BYTES:
+    sampled = head(text, SNIFF_BYTES)
+    sample_lines = sampled.splitlines()
+    if len(text) > len(sampled):
         sample_lines = sample_lines[:-1]  # the last sampled line may be cut short
     sample = "\n".join(sample_lines[:200])
     best, best_score = ",", (0.0, 0)
@@ -131,7 +151,7 @@ def leading_comments(text: str) -> tuple[int, int]:
             f"at most {MAX_COMMENT_LINES:,} comment lines above the header are skipped. "
             "Remove them and upload again.",
         )
-    rest = text[position : position + 4 * SNIFF_BYTES]
+    rest = head(text, 4 * SNIFF_BYTES, start=position)
     if lines and not rest.strip() and len(lines) > 1:
         raise ApiError(
             400,
@@ -186,7 +206,8 @@ def read_header(text: str, delimiter: str) -> list[str]:
     index (and spend ~16 us per extra field doing so)."""
     # newline="": rows end at CR, LF or CRLF, mixed or not, as in pandas' C parser; a line
     # break inside quotes stays in its cell.
-    reader = csv.reader(io.StringIO(text[: 4 * SNIFF_BYTES], newline=""), delimiter=delimiter)
+    sample = head(text, 4 * SNIFF_BYTES, lines=2)
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
     try:
         rows = (r for r in reader if r)
         header = next(rows)
@@ -264,7 +285,7 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         text = text.replace("\r", "\n")
     if mac or comments or declared:  # a second copy, only for these files
         raw = text.encode(encoding)
-    sample = text[: 4 * SNIFF_BYTES]
+    sample = head(text, 4 * SNIFF_BYTES)
     del text  # pandas reads the bytes itself: no second copy of a large upload
     delimiter = declared or sniff_delimiter(sample)
     names = read_header(sample, delimiter)

@@ -4,6 +4,7 @@ answers list only the first ignored columns, with a count of the rest."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import requests
 
 from tests.datasets import iris, to_csv
 from tests.stack import post_csv
+from tests.test_jobs import wait_job
 
 # 12 rows of 5,004 columns: 0.3 MB, under HEAVY_PROD_MB, and ~10x HEAVY_PROD_CELLS (each
 # takes preprocess ~0.5 s, the issue's 20,000 columns ~3 s: the storm says the same faster).
@@ -25,13 +27,13 @@ LISTED = 100  # MAX_IGNORED_COLUMNS
 
 @pytest.fixture(scope="module")
 def champion(stack):
-    """An iris champion, and its query rows (one cell unreadable: warnings and a flag)."""
+    """An iris champion, and its query rows (one cell unreadable: a warning and a flagged row)."""
     name = "wide-requests"
     answer = post_csv(stack.analyze_url, to_csv(iris()), phase="dev", model=name)
     assert answer.status_code == 200, answer.text
     assert answer.json()["promoted"], answer.json()
     query = iris().drop(columns="target").sample(ROWS, random_state=3).astype(str)
-    query.iloc[2, 0] = "n/a"
+    query.iloc[2, 0] = "abc"
     return name, query
 
 
@@ -77,14 +79,15 @@ def storm(url: str, body: bytes, model: str, probed: list[str]) -> tuple[list, d
 
 def check_answers(answers: list, narrow: dict) -> None:
     """Each answer is the narrow query's predictions with the ignored columns capped, or 503
-    busy with Retry-After; some of each."""
+    busy with Retry-After (how many wait their turn and how many are turned away depends on
+    how fast the slots free up: the bound that matters is /health's latency)."""
     served = [a for a in answers if a.status_code == 200]
     busy = [a for a in answers if a.status_code != 200]
     for answer in busy:
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "busy"
         assert int(answer.headers["Retry-After"]) >= 1
-    assert served and busy, [a.status_code for a in answers]
+    assert served, [a.status_code for a in answers]
     for answer in served:
         body = answer.json()
         for key in ("predictions", "warnings", "flagged_rows", "flagged_rows_total"):
@@ -99,7 +102,7 @@ def narrow_answer(stack, model: str, query: pd.DataFrame) -> dict:
     answer = post_csv(stack.analyze_url, to_csv(query), phase="prod", model=model)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["warnings"] and body["flagged_rows_total"] == 1, body  # the n/a cell
+    assert body["warnings"] and body["flagged_rows_total"] == 1, body  # the abc cell
     assert body["ignored_columns"] == [] and body["ignored_columns_total"] == 0
     return body
 
@@ -124,8 +127,8 @@ def test_a_storm_of_wide_uploads_to_the_trainer(stack, champion):
     assert len(latencies[trainer]) >= 3 and max(latencies[trainer]) < 2.0, latencies
 
 
-def test_a_wide_label_file_is_admitted_like_a_wide_upload(stack, champion):
-    # Feedback parses the whole file: a wide one is heavy too, and its labels still count.
+def test_a_wide_label_file_is_read_in_its_slot(stack, champion):
+    # Feedback parses the whole file, so a wide one is heavy too; its labels still count.
     model, query = champion
     prod = narrow_answer(stack, model, query)
     labels = pd.DataFrame(
@@ -134,3 +137,27 @@ def test_a_wide_label_file_is_admitted_like_a_wide_upload(stack, champion):
     body = widened(labels.astype(str), EXTRA)
     answer = post_csv(f"{stack.url('preprocess')}/feedback", body, model=model)
     assert answer.status_code == 200, answer.text
+    assert answer.json()["labels"] == ROWS
+
+
+def test_prod_by_reference_caps_the_ignored_columns_alike(stack, champion):
+    model, query = champion
+    narrow = narrow_answer(stack, model, query)
+    root = stack.env["SLUICE_DATA_ROOT"]
+    os.makedirs(os.path.join(root, "wide"), exist_ok=True)
+    os.makedirs(os.path.join(root, "out"), exist_ok=True)
+    with open(os.path.join(root, "wide", "part-0.csv"), "wb") as handle:
+        handle.write(widened(query, EXTRA))
+    accepted = requests.post(
+        stack.ml_url,
+        params={"phase": "prod", "model": model, "data_uri": "wide/", "output_uri": "out/w.csv"},
+        timeout=30,
+    )
+    job = wait_job(stack.url("trainer"), accepted, timeout=60)
+    assert job["state"] == "succeeded", job
+    answer = job["answer"]
+    assert answer["ignored_columns"] == [f"x{i}" for i in range(LISTED)]
+    assert answer["ignored_columns_total"] == EXTRA
+    assert answer["ignored_columns_omitted"] == EXTRA - LISTED
+    written = pd.read_csv(os.path.join(root, "out", "w.csv"))
+    assert written["prediction"].tolist() == narrow["predictions"]

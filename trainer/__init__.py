@@ -2,7 +2,7 @@
 
 Endpoints:
 - POST /ml?phase=dev|prod  (multipart field data_file: CSV, or Arrow IPC from preprocess)
-- GET  /health
+- GET  /health  (and /livez: the process is up, nothing else asked)
 - POST /feedback?model=NAME  (multipart data_file: batch_id, row and the true label)
 - GET  /monitoring?model=NAME[&version=&batch_id=&since=&until=]  and  /monitoring/report
 - GET  /metrics  (Prometheus)

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer import rows
+from trainer import rows, text_columns
 from trainer import sluice_cells as cells
 from trainer.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
+from trainer.text_columns import Block, TextColumns, is_text
 
 ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
 # The names a row index gets when it is written out with the data, with what gives them. Any
@@ -72,15 +73,15 @@ def distinct_of(column: pa.Array) -> Distinct:
 
 
 def clean_table(table: pa.Table) -> pa.Table:
-    """Every text column cleaned (stripped, missing tokens as null); typed columns as they are."""
-    columns = []
-    for column in table.columns:
-        column = column.combine_chunks()
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = cells.clean_array(column)
-        elif pa.types.is_null(column.type):
-            column = column.cast(pa.large_string())
-        columns.append(column)
+    """Every text column cleaned (stripped, missing tokens as null); typed columns as they are.
+    Text columns are cleaned a block at a time (`text_columns.clean_many`)."""
+    columns = [column.combine_chunks() for column in table.columns]
+    text = [i for i, column in enumerate(columns) if is_text(column.type)]
+    for i, cleaned in zip(text, text_columns.clean_many([columns[i] for i in text]), strict=True):
+        columns[i] = cleaned
+    for i, column in enumerate(columns):
+        if pa.types.is_null(column.type):
+            columns[i] = column.cast(pa.large_string())
     return pa.table(columns, names=table.column_names)
 
 
@@ -94,32 +95,78 @@ def fit_number_format(
     model reads them (`sluice_cells.read_numbers`: the decimal mark fixed, any grouping), so
     the choice is the decimal mark, then the grouping most cells use. A tie between decimal
     marks that read some cell differently is broken by the file (a `;` file prefers decimal
-    commas) and reported as ambiguous.
+    commas) and reported as ambiguous. (`fit_number_formats` for one column.)
     """
     if distinct.total == 0:
         return None
-    order = sorted(NUMBER_FORMATS, key=lambda f: (f.decimal != ",") if prefer_comma else 0)
-    results = []
-    for fmt in order:
-        values, bad, regrouped = cells.read_number_texts(distinct.values, fmt)
-        read = int(distinct.counts[~bad].sum())
-        native = int(distinct.counts[~bad & ~regrouped].sum())
-        results.append((read, native, fmt, values, bad))
-    best = max((read, native) for read, native, *_ in results)
-    if best[0] < share * distinct.total:
+    order = format_order(prefer_comma)
+    readings = [cells.read_number_texts(distinct.values, fmt) for fmt in order]
+    entries = Entries(np.zeros(len(distinct.counts), "int64"), np.arange(len(distinct.counts)))
+    fits = fit_number_formats(readings, entries, distinct.counts, 1, share)
+    chosen = int(fits.chosen[0])
+    if chosen < 0:
         return None
-    _, _, fmt, values, bad = next(r for r in results if (r[0], r[1]) == best)
-    ambiguous = any(
-        read == best[0] and not np.array_equal(values, other_values, equal_nan=True)
-        for read, _, _, other_values, _ in results
-    )
+    values, bad, _ = readings[chosen]
     return {
-        "format": fmt,
-        "unreadable": distinct.total - best[0],
-        "ambiguous": ambiguous,
+        "format": order[chosen],
+        "unreadable": int(fits.unreadable[0]),
+        "ambiguous": bool(fits.ambiguous[0]),
         "values": values,
         "bad": bad,
     }
+
+
+def format_order(prefer_comma: bool) -> list:
+    """The candidate number formats in the order that breaks ties."""
+    return sorted(NUMBER_FORMATS, key=lambda f: (f.decimal != ",") if prefer_comma else 0)
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Distinct cells of many columns: each one's column and position among the readings."""
+
+    column: np.ndarray
+    code: np.ndarray
+
+
+@dataclass(frozen=True)
+class NumberFits:
+    """Per column: the chosen format's position in `format_order` (-1: none reads `share` of
+    the cells), the cells it does not read, and whether another format ties and reads some
+    cell differently."""
+
+    chosen: np.ndarray
+    unreadable: np.ndarray
+    ambiguous: np.ndarray
+
+
+def fit_number_formats(
+    readings: list, entries: Entries, counts: np.ndarray, n_columns: int, share: float
+) -> NumberFits:
+    """`fit_number_format` of many columns at once, from each distinct cell's readings in
+    every format (`sluice_cells.read_number_texts`, in `format_order`) and its count."""
+    column, code = entries.column, entries.code
+
+    def per_column(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(column, weights=weights, minlength=n_columns).astype("int64")
+
+    total = per_column(counts)
+    read = np.stack([per_column(counts * ~bad[code]) for _, bad, _ in readings])
+    native = np.stack(
+        [per_column(counts * ~(bad | regrouped)[code]) for _, bad, regrouped in readings]
+    )
+    # The most cells read, then the most read in the format's own grouping; the first such
+    # format in the order (argmax takes the first maximum).
+    chosen = np.argmax(read * (total.max(initial=0) + 1) + native, axis=0)
+    best = read[chosen, np.arange(n_columns)]
+    values = np.stack([value[code] for value, _, _ in readings])
+    best_values = values[chosen[column], np.arange(len(column))]
+    ambiguous = np.zeros(n_columns, dtype=bool)
+    for i, other in enumerate(values):
+        same = (other == best_values) | (np.isnan(other) & np.isnan(best_values))
+        ambiguous |= (read[i] == best) & (per_column(~same) > 0)
+    chosen = np.where((total > 0) & (best >= share * total), chosen, -1)
+    return NumberFits(chosen, total - best, ambiguous)
 
 
 def _date_reads(texts: np.ndarray) -> dict[str, np.ndarray]:
@@ -264,11 +311,18 @@ class ColumnKind:
 
 
 def fit_kinds(
-    table: pa.Table, target: str, delimiter: str, min_category_rows: int = 5
+    table: pa.Table,
+    target: str,
+    delimiter: str,
+    min_category_rows: int = 5,
+    texts: TextColumns | None = None,
 ) -> tuple[list[ColumnKind], list[dict], dict[str, int]]:
     """Each non-target column's kind and format, the dropped columns with reasons, and the
     unreadable cells per kept column (cells the chosen format does not read). Decided on all
-    rows, before the split, so the split can hash exactly the columns the model reads."""
+    rows, before the split, so the split can hash exactly the columns the model reads.
+
+    Text columns are read together (`texts`, built here when not given): the rules run once
+    per block of columns, not once per column."""
     prefer_comma = delimiter == ";"
     kinds, dropped, unreadable = [], [], {}
     records: list[np.ndarray] = []  # whole-row first copies, hashed only if an id needs them
@@ -278,73 +332,145 @@ def fit_kinds(
             records.append(rows.first_copies(table))
         return records[0]
 
+    if texts is None:
+        texts = text_columns_of(table, target)
     leading = True  # only row-number columns so far: R's X may follow
     for name in table.column_names:
         if name == target:
             continue
         index_name = row_number_name(name, leading)
         leading = leading and index_name is not None
-        column = table.column(name).combine_chunks()
-        present = len(column) - column.null_count
-        if present == 0:
+        if name in texts:
+            facts = _text_facts(texts, name, prefer_comma)
+        else:
+            column = table.column(name).combine_chunks()
+            facts = _typed_facts(column, name, index_name, first_copies, prefer_comma)
+        if isinstance(facts, (ColumnKind, dict)):  # decided by its type
+            (kinds if isinstance(facts, ColumnKind) else dropped).append(facts)
+            continue
+        if facts.present == 0:
             dropped.append({"name": name, "reason": "all values missing"})
             continue
-        typed = not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
-        distinct = distinct_of(column)
-        if len(distinct.counts) <= 1:
+        if facts.n_distinct <= 1:
             dropped.append({"name": name, "reason": "constant: a single distinct value"})
             continue
-        if typed and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            if reason := _row_numbers(numbers, name, index_name, first_copies):
-                dropped.append({"name": name, "reason": reason})
-            elif _numeric_id(numbers, name, first_copies):
-                dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
-            else:
-                kinds.append(ColumnKind(name, "numeric", {}))
-            continue
-        if typed and pa.types.is_timestamp(column.type):
-            kinds.append(ColumnKind(name, "datetime", {"date_formats": ["ISO8601"]}))
-            continue
-        if typed:
-            column = column.cast(pa.large_string())
-            distinct = distinct_of(column)
-        number = fit_number_format(distinct, prefer_comma)
-        if number is not None and _leading_zero_codes(distinct):
-            # 02134 is a ZIP code, not two thousand and something: 2134 is another place.
-            kinds.append(ColumnKind(name, "categorical", {"note": LEADING_ZERO_NOTE}))
-            continue
-        if number is not None:
-            fmt = number["format"]
-            numbers = cells.read_numbers(column, fmt).values
-            if reason := _row_numbers(numbers, name, index_name, first_copies):
-                dropped.append({"name": name, "reason": reason})
-                continue
-            if _numeric_id(numbers, name, first_copies):
-                dropped.append({"name": name, "reason": "id-like: unique integers in every row"})
-                continue
-            detail = {"number_format": fmt.to_dict()}
-            if number["ambiguous"]:
-                detail["ambiguous_format"] = True
-            kinds.append(ColumnKind(name, "numeric", detail))
-            if number["unreadable"]:
-                unreadable[name] = number["unreadable"]
-            continue
-        dates = fit_date_formats(distinct, prefer_day_first=prefer_comma)
-        if dates is not None:
-            detail = {"date_formats": dates["formats"], "has_time": dates["has_time"]}
-            if dates["ambiguous"]:
-                detail["ambiguous_format"] = True
-            kinds.append(ColumnKind(name, "datetime", detail))
-            if dates["unreadable"]:
-                unreadable[name] = dates["unreadable"]
-            continue
-        unique = _mostly_unique(distinct, min_level_rows(int(0.8 * present), min_category_rows))
-        if unique is not None:
-            dropped.append({"name": name, "reason": unique})
-            continue
-        kinds.append(ColumnKind(name, "categorical", {"distinct": len(distinct.counts)}))
+        decided, count = _text_kind(
+            facts, name, index_name, first_copies, prefer_comma, min_category_rows
+        )
+        (kinds if isinstance(decided, ColumnKind) else dropped).append(decided)
+        if count:
+            unreadable[name] = count
     return kinds, dropped, unreadable
+
+
+def text_columns_of(table: pa.Table, target: str) -> TextColumns:
+    """The table's text columns other than the target, for reading together."""
+    names = [f.name for f in table.schema if f.name != target and is_text(f.type)]
+    return TextColumns(table, names)
+
+
+@dataclass
+class TextFacts:
+    """What typing needs of a text column: counts, its number format (when one reads
+    NUMERIC_SHARE of its cells), whether it holds leading-zero codes, and readers."""
+
+    present: int
+    n_distinct: int
+    number: dict | None
+    leading_zeros: bool
+    distinct: object  # () -> Distinct
+    numbers: object  # (NumberFormat) -> float64 per row
+
+
+def _text_facts(texts: TextColumns, name: str, prefer_comma: bool) -> TextFacts:
+    block, i = texts.where[name]
+    facts = block.memo(("facts", prefer_comma), lambda: _block_facts(block, prefer_comma))
+    order = format_order(prefer_comma)
+    present, n_distinct, chosen, unread, ambiguous, zeros = (column[i] for column in facts)
+    number = None
+    if chosen >= 0:
+        number = {"format": order[chosen], "unreadable": unread, "ambiguous": ambiguous}
+    return TextFacts(
+        present,
+        n_distinct,
+        number,
+        zeros,
+        lambda: _distinct_in(block, i),
+        lambda fmt: texts.numbers(name, fmt),
+    )
+
+
+def _distinct_in(block: Block, i: int) -> Distinct:
+    codes, counts = block.distinct_codes(i)
+    return Distinct(block.dictionary.take(pa.array(codes)), counts)
+
+
+def _block_facts(block: Block, prefer_comma: bool) -> tuple[list, ...]:
+    """Per column of a block, as lists: present cells, distinct cells, the number fit
+    (`fit_number_formats`) and the leading-zero rule (`_leading_zero_codes`)."""
+    readings = [text_columns.readings(block, fmt) for fmt in format_order(prefer_comma)]
+    entries = Entries(block.entry_column, block.entry_code)
+    n = len(block.names)
+    fits = fit_number_formats(readings, entries, block.entry_count, n, NUMERIC_SHARE)
+    zero = pc.match_substring_regex(block.dictionary, _LEADING_ZERO)
+    zero = zero.to_numpy(zero_copy_only=False)[block.entry_code]
+    total = block.per_column(np.ones(len(block.entry_code)))
+    zeros = block.per_column(zero) >= LEADING_ZERO_SHARE * total
+    present = (block.codes >= 0).sum(axis=1) if n else np.zeros(0, "int64")
+    columns = (present, np.diff(block.starts), fits.chosen, fits.unreadable, fits.ambiguous, zeros)
+    return tuple(column.tolist() for column in columns)
+
+
+def _typed_facts(column: pa.Array, name: str, index_name, first_copies, prefer_comma: bool):
+    """A typed column (Parquet, by reference): numbers and timestamps decided by their type
+    (a ColumnKind, or a dropped column's dict); other types read as their text (TextFacts)."""
+    kind = column.type
+    if column.null_count == len(column):
+        return {"name": name, "reason": "all values missing"}
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_timestamp(kind):
+        if len(distinct_of(column).counts) <= 1:
+            return {"name": name, "reason": "constant: a single distinct value"}
+        if pa.types.is_timestamp(kind):
+            return ColumnKind(name, "datetime", {"date_formats": ["ISO8601"]})
+        numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if reason := _row_numbers(numbers, name, index_name, first_copies):
+            return {"name": name, "reason": reason}
+        if _numeric_id(numbers, name, first_copies):
+            return {"name": name, "reason": "id-like: unique integers in every row"}
+        return ColumnKind(name, "numeric", {})
+    texts = TextColumns(pa.table({name: column.cast(pa.large_string())}), [name])
+    return _text_facts(texts, name, prefer_comma)
+
+
+def _text_kind(facts: TextFacts, name, index_name, first_copies, prefer_comma, min_category_rows):
+    """A text column's kind (or the reason to drop it) and its unreadable cells."""
+    number = facts.number
+    if number is not None and facts.leading_zeros:
+        # 02134 is a ZIP code, not two thousand and something: 2134 is another place.
+        return ColumnKind(name, "categorical", {"note": LEADING_ZERO_NOTE}), 0
+    if number is not None:
+        fmt = number["format"]
+        numbers = facts.numbers(fmt)
+        if reason := _row_numbers(numbers, name, index_name, first_copies):
+            return {"name": name, "reason": reason}, 0
+        if _numeric_id(numbers, name, first_copies):
+            return {"name": name, "reason": "id-like: unique integers in every row"}, 0
+        detail = {"number_format": fmt.to_dict()}
+        if number["ambiguous"]:
+            detail["ambiguous_format"] = True
+        return ColumnKind(name, "numeric", detail), number["unreadable"]
+    distinct = facts.distinct()
+    dates = fit_date_formats(distinct, prefer_day_first=prefer_comma)
+    if dates is not None:
+        detail = {"date_formats": dates["formats"], "has_time": dates["has_time"]}
+        if dates["ambiguous"]:
+            detail["ambiguous_format"] = True
+        return ColumnKind(name, "datetime", detail), dates["unreadable"]
+    min_rows = min_level_rows(int(0.8 * facts.present), min_category_rows)
+    unique = _mostly_unique(distinct, min_rows)
+    if unique is not None:
+        return {"name": name, "reason": unique}, 0
+    return ColumnKind(name, "categorical", {"distinct": facts.n_distinct}), 0
 
 
 def _mostly_unique(distinct: Distinct, min_rows: int) -> str | None:
@@ -435,15 +561,21 @@ def fit_feature_spec(
     dropped: list[dict],
     min_category_rows: int = 5,
     max_categories: int = 1000,
+    texts: TextColumns | None = None,
 ) -> dict:
     """The feature spec: each kept column's kind and how to read it, levels from the training
-    rows, and every dropped column with its reason."""
+    rows, and every dropped column with its reason (text columns' levels counted from
+    `texts` when given)."""
     train_index = pa.array(np.flatnonzero(train_rows))
-    counts = {
-        kind.name: level_counts(table.column(kind.name).combine_chunks().take(train_index))
-        for kind in kinds
-        if kind.kind == "categorical"
-    }
+    counts = {}
+    for kind in kinds:
+        if kind.kind != "categorical":
+            continue
+        if texts is not None and kind.name in texts:
+            counts[kind.name] = texts.level_counts(kind.name, train_rows)
+        else:
+            column = table.column(kind.name).combine_chunks().take(train_index)
+            counts[kind.name] = level_counts(column)
     return spec_from_level_counts(
         kinds, dropped, counts, len(train_index), min_category_rows, max_categories
     )
@@ -491,7 +623,8 @@ def spec_from_level_counts(
 
 
 def _feature_names(inputs: list[dict]) -> list[str]:
-    names = []
+    names: list[str] = []
+    taken: set[str] = set()  # a set beside the list: 20,000 names cost no 20,000^2 scan
     for item in inputs:
         if item["kind"] == "datetime":
             parts = [f"{item['name']}__{part}" for part in item["parts"]]
@@ -499,9 +632,10 @@ def _feature_names(inputs: list[dict]) -> list[str]:
             parts = [item["name"]]
         for part in parts:
             safe = part.translate(_XGB_UNSAFE)
-            while safe in names:
+            while safe in taken:
                 safe += "_"
             names.append(safe)
+            taken.add(safe)
     return names
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.core.util.hashing import combine_hash_arrays
 
 from trainer import sluice_cells as cells
 
@@ -37,6 +38,8 @@ def as_table(data) -> pa.Table:
 def empty_rows(table: pa.Table) -> np.ndarray:
     """Rows where every cell is missing (cleaned cells: missing is null)."""
     empty = np.ones(table.num_rows, dtype=bool)
+    if any(column.null_count == 0 for column in table.columns):
+        return ~empty  # a column without gaps: no row is empty (no per-column kernels)
     for column in table.columns:
         empty &= column.is_null().to_numpy(zero_copy_only=False)
     return empty
@@ -49,17 +52,24 @@ def _text(column) -> pa.Array:
     return column.cast(pa.large_string())
 
 
-def read_cells(table: pa.Table, kinds: list, target: str, y: np.ndarray) -> dict[str, np.ndarray]:
+def read_cells(
+    table: pa.Table, kinds: list, target: str, y: np.ndarray, texts=None
+) -> dict[str, np.ndarray]:
     """The cells a row's key is made of: the columns the model reads (as it reads them:
     numbers as floats in the column's format, dates as UTC times, categories by their keys)
     and the target as read. So `1.50` and `1.5`, or ` x ` and `x`, are the same cell in every
     upload, and a dropped column (a row number, a load time, a note) never makes two copies
-    of a record look like two records."""
+    of a record look like two records. Text columns in `texts` (`TextColumns`) are read from
+    their distinct cells' readings: the same values, without per-column kernels."""
     read: dict[str, np.ndarray] = {target: np.asarray(y, dtype="float64")}
     for kind in kinds:
+        fmt = cells.NumberFormat.from_dict(kind.detail.get("number_format"))
+        if texts is not None and kind.name in texts and kind.kind != "datetime":
+            numeric = kind.kind == "numeric"
+            read[kind.name] = texts.numbers(kind.name, fmt) if numeric else texts.keys(kind.name)
+            continue
         column = table.column(kind.name).combine_chunks()
         if kind.kind == "numeric":
-            fmt = cells.NumberFormat.from_dict(kind.detail.get("number_format"))
             read[kind.name] = cells.read_numbers(column, fmt).values
         elif kind.kind == "datetime":
             stamps = cells.read_date_cells(column, kind.detail["date_formats"]).stamps
@@ -69,25 +79,59 @@ def read_cells(table: pa.Table, kinds: list, target: str, y: np.ndarray) -> dict
     return dict(sorted(read.items()))
 
 
+GROUP_CELLS = 1 << 22  # cells of the columns joined for one call (a copy): bounds memory
+
+
+def _by_type(read: dict[str, np.ndarray], skip: str | None = None) -> list[list[str]]:
+    """Column names in groups of one dtype and at most GROUP_CELLS cells (one column at
+    least), in order."""
+    groups: dict = {}
+    for name, values in read.items():
+        if name != skip:
+            groups.setdefault(values.dtype, []).append(name)
+    n_rows = len(next(iter(read.values()), ()))
+    per_group = max(1, GROUP_CELLS // max(1, n_rows))
+    return [
+        names[i : i + per_group]
+        for names in groups.values()
+        for i in range(0, len(names), per_group)
+    ]
+
+
 def content_hashes(read: dict[str, np.ndarray]) -> np.ndarray:
-    """A 64-bit hash of each row's read cells (columns in name order)."""
-    return pd.util.hash_pandas_object(pd.DataFrame(read), index=False).to_numpy(dtype="uint64")
+    """A 64-bit hash of each row's read cells (columns in name order): pandas'
+    `hash_pandas_object` of the DataFrame of the columns, with the columns of one dtype
+    hashed in one call (each cell's hash depends on its value alone)."""
+    n_rows = len(next(iter(read.values())))
+    hashed: dict[str, np.ndarray] = {}
+    for names in _by_type(read):
+        joined = pd.Series(np.concatenate([read[name] for name in names]))
+        flat = pd.util.hash_pandas_object(joined, index=False).to_numpy(dtype="uint64")
+        hashed.update(zip(names, flat.reshape(len(names), n_rows), strict=True))
+    columns = (hashed[name] for name in read)
+    return combine_hash_arrays(columns, len(read), n_rows).astype("uint64", copy=False)
 
 
 def observations(read: dict[str, np.ndarray], target: str, content: np.ndarray) -> np.ndarray:
     """Which rows' copies are separate observations rather than one record repeated: those
     where every feature value is shared by at least two distinct rows. A value only one
     distinct row has (a measurement, a timestamp) makes its copies one record; rows made of
-    shared values (a few categories) repeat because the table is small in those columns."""
+    shared values (a few categories) repeat because the table is small in those columns.
+
+    Counted for the columns of one dtype at once: a value is a (column, value) pair."""
     row_ids, _ = pd.factorize(content)
-    shared = np.ones(len(content), dtype=bool)
-    for name, values in read.items():
-        if name == target:
-            continue
-        codes, _ = pd.factorize(values, use_na_sentinel=False)
-        pairs = pd.DataFrame({"value": codes, "row": row_ids}).drop_duplicates()
-        rows_per_value = np.bincount(pairs["value"].to_numpy(), minlength=codes.max() + 1)
-        shared &= rows_per_value[codes] >= MIN_SHARING_ROWS
+    n_rows, n_ids = len(content), max(1, len(np.unique(row_ids)))
+    shared = np.ones(n_rows, dtype=bool)
+    for names in _by_type(read, skip=target):
+        codes, uniques = pd.factorize(
+            np.concatenate([read[name] for name in names]), use_na_sentinel=False
+        )
+        column = np.repeat(np.arange(len(names), dtype="int64"), n_rows)
+        values, _ = pd.factorize(column * max(1, len(uniques)) + codes)  # (column, value)
+        pairs = np.unique(values * n_ids + np.tile(row_ids, len(names)))
+        rows_per_value = np.bincount(pairs // n_ids, minlength=values.max(initial=0) + 1)
+        sharing = (rows_per_value[values] >= MIN_SHARING_ROWS).reshape(len(names), n_rows)
+        shared &= sharing.all(axis=0)
     return shared
 
 

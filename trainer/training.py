@@ -24,6 +24,7 @@ from trainer.features import (
     fit_feature_spec,
     fit_kinds,
     fit_number_format,
+    text_columns_of,
 )
 from trainer.monitoring.profile import build_profile
 from trainer.sluice_model import SluiceModel, feature_matrix
@@ -423,8 +424,12 @@ def train_model(
                 f"Only {table.num_rows} rows have a readable target; training needs {MIN_ROWS}.",
             )
     y = read.y
-    kinds, dropped, unreadable = fit_kinds(table, target, delimiter, config.min_category_rows)
-    read_cells = rowsets.read_cells(table, kinds, target, y)
+    # Text columns read together: each rule runs once per block of columns (wide tables).
+    texts = text_columns_of(table, target)
+    kinds, dropped, unreadable = fit_kinds(
+        table, target, delimiter, config.min_category_rows, texts=texts
+    )
+    read_cells = rowsets.read_cells(table, kinds, target, y, texts=texts)
     content = rowsets.content_hashes(read_cells)
     keys = rowsets.row_keys(content, rowsets.observations(read_cells, target, content))
     key_columns = list(read_cells)
@@ -438,8 +443,16 @@ def train_model(
             f"The {table.num_rows} rows hold too few distinct rows to train on; add more data.",
         )
     spec = fit_feature_spec(
-        table, target, ~held, kinds, dropped, config.min_category_rows, config.max_categories
+        table,
+        target,
+        ~held,
+        kinds,
+        dropped,
+        config.min_category_rows,
+        config.max_categories,
+        texts=texts,
     )
+    del texts
     if not spec["inputs"]:
         reasons = "; ".join(f"{d['name']}: {d['reason']}" for d in spec["dropped"]) or "none"
         raise ApiError(

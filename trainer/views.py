@@ -207,6 +207,12 @@ def feedback():
         return jsonify(monitor.feedback(model, cells))
 
 
+@bp.get("/livez")
+def livez():
+    """Liveness only (no MLflow round trip): what preprocess's readiness probe asks."""
+    return jsonify({"status": "alive", "service": "trainer"})
+
+
 @bp.get("/health")
 def health():
     """Liveness plus whether the MLflow tracking server answers."""
