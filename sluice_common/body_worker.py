@@ -60,10 +60,15 @@ class ReplaySocket:
         self._head = b""
         self._body = None  # a spooled file, read after the head
         self.leftover = b""  # bytes of a pipelined next request, read by the event loop
+        # While a thread runs a loaded request, the socket gives it nothing beyond that request:
+        # a parser that wants more than the loop framed sees the end of the stream (and answers
+        # or closes) rather than waiting on the client for bytes that may never come.
+        self._sealed = False
 
     def load(self, head: bytes, body) -> None:
         self._drop_body()
         self._head, self._body = head, body
+        self._sealed = True
         if body is not None:
             body.seek(0)
 
@@ -76,7 +81,13 @@ class ReplaySocket:
             if data:
                 return data
             self._drop_body()
+        if self._sealed:
+            return b""
         return self._sock.recv(size, flags)
+
+    def unseal(self) -> None:
+        """The event loop reads the next request from the client itself."""
+        self._sealed = False
 
     def buffered(self) -> bool:
         return bool(self._head) or self._body is not None
@@ -169,6 +180,7 @@ class BodyBufferingWorker(ThreadWorker):
             self._start_reading(conn, idle_seconds=self.rate.grace_seconds)
 
     def _start_reading(self, conn, idle_seconds: float) -> None:
+        conn.sock.unseal()
         conn.sock.setblocking(False)
         pending = PendingRequest(conn, self.max_body, self.rate, idle_seconds)
         self.reading[id(conn)] = pending

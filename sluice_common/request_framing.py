@@ -158,7 +158,16 @@ class RequestFraming:
             return len(data)
         line = bytes(self._pending) + data[start:end]
         self._pending = bytearray()
-        line = line[:-1] if line.endswith(b"\r") else line
+        if not line.endswith(b"\r"):
+            # gunicorn's reader ends these lines at CRLF only: a request framed on a bare LF
+            # here would leave its thread waiting on the socket for a CRLF that never comes.
+            self._refuse(
+                400,
+                "bad_request",
+                "A line of the chunked body ends in a bare LF; end each line with CRLF.",
+            )
+            return end + 1
+        line = line[:-1]
         if self._chunk_state == "size":
             size = line.split(b";", 1)[0].strip()
             if not size or not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", size):

@@ -102,3 +102,57 @@ def test_a_head_past_gunicorns_limits_is_handed_on_for_gunicorn_to_refuse():
     framing = RequestFraming(max_body=None)
     framing.feed(b"GET /" + b"x" * 900_000)
     assert framing.done and framing.head.startswith(b"GET /")
+
+
+def gunicorn_body(data: bytes) -> bytes:
+    """The body gunicorn's own parser reads from exactly `data` (NoMoreData if it would wait
+    on the socket for more)."""
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+
+    request = next(iter(RequestParser(Config(), iter([data]), ("127.0.0.1", 1))))
+    body = b""
+    while chunk := request.body.read(8192):
+        body += chunk
+    return body
+
+
+LINE_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=40), max_size=4),
+    st.lists(LINE_ENDS, min_size=10, max_size=10),
+    st.lists(st.integers(1, 50), max_size=20),
+)
+def test_a_chunked_body_the_loop_calls_complete_is_complete_for_gunicorn(parts, ends, pieces):
+    # The loop hands a request to a thread once it is whole; gunicorn's reader must then find
+    # it whole too, or the thread waits on the socket (chunk lines ending in a bare LF did).
+    lines = [b"%x" % len(part) for part in parts] + [b"0"]
+    body = b""
+    for i, part in enumerate(parts):
+        body += lines[i] + ends[2 * i] + part + ends[2 * i + 1]
+    body += b"0" + ends[-2] + ends[-1]
+    head = b"POST /analyze HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    framing, offset, received = RequestFraming(max_body=None), 0, b""
+    data = head + body
+    for size in [*pieces, len(data)]:
+        if framing.done or framing.refusal:
+            break
+        received += framing.feed(data[offset : offset + size])
+        offset += size
+    if set(ends) == {b"\r\n"}:  # every well-framed body is taken whole
+        assert framing.done and framing.refusal is None
+    if framing.done and framing.refusal is None:
+        assert gunicorn_body(framing.head + received) == b"".join(parts)
+    elif framing.refusal is not None:
+        assert framing.refusal.status == 400
+    # else still waiting for a line end: the loop holds it, and the rate rule ends it
+
+
+def test_chunk_lines_ending_in_a_bare_lf_are_refused():
+    for body in (b"1\na\n0\n\n", b"1\r\na\r\n0\r\n\n", b"1\r\na\n0\r\n\r\n"):
+        framing = RequestFraming(max_body=None)
+        framing.feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        assert framing.refusal is not None and "bare LF" in framing.refusal.message, body

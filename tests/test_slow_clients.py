@@ -15,6 +15,7 @@ import time
 import pytest
 import requests
 
+from sluice_common.body_worker import ReplaySocket
 from tests.datasets import churn, to_csv
 from tests.stack import LocalStack, free_port
 
@@ -232,3 +233,23 @@ def test_many_slow_uploads_do_not_starve_health_or_a_small_prod(slow_stack):
     assert max(health) < 1.0, f"health took up to {max(health):.2f} s"
     assert max(prods) < 3.0, f"a small prod took up to {max(prods):.2f} s"
     assert outcomes.count(408) == len(threads), outcomes
+
+
+def test_a_thread_never_reads_past_the_request_the_loop_framed():
+    # Defence in depth for a framing mismatch: once the loaded request is read, the thread
+    # sees the end of the stream, not a wait on the client (whose next bytes the loop reads).
+    client, server = socket.socketpair()
+    try:
+        replay = ReplaySocket(server, io_timeout=5)
+        replay.load(b"GET / HTTP/1.1\r\n\r\n", None)
+        replay.setblocking(True)
+        client.sendall(b"more")  # bytes past the request: the loop's to read, not the thread's
+        assert replay.recv(1024) == b"GET / HTTP/1.1\r\n\r\n"
+        started = time.monotonic()
+        assert replay.recv(1024) == b""
+        assert time.monotonic() - started < 0.1
+        replay.unseal()  # the loop's turn
+        assert replay.recv(1024) == b"more"
+    finally:
+        client.close()
+        server.close()
