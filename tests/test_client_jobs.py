@@ -301,6 +301,9 @@ def test_ctrl_c_while_waiting_says_how_to_follow_the_job(fake):
         stderr=subprocess.PIPE,
         text=True,
         env=client_env(),
+        # A suite started in the background (`cmd &` without job control) inherits SIGINT
+        # ignored, and Python keeps it ignored: give the client the terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert fake.polled.wait(timeout=30), "the client never polled the job"

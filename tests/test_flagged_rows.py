@@ -280,7 +280,7 @@ def test_an_old_version_answers_null_flags_with_a_note_and_the_new_warning_name(
         "signed": ["yesterday", "2023-01-02"],
     }
     assert not hasattr(old.score_frame(query), "flags")  # really the old code
-    answer = _scored_answer(query, {}, "m", False, Champion("3", old, None), None)
+    answer = _scored_answer(query, {}, "m", False, Champion("3", old, None), None, [])
     assert answer["flagged_rows"] is None and answer["flagged_rows_total"] is None
     assert "v3" in answer["flagged_rows_note"] and "older Sluice" in answer["flagged_rows_note"]
     assert answer["warnings"][OTHER] == {"city": 1}
