@@ -12,8 +12,6 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-import requests
-
 from sluice_common.errors import ApiError
 from sluice_common.internal import HEADER
 from sluice_common.transport import ARROW_MEDIA_TYPE
@@ -167,11 +165,3 @@ def relay(
             "trainer_unavailable",
             "The trainer service is not reachable; try again in a moment.",
         ) from err
-
-
-def trainer_healthy(trainer_url: str) -> bool:
-    """Whether the trainer answers its health endpoint."""
-    try:
-        return requests.get(f"{trainer_url.rstrip('/')}/health", timeout=2).ok
-    except requests.RequestException:
-        return False

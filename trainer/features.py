@@ -244,13 +244,6 @@ _LEADING_ZERO = "^0[0-9]+$"
 LEADING_ZERO_SHARE = 0.01
 
 
-def _leading_zero_codes(distinct: Distinct) -> bool:
-    """Whether at least 1% of a numeric-looking column's cells are integers written with a
-    leading zero (ZIP codes, account numbers): codes, not quantities."""
-    zero = pc.match_substring_regex(distinct.values, _LEADING_ZERO).to_numpy(zero_copy_only=False)
-    return bool(distinct.counts[zero].sum() >= LEADING_ZERO_SHARE * distinct.total)
-
-
 def _numeric_id(values: np.ndarray, name: str, first_copies) -> bool:
     """Unique integers that count rows (consecutive) or are named like an identifier. Unique
     per record: copies of a whole row are observations of one record and share its id, so
@@ -407,7 +400,9 @@ def _distinct_in(block: Block, i: int) -> Distinct:
 
 def _block_facts(block: Block, prefer_comma: bool) -> tuple[list, ...]:
     """Per column of a block, as lists: present cells, distinct cells, the number fit
-    (`fit_number_formats`) and the leading-zero rule (`_leading_zero_codes`)."""
+    (`fit_number_formats`) and the leading-zero rule: whether at least LEADING_ZERO_SHARE of
+    the column's cells are integers written with a leading zero (ZIP codes, account numbers:
+    codes, not quantities)."""
     readings = [text_columns.readings(block, fmt) for fmt in format_order(prefer_comma)]
     entries = Entries(block.entry_column, block.entry_code)
     n = len(block.names)
