@@ -11,10 +11,10 @@ data root. Some category levels are missing from some files (a band of `channel`
 
 For every row count, runs in processes of their own:
 
-- single train: a fresh `python` reads every file (`trainer.by_reference.read_all`) and trains
-  (`trainer.training.train_model`), as the trainer does without DASK_SCHEDULER_ADDRESS, with
+- single train: a fresh `python` reads every file (`by_reference.read_all`) and trains
+  (`training.train_model`), as the trainer does without DASK_SCHEDULER_ADDRESS, with
   XGBoost on every core (TRAIN_NTHREAD=0); again on one thread for reference;
-- dask train: a fresh driver calls `trainer.cluster.train_on_cluster` on a scheduler and two
+- dask train: a fresh driver calls `cluster.train_on_cluster` on a scheduler and two
   workers (tests/dask_cluster.py: distributed's CLI, one thread each, ports 18600-18699),
   restarted before the run so every worker starts empty;
 - single score / dask score: the model the same path trained scores the prod files
@@ -61,7 +61,7 @@ WORKERS = 2
 MIB = 2**20
 POLL_SECONDS = 0.1  # as the nanny's memory monitor (distributed.worker.memory.monitor-interval)
 SAMPLE_ROWS = 200_000
-# Workaround for the driver (trainer/cluster.py polls client.scheduler_info(n_workers=-1) for
+# Workaround for the driver (pipeline/cluster.py polls client.scheduler_info(n_workers=-1) for
 # lost workers): the client's periodic refresh (every 2 s, n_workers=0) can overwrite the
 # answer before it is returned, so "workers" reads empty and a healthy job fails with
 # cluster_worker_lost ("no worker is left"), more often on a loaded box. Refreshing hourly
@@ -271,8 +271,8 @@ def _save_model(trained, folder: str) -> None:
 def _load_model(folder: str):
     import xgboost as xgb
 
-    from trainer import sluice_cells
-    from trainer.sluice_model import SluiceModel
+    from trainer.model import sluice_cells
+    from trainer.model.sluice_model import SluiceModel
 
     booster = xgb.Booster()
     with open(os.path.join(folder, "booster.ubj"), "rb") as handle:
@@ -303,14 +303,15 @@ def _trained_summary(trained) -> dict:
 
 def child(spec: dict) -> dict:
     """One measured run (`path` single or dask, `phase` train or score) in this process."""
-    from trainer import by_reference, datasource
-    from trainer.datasource import DataSettings
-    from trainer.training import TrainingConfig
+    from trainer.pipeline.training import TrainingConfig
+    from trainer.sources import by_reference
+    from trainer.sources import files as datasource
+    from trainer.sources.files import DataSettings
 
     if spec["path"] == "dask":
-        from trainer import cluster
+        from trainer.pipeline import cluster
     else:
-        from trainer.training import train_model
+        from trainer.pipeline.training import train_model
     import xgboost  # noqa: F401  (imported before the baseline, as a trainer has it)
 
     settings = DataSettings(root=spec["root"])
@@ -347,14 +348,14 @@ def child(spec: dict) -> dict:
         result.update(_trained_summary(trained))
         _save_model(trained, spec["model_dir"])
     else:
-        from trainer.serving import Champion
+        from trainer.lifecycle.serving import Champion
 
         model = _load_model(spec["model_dir"])
         output = datasource.resolve_output(spec["output"], settings)
         options = by_reference.ProdOptions()
         champion = Champion("1", model, None)
         if spec["path"] == "single":
-            model.use_threads(small=1, large=0)  # as a served champion (trainer/serving.py)
+            model.use_threads(small=1, large=0)  # as a served champion (lifecycle/serving.py)
             answer = by_reference.score_locally(
                 files, settings, output, options, champion, "bench", None, context
             )

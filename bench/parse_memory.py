@@ -18,8 +18,8 @@ import time
 def measure(columns: int, mb: float) -> None:
     import numpy as np
 
-    from sluice_common.parsing import parse_csv
-    from sluice_common.transport import frame_to_arrow
+    from sluice_common.tables.parsing import parse_csv
+    from sluice_common.tables.transport import frame_to_arrow
 
     rng = np.random.default_rng(0)
     row = ",".join(str(x) for x in rng.integers(0, 10, columns)) + "\n"

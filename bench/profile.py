@@ -27,9 +27,9 @@ from bench.data import TARGET, query_csv, train_csv
 
 def prod_pipeline(csv: bytes, model) -> bytes:
     """What preprocess and trainer do for a prod request, minus HTTP and multipart."""
-    from sluice_common.transport import columns_to_arrow, frame_to_arrow, read_arrow
-    from sluice_common.upload import parse_upload
-    from trainer.sluice_model import SMALL_ROWS
+    from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow, read_arrow
+    from sluice_common.web.upload import parse_upload
+    from trainer.model.sluice_model import SMALL_ROWS
 
     table, report, _ = parse_upload(csv, "prod", None)
     if isinstance(table, dict):
@@ -53,7 +53,7 @@ def prod_pipeline(csv: bytes, model) -> bytes:
 def _parsed_table(csv: bytes):
     import pyarrow as pa
 
-    from sluice_common.upload import parse_upload
+    from sluice_common.web.upload import parse_upload
 
     frame, report, _ = parse_upload(csv, "dev", TARGET)
     return pa.Table.from_pandas(frame, preserve_index=False), report
@@ -61,7 +61,7 @@ def _parsed_table(csv: bytes):
 
 def trained_model(rows: int):
     """A champion-like model trained in process on the benchmark table."""
-    from trainer.training import train_model
+    from trainer.pipeline.training import train_model
 
     table, report = _parsed_table(train_csv(rows))
     return train_model(table, TARGET, delimiter=report["delimiter"]).model
@@ -71,10 +71,10 @@ def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
     """What a dev request does after the upload: parse, Arrow, train, log, register, alias."""
     import mlflow
 
-    from sluice_common.transport import frame_to_arrow, read_arrow
-    from sluice_common.upload import parse_upload
-    from trainer import registry
-    from trainer.training import train_model
+    from sluice_common.tables.transport import frame_to_arrow, read_arrow
+    from sluice_common.web.upload import parse_upload
+    from trainer.lifecycle import registry
+    from trainer.pipeline.training import train_model
 
     mlflow.set_tracking_uri(f"sqlite:///{tracking_dir}/mlflow.db")
     # Artifacts in the temp dir too: a SQLite store's default artifact root is ./mlruns.

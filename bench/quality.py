@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from trainer import rows as rowsets
-from trainer.training import TrainingConfig, train_model
+from trainer.fit import rows as rowsets
+from trainer.pipeline.training import TrainingConfig, train_model
 
 
 @dataclass(frozen=True)

@@ -292,9 +292,9 @@ def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict
     # mlflow installs its own warning filters on import; ours go in front of them.
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-    from sluice_common.parsing import parse_csv
-    from sluice_common.transport import frame_to_arrow, read_arrow
-    from trainer.sluice_model import feature_matrix
+    from sluice_common.tables.parsing import parse_csv
+    from sluice_common.tables.transport import frame_to_arrow, read_arrow
+    from trainer.model.sluice_model import feature_matrix
 
     mlflow.set_tracking_uri(tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")

@@ -13,7 +13,7 @@ import tempfile
 
 from flask import Flask
 
-from sluice_common.app import build_app, install_admission
+from sluice_common.web.app import build_app, install_admission
 
 DEFAULTS = {
     "TRAINER_URL": "http://127.0.0.1:8080",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from sluice_common.errors import ApiError
-from sluice_common.internal import HEADER
-from sluice_common.transport import ARROW_MEDIA_TYPE
+from sluice_common.tables.transport import ARROW_MEDIA_TYPE
+from sluice_common.web.internal import HEADER
 
 _local = threading.local()
 

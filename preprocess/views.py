@@ -8,12 +8,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import TrainerAnswer, forward_to_trainer, relay
 from preprocess.health import trainer_state
-from sluice_common.app import heavy_slot
 from sluice_common.errors import ApiError
-from sluice_common.internal import read_token
-from sluice_common.params import parse_params
-from sluice_common.transport import columns_to_arrow, frame_to_arrow
-from sluice_common.upload import parse_upload, read_form_upload
+from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
+from sluice_common.web.app import heavy_slot
+from sluice_common.web.internal import read_token
+from sluice_common.web.params import parse_params
+from sluice_common.web.upload import parse_upload, read_form_upload
 
 bp = Blueprint("preprocess", __name__)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")

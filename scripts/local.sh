@@ -181,7 +181,7 @@ private_state() {
 launch() {
   local name=$1
   local gunicorn=("$VENV/bin/gunicorn" --chdir "$ROOT" --no-control-socket
-    --config python:sluice_common.gunicorn_conf --graceful-timeout "$GRACEFUL_TIMEOUT")
+    --config python:sluice_common.web.gunicorn_conf --graceful-timeout "$GRACEFUL_TIMEOUT")
   case $name in
     mlflow)
       # MLflow's GenAI job runner (a huey consumer, ~280 MB) is not used by Sluice.

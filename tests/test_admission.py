@@ -14,7 +14,9 @@ import pytest
 import requests
 from flask import Flask
 
-from sluice_common.admission import (
+from sluice_common.errors import ApiError
+from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
+from sluice_common.web.admission import (
     COLUMN_CELLS,
     Admission,
     arrow_shape,
@@ -22,9 +24,7 @@ from sluice_common.admission import (
     work_above,
     work_cells,
 )
-from sluice_common.app import ADMISSION_DEFAULTS, heavy_slot
-from sluice_common.errors import ApiError
-from sluice_common.transport import columns_to_arrow, frame_to_arrow
+from sluice_common.web.app import ADMISSION_DEFAULTS, heavy_slot
 from tests.datasets import churn, iris, to_csv
 from tests.stack import LocalStack, post_csv
 

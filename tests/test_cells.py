@@ -1,4 +1,4 @@
-"""The cell rules (trainer/sluice_cells.py) against independent oracles.
+"""The cell rules (trainer/model/sluice_cells.py) against independent oracles.
 
 Oracles: pandas' CSV reader with explicit `decimal=` / `thousands=` for numbers, datetime's
 strptime with explicit formats for dates, hand-written expectations for keys and tokens. The
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer import sluice_cells as cells
-from trainer.features import Distinct, fit_date_formats, fit_number_format
-from trainer.sluice_cells import NumberFormat
+from trainer.fit.features import Distinct, fit_date_formats, fit_number_format
+from trainer.model import sluice_cells as cells
+from trainer.model.sluice_cells import NumberFormat
 
 # pandas' C reader: `thousands` may be any one character (not a class), and it reads a value
 # only when the whole field fits, else the column stays text.

@@ -18,9 +18,11 @@ import requests
 from tests.dask_cluster import DaskCluster
 from tests.stack import LocalStack, post_csv
 from tests.test_jobs import wait_job
-from trainer import by_reference, cluster, datasource
-from trainer.datasource import DataSettings
-from trainer.training import TrainingConfig, train_model
+from trainer.pipeline import cluster
+from trainer.pipeline.training import TrainingConfig, train_model
+from trainer.sources import by_reference
+from trainer.sources import files as datasource
+from trainer.sources.files import DataSettings
 
 
 class Context:

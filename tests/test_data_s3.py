@@ -11,8 +11,9 @@ import pytest
 
 from sluice_common.errors import ApiError
 from tests.s3 import s3_fixture  # noqa: F401
-from trainer import by_reference, datasource
-from trainer.datasource import DataSettings, Output
+from trainer.sources import by_reference
+from trainer.sources import files as datasource
+from trainer.sources.files import DataSettings, Output
 
 
 class Context:

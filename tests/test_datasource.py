@@ -1,4 +1,4 @@
-"""Which files a data_uri names and how each is read (trainer/datasource.py), on real files."""
+"""Which files a data_uri names and how each is read (trainer/sources/files.py), on real files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice_common.errors import ApiError
-from trainer import datasource
-from trainer.datasource import DataSettings
+from trainer.sources import files as datasource
+from trainer.sources.files import DataSettings
 
 
 @pytest.fixture
@@ -165,9 +165,9 @@ def test_parquet_numbers_keep_their_values_or_are_refused(root):
 
 
 def test_a_registered_versions_rules_are_found_after_its_copy_is_gone(tmp_path):
-    from trainer import cluster_parts
-    from trainer.registry import RULES_CODE_PATH
-    from trainer.sluice_model import load_rules
+    from trainer.lifecycle.registry import RULES_CODE_PATH
+    from trainer.model.sluice_model import load_rules
+    from trainer.pipeline import cluster_parts
 
     copy = tmp_path / "sluice_cells.py"
     copy.write_bytes(open(RULES_CODE_PATH, "rb").read())

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 from tests.datasets import iris, shop, to_csv
 from tests.stack import ROOT, post_csv
 from tests.test_jobs import wait_job
-from trainer.promotion import GateConfig, Ranking, compare, decide, ranking
-from trainer.registry import TAG_MAX_CHARS, _decision_text
+from trainer.lifecycle.promotion import GateConfig, Ranking, compare, decide, ranking
+from trainer.lifecycle.registry import TAG_MAX_CHARS, _decision_text
 
 # --- data ---------------------------------------------------------------------------------------
 

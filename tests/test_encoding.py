@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice_common.encoding import GUESS_SAMPLE, decode_text, looks_western
 from sluice_common.errors import ApiError
-from sluice_common.parsing import parse_csv, parse_small_csv
+from sluice_common.tables.encoding import GUESS_SAMPLE, decode_text, looks_western
+from sluice_common.tables.parsing import parse_csv, parse_small_csv
 
 # Names, cities and notes as they appear in customer files, per language.
 WESTERN = (

@@ -26,9 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.stack import post_csv
-from trainer import row_flags, sluice_model
-from trainer import sluice_cells as cells
-from trainer.sluice_cells import NumberFormat
+from trainer.model import sluice_cells as cells
+from trainer.model import sluice_model
+from trainer.model.sluice_cells import NumberFormat
+from trainer.pipeline import row_flags
 
 NUMERIC = "not_numeric_treated_as_missing"
 UNSEEN = "unseen_categories_treated_as_missing"
@@ -249,8 +250,8 @@ def _old_source(path: str, folder) -> str:
 def old_code(tmp_path_factory):
     """The model code and cell rules a version logged before flags runs."""
     folder = tmp_path_factory.mktemp("before-flags")
-    model_path = _old_source("trainer/sluice_model.py", folder)
-    rules = sluice_model.load_rules(_old_source("trainer/sluice_cells.py", folder))
+    model_path = _old_source("trainer/model/sluice_model.py", folder)
+    rules = sluice_model.load_rules(_old_source("trainer/model/sluice_cells.py", folder))
     spec = importlib.util.spec_from_file_location("sluice_model_before_flags", model_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -260,7 +261,7 @@ def old_code(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained():
-    from trainer.training import TrainingConfig, train_model
+    from trainer.pipeline.training import TrainingConfig, train_model
 
     table = _training_frame().astype(str)
     config = TrainingConfig(max_rounds=60, early_stopping_rounds=10)
@@ -268,8 +269,8 @@ def trained():
 
 
 def test_an_old_version_answers_null_flags_with_a_note_and_the_new_warning_name(old_code, trained):
-    from trainer.runs import _scored_answer
-    from trainer.serving import Champion
+    from trainer.lifecycle.phases import _scored_answer
+    from trainer.lifecycle.serving import Champion
 
     module, rules = old_code
     old = module.SluiceModel(trained.model.booster, trained.spec, rules)
@@ -297,8 +298,8 @@ def test_an_old_version_answers_null_flags_with_a_note_and_the_new_warning_name(
 
 
 def test_an_old_versions_output_has_no_flags_column_and_its_answer_says_why(old_code, trained):
-    from trainer import by_reference
-    from trainer.serving import Champion
+    from trainer.lifecycle.serving import Champion
+    from trainer.sources import by_reference
 
     module, rules = old_code
     old = module.SluiceModel(trained.model.booster, trained.spec, rules)
@@ -468,8 +469,9 @@ def test_a_cluster_workers_partition_carries_the_same_flags(trained, old_code, t
     """cluster_parts.score_file, as a Dask worker runs it (in this process: no cluster)."""
     import hashlib
 
-    from trainer import cluster_parts, datasource
-    from trainer.by_reference import ProdOptions
+    from trainer.pipeline import cluster_parts
+    from trainer.sources import files as datasource
+    from trainer.sources.by_reference import ProdOptions
 
     (tmp_path / "query.csv").write_bytes(_query([cells for cells, _ in PLANTED]))
     settings = datasource.DataSettings(root=str(tmp_path))

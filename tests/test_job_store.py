@@ -1,4 +1,4 @@
-"""The jobs table and runner (trainer/jobs.py) on SQLite and a real PostgreSQL server."""
+"""The jobs table and runner (trainer/jobs/runner.py) on SQLite and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from sluice_common.errors import ApiError
 from tests.postgres import postgres_fixture  # noqa: F401
-from trainer import jobs
-from trainer.jobs import JobRunner, JobStore
+from trainer.jobs.runner import JobRunner, JobStore
+from trainer.jobs.runner import runner as jobs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

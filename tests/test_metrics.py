@@ -20,8 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice_common import gunicorn_conf
-from sluice_common.metrics import METHODS, install_request_metrics, record_prediction
+from sluice_common.web import gunicorn_conf
+from sluice_common.web.metrics import METHODS, install_request_metrics, record_prediction
 from tests.datasets import iris, to_csv
 from tests.stack import LocalStack, post_csv
 

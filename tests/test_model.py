@@ -14,10 +14,8 @@ from sklearn import datasets
 from bench import quality
 from sluice_common.errors import ApiError
 from tests.datasets import churn, diabetes, iris, to_csv
-from trainer import rows as rowsets
-from trainer import sluice_cells as cells
-from trainer import sluice_model
-from trainer.promotion import (
+from trainer.fit import rows as rowsets
+from trainer.lifecycle.promotion import (
     GateConfig,
     compare,
     decide,
@@ -25,8 +23,10 @@ from trainer.promotion import (
     schema_of,
     split_mismatch,
 )
-from trainer.sluice_model import MissingColumnsError, feature_matrix
-from trainer.training import TrainingConfig, read_target, score, train_model
+from trainer.model import sluice_cells as cells
+from trainer.model import sluice_model
+from trainer.model.sluice_model import MissingColumnsError, feature_matrix
+from trainer.pipeline.training import TrainingConfig, read_target, score, train_model
 
 FAST = TrainingConfig(max_rounds=60, early_stopping_rounds=10)
 
@@ -498,7 +498,7 @@ def churn_model():
 @given(st.lists(st.tuples(_prod_cells, _prod_cells, _prod_cells), min_size=1, max_size=12))
 def test_small_and_large_batches_read_cells_alike(churn_model, rows):
     # Up to SMALL_ROWS rows, cells are read one by one in Python; larger batches in Arrow.
-    from trainer.features import _feature_names
+    from trainer.fit.features import _feature_names
 
     names = ["plan", "tenure_months", "signup_date"]
     inputs = [item for item in churn_model.spec["inputs"] if item["name"] in names]

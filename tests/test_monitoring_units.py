@@ -35,7 +35,7 @@ from trainer.monitoring.profile import (
     numeric_bins,
     out_of_range,
 )
-from trainer.training import TrainingConfig, train_model
+from trainer.pipeline.training import TrainingConfig, train_model
 
 FAST = TrainingConfig(max_rounds=30, early_stopping_rounds=5)
 F32 = np.float32

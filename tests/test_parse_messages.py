@@ -18,8 +18,8 @@ from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 
 from sluice_common.errors import ApiError
-from sluice_common.parsing import parse_csv, parse_small_csv
-from sluice_common.upload import parse_upload
+from sluice_common.tables.parsing import parse_csv, parse_small_csv
+from sluice_common.web.upload import parse_upload
 from tests.stack import post_csv
 
 

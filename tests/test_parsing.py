@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluice_common.errors import ApiError
-from sluice_common.parsing import parse_csv
-from sluice_common.upload import resolve_target
+from sluice_common.tables.parsing import parse_csv
+from sluice_common.web.upload import resolve_target
 
 FRAME = pd.DataFrame({"name": ["Zoë", "Łukasz", "Ana"], "amount": [1.5, 2.25, 3.0]})
 
@@ -120,7 +120,7 @@ _raw_lines = st.lists(
 def test_small_uploads_parse_exactly_like_pandas(lines, newline, trailing_newline):
     # The plain-Python parser takes an upload only when pandas' C parser would read the
     # same cells; otherwise it declines (None) and parse_csv decides.
-    from sluice_common.parsing import parse_small_csv
+    from sluice_common.tables.parsing import parse_small_csv
 
     text = "h1,h2,h3" + newline + newline.join(lines) + (newline if trailing_newline else "")
     raw = text.encode("utf-8")
@@ -140,7 +140,7 @@ def test_small_uploads_parse_exactly_like_pandas(lines, newline, trailing_newlin
 
 
 def test_small_upload_fast_path_covers_simple_files():
-    from sluice_common.parsing import parse_small_csv
+    from sluice_common.tables.parsing import parse_small_csv
 
     small = parse_small_csv("a;b;c\r\n1,5;x;\r\n\r\n2;y\r\n".encode("utf-16"))
     assert small is not None and small.delimiter == ";" and small.encoding == "utf-16"
@@ -160,7 +160,7 @@ noisy_cells = st.text(
 @given(st.lists(st.lists(noisy_cells, min_size=3, max_size=3), min_size=1, max_size=8))
 def test_small_batches_reach_the_trainer_as_the_same_arrow_table(rows):
     # preprocess sends small prod batches without pandas; the trainer must get the same table.
-    from sluice_common.transport import columns_to_arrow, frame_to_arrow, read_arrow
+    from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow, read_arrow
 
     frame = pd.DataFrame(rows, columns=["a", "b", "c"]).astype("str")
     report = {"rows_in": len(frame)}

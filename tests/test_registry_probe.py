@@ -1,4 +1,4 @@
-"""The trainer's shared health probe of the tracking server (trainer/registry.py reachable)."""
+"""The trainer's shared health probe of the tracking server (lifecycle/registry.py: reachable)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import mlflow
 import pytest
 import requests
 
-from trainer import registry
+from trainer.lifecycle import registry
 
 
 class Answer:

@@ -1,4 +1,4 @@
-"""Where a request ends, as gunicorn's event loop decides it (sluice_common/request_framing.py),
+"""Where a request ends, as gunicorn's event loop decides it (sluice_common/web/request_framing.py),
 checked against h11, an independent HTTP/1.1 parser, on requests cut at arbitrary points."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import h11
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice_common.request_framing import RequestFraming
+from sluice_common.web.request_framing import RequestFraming
 
 
 def h11_request(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes, int]:

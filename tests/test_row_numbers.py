@@ -17,9 +17,9 @@ import pytest
 from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 
-from sluice_common.parsing import parse_csv
+from sluice_common.tables.parsing import parse_csv
 from tests.stack import post_csv
-from trainer.features import clean_table, fit_kinds
+from trainer.fit.features import clean_table, fit_kinds
 
 
 def _wine_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

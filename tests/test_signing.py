@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 
 from tests.datasets import iris, to_csv
 from tests.stack import post_csv
-from trainer import signing
-from trainer.signing import UntrustedVersion
+from trainer.lifecycle import signing
+from trainer.lifecycle.signing import UntrustedVersion
 
 KEY = b"k" * 32
 

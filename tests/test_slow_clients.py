@@ -1,5 +1,5 @@
 """Slow clients cost a socket, never a thread: requests are read whole by gunicorn's event loop
-(sluice_common/body_worker.py) and held to the body rate rule (sluice_common/slowbody.py) on
+(sluice_common/web/body_worker.py) and held to the body rate rule (sluice_common/web/slowbody.py) on
 the bytes that actually arrive, for multipart and raw bodies, on both services.
 
 Everything here speaks raw HTTP over sockets, as a trickling client does; the bodies are
@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from sluice_common.body_worker import ReplaySocket
+from sluice_common.web.body_worker import ReplaySocket
 from tests.datasets import churn, to_csv
 from tests.stack import LocalStack, free_port
 

@@ -1,5 +1,5 @@
 """A run cut off by a killed trainer is marked KILLED, with the reason, at the next start; a
-run a live trainer is logging at that moment is not (trainer/unfinished_runs.py).
+run a live trainer is logging at that moment is not (trainer/lifecycle/unfinished_runs.py).
 
 A stack of this module's own: the test SIGKILLs its trainer. A second trainer shares its
 tracking server and its state directory (as the old processes of a trainer upgraded in place
@@ -23,7 +23,7 @@ import requests
 from mlflow import MlflowClient
 
 from tests.stack import ROOT, LocalStack, free_port, post_csv
-from trainer import unfinished_runs
+from trainer.lifecycle import unfinished_runs
 
 CHECKED = "unfinished runs checked"  # the line each start logs once, from one worker
 
@@ -136,7 +136,7 @@ def second_trainer(stack: LocalStack, port: int, log_path: str) -> subprocess.Po
             [
                 os.path.join(ROOT, ".venv", "bin", "gunicorn"),
                 *("--chdir", ROOT, "--no-control-socket"),
-                *("--config", "python:sluice_common.gunicorn_conf"),
+                *("--config", "python:sluice_common.web.gunicorn_conf"),
                 *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"),
                 *("--graceful-timeout", "5"),
                 "trainer:create_app()",
@@ -204,7 +204,7 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
 
 CLAIM = """
 import sys, time
-from trainer import unfinished_runs
+from trainer.lifecycle import unfinished_runs
 print(unfinished_runs.owner_tags(sys.argv[1])["sluice.owner"], flush=True)
 time.sleep(600)
 """

@@ -1,4 +1,4 @@
-"""Wide tables: text columns are read a block at a time (`trainer.text_columns`), and each
+"""Wide tables: text columns are read a block at a time (`trainer.fit.text_columns`), and each
 column must still be typed, read and hashed exactly as it is alone. The oracles are a column
 typed in a table of its own, Arrow's per-column cell reading, pandas' hash of the whole frame
 and the row-sharing rule written as a plain loop over columns."""
@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from tests.datasets import to_csv
 from tests.stack import post_csv
-from trainer import rows
-from trainer.features import clean_table, fit_feature_spec, fit_kinds, text_columns_of
+from trainer.fit import rows
+from trainer.fit.features import clean_table, fit_feature_spec, fit_kinds, text_columns_of
 
 CELLS = st.sampled_from(
     [

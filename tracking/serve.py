@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sluice_common.internal import ensure_secret_file
+from sluice_common.web.internal import ensure_secret_file
 from tracking import stores
 
 DEFAULT_USERNAME = "sluice"

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from flask import Flask, request
 
-from sluice_common.app import build_app, install_admission
 from sluice_common.database import monitoring_url
-from sluice_common.internal import ensure_secret_file, ensure_token
-from sluice_common.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
+from sluice_common.tables.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
+from sluice_common.web.app import build_app, install_admission
+from sluice_common.web.internal import ensure_secret_file, ensure_token
 
 DEFAULTS = {
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
@@ -188,11 +188,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     import mlflow
 
-    from trainer.promotion import GateConfig
-    from trainer.serving import ChampionCache
-    from trainer.signing import load_key
-    from trainer.training import TrainingConfig
-    from trainer.views import bp
+    from trainer.api.views import bp
+    from trainer.lifecycle.promotion import GateConfig
+    from trainer.lifecycle.serving import ChampionCache
+    from trainer.lifecycle.signing import load_key
+    from trainer.pipeline.training import TrainingConfig
 
     mlflow.set_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
     _mlflow_credentials(app.config)
@@ -249,8 +249,8 @@ def create_app(test_config: dict | None = None) -> Flask:
                 monitor, app.extensions["sluice"].cache, app.config["MONITORING_METRICS_MINUTES"]
             )
         )
-    from trainer.job_views import bp as jobs_bp
-    from trainer.jobs import JobRunner, JobStore
+    from trainer.api.jobs import bp as jobs_bp
+    from trainer.jobs.runner import JobRunner, JobStore
 
     job_store = JobStore(
         monitoring_url(app.config, state_dir),
@@ -261,11 +261,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     if interrupted:
         app.logger.warning("%d job(s) cut off by the last restart marked failed", interrupted)
     # Runs are tagged with this process as owner; those of dead owners are marked at start.
-    from trainer import unfinished_runs
+    from trainer.lifecycle import unfinished_runs
 
     app.extensions["sluice"].tags.update(unfinished_runs.owner_tags(state_dir))
     unfinished_runs.mark_in_background(state_dir)
-    from trainer.job_work import remove_dead_bodies
+    from trainer.jobs.work import remove_dead_bodies
 
     remove_dead_bodies(state_dir, job_store.unfinished())
     app.extensions["sluice"].jobs = JobRunner(
@@ -274,7 +274,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(jobs_bp)
     if app.config["TRAINER_WARM_UP"]:
-        from trainer.warmup import warm_tracking, warm_up
+        from trainer.lifecycle.warmup import warm_tracking, warm_up
 
         warm_tracking()
         seconds = warm_up(app.extensions["sluice"].training)

@@ -18,7 +18,7 @@ from sluice_common.errors import ApiError
 from trainer.monitoring import drift, quality
 from trainer.monitoring import profile as profiles
 from trainer.monitoring.store import BatchRecord, MonitoringStore, iso_utc, utcnow
-from trainer.training import labels_of, row_losses, score
+from trainer.pipeline.training import labels_of, row_losses, score
 
 log = logging.getLogger(__name__)
 

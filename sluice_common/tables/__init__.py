@@ -1,0 +1,1 @@
+"""Uploaded bytes to a table of text cells, and tables between services as Arrow."""

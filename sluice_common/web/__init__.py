@@ -1,0 +1,1 @@
+"""What both services do over HTTP: app set-up, auth, admission, body framing, metrics."""

@@ -1,0 +1,1 @@
+"""HTTP views of the trainer: the only Flask modules of the service."""

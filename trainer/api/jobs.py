@@ -1,0 +1,69 @@
+"""Jobs over HTTP: start long work as a job, and GET/DELETE /jobs/<id>.
+
+Views parse, submit and answer 202; the work itself (trainer/jobs/work.py) runs on a job
+thread, in the app's context, holding a heavy slot like a synchronous request.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, current_app, jsonify, request
+
+from sluice_common.errors import ApiError
+
+bp = Blueprint("jobs", __name__)
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def job_runner():
+    return current_app.extensions["sluice"].jobs
+
+
+def accepted(job_id: str):
+    """The 202 answer of a submitted job, pointing at where to follow it."""
+    location = f"/jobs/{job_id}"
+    response = jsonify({"job_id": job_id, "state": "queued", "location": location})
+    response.status_code = 202
+    response.headers["Location"] = location
+    return response
+
+
+def _checked(job_id: str) -> str:
+    if not JOB_ID.match(job_id):
+        raise ApiError(400, "invalid_job_id", "A job id is the 32-character id a 202 answer gave.")
+    return job_id
+
+
+@bp.get("/jobs")
+def list_jobs():
+    """The most recent jobs (without their answers)."""
+    unknown = sorted(set(request.args) - {"limit"})
+    if unknown:
+        raise ApiError(400, "unknown_parameter", "GET /jobs takes only limit=N (at most 500).")
+    if len(request.args.getlist("limit")) > 1:
+        raise ApiError(400, "repeated_parameter", "Give limit once.")
+    try:
+        limit = int(request.args.get("limit", "100"))
+    except ValueError as err:
+        raise ApiError(400, "invalid_limit", "limit must be a whole number.") from err
+    if not 1 <= limit <= 500:
+        raise ApiError(400, "invalid_limit", "limit must be between 1 and 500.")
+    return jsonify({"jobs": job_runner().store.list(limit)})
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    """A job's state, progress and, once finished, its answer or error."""
+    return jsonify(job_runner().store.get(_checked(job_id)))
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str):
+    """Ask for a job's cancellation (it stops at its next progress point)."""
+    runner = job_runner()
+    job = runner.store.request_cancel(_checked(job_id))
+    runner.cancel_local(job_id)
+    response = jsonify(job)
+    response.status_code = 202
+    return response

@@ -1,0 +1,234 @@
+"""HTTP views of the trainer: parse the request, call the phase, return its answer."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pyarrow as pa
+import requests
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from sluice_common.errors import ApiError
+from sluice_common.tables.parsing import MAX_COLUMNS
+from sluice_common.tables.transport import ARROW_MEDIA_TYPE, read_arrow
+from sluice_common.web import internal
+from sluice_common.web.app import heavy_slot
+from sluice_common.web.params import (
+    parse_feedback_params,
+    parse_monitoring_params,
+    parse_params,
+)
+from sluice_common.web.upload import parse_upload, read_form_upload, resolve_target
+from trainer.api.jobs import accepted, job_runner
+from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
+from trainer.lifecycle.phases import dev_run, prod_run, storage_unavailable
+from trainer.model.sluice_model import table_rows
+from trainer.monitoring.monitor import parse_time
+from trainer.monitoring.presenting import public, report_data
+from trainer.monitoring.report import CSP, render_report
+from trainer.monitoring.store import utcnow
+
+bp = Blueprint("trainer", __name__)
+REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"
+HEALTH_PROBE_SECONDS = 1.0
+
+
+def _table(raw: bytes, media_type: str, phase: str, target: str | None):
+    """The upload's cells (an Arrow table, a DataFrame, or a dict of column lists for a few
+    prod rows), what was detected while parsing, and the resolved target (dev). Prod cells
+    are converted later, only in the columns the champion reads."""
+    if media_type != ARROW_MEDIA_TYPE:
+        cells, report, target = parse_upload(raw, phase, target)
+        if phase == "dev" and not isinstance(cells, dict):
+            cells = pa.Table.from_pandas(cells, preserve_index=False)
+        return cells, report, target
+    # Parsed by the preprocess service. The caps bound what decoding may cost: no CSV under
+    # the upload limit has more rows than half its bytes (each row is at least "x\n").
+    # Each cell takes at least one byte of CSV (its delimiter).
+    limit = int(current_app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    table, report = read_arrow(raw, max_rows=limit // 2, max_columns=MAX_COLUMNS, max_cells=limit)
+    if phase == "dev":
+        target = resolve_target([str(c) for c in table.column_names], target)
+    return table, report or {}, target
+
+
+@bp.post("/ml")
+def ml():
+    """dev: train and maybe promote; prod: predict with the champion."""
+    state = current_app.extensions["sluice"]
+    params = parse_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    if params.data_uri is not None:
+        if request.files or request.content_length:
+            raise ApiError(
+                400,
+                "data_uri_and_file",
+                "Give either data_uri=... or an uploaded data_file, not both.",
+            )
+        work = reference_work(params)
+        return accepted(job_runner().submit(params.phase, params.model, _described(params), work))
+    raw, media_type = read_form_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
+    if media_type == ARROW_MEDIA_TYPE and not internal.matches(
+        current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
+    ):
+        raise ApiError(
+            403,
+            "arrow_not_allowed",
+            "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
+            "multipart field data_file instead.",
+        )
+    # An Arrow body's size says little about its CSV's: preprocess sets async for large files.
+    large = (
+        media_type != ARROW_MEDIA_TYPE and len(raw) > current_app.config["JOBS_UPLOAD_MB"] * 2**20
+    )
+    if params.run_async or large:
+        return accepted(_upload_job(params, raw, media_type, state))
+    what = "trainings" if params.phase == "dev" else "large or wide prod batches"
+    with heavy_slot(params.phase, raw, what, arrow=media_type == ARROW_MEDIA_TYPE):
+        return jsonify(_run(params, raw, media_type))
+
+
+def _described(params) -> dict:
+    """The job's parameters as listed by GET /jobs."""
+    return {k: v for k, v in params.as_query().items() if k != "async"}
+
+
+def _upload_job(params, raw: bytes, media_type: str, state) -> str:
+    """Spool the upload to the state directory and queue its phase as a job."""
+    folder = os.path.join(state.state_dir, JOB_BODIES)
+    os.makedirs(folder, exist_ok=True)
+    job_id = secrets.token_hex(16)
+    path = os.path.join(folder, job_id)  # named by its job: a restart removes the dead ones
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(raw)
+    except OSError as err:
+        raise storage_unavailable(err) from err
+    del raw
+    work = upload_work(params, path, media_type, _run)
+
+    def discard():
+        if os.path.exists(path):
+            os.unlink(path)
+
+    try:
+        return job_runner().submit(
+            params.phase, params.model, _described(params), work, job_id=job_id, discard=discard
+        )
+    except BaseException:
+        discard()
+        raise
+
+
+def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
+    """Parse the upload and run its phase; the answer."""
+    state = current_app.extensions["sluice"]
+    table, report, target = _table(raw, media_type, params.phase, params.target)
+    if table_rows(table) == 0:
+        raise ApiError(400, "no_rows", "The file has no data rows.")
+    if params.phase == "dev":
+        answer = dev_run(
+            table,
+            report,
+            model_name=params.model,
+            target=target,
+            task=params.task,
+            promote=params.promote,
+            config=state.training,
+            gate=state.gate,
+            cache=state.cache,
+            state_dir=state.state_dir,
+            tags=state.tags,
+            on_round=on_round,
+        )
+    else:
+        answer = prod_run(
+            table,
+            report,
+            model_name=params.model,
+            proba=params.proba,
+            cache=state.cache,
+            monitor=state.monitor,
+        )
+    return answer
+
+
+def _monitor():
+    monitor = current_app.extensions["sluice"].monitor
+    if monitor is None:
+        raise ApiError(
+            404,
+            "monitoring_off",
+            "Monitoring is off on this trainer (MONITORING_ENABLED=0); turn it on to record "
+            "prod batches.",
+        )
+    return monitor
+
+
+def _summary(monitor):
+    query = parse_monitoring_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    since = parse_time(query["since"], "since")
+    until = parse_time(query["until"], "until")
+    if since and until and since > until:
+        raise ApiError(400, "invalid_window", "since must be before until.")
+    return monitor.summary(query["model"], query["version"], query["batch_id"], since, until)
+
+
+@bp.get("/monitoring")
+def monitoring():
+    """Drift, live quality and status of a model version over a window (JSON)."""
+    return jsonify(public(_summary(_monitor())))
+
+
+@bp.get("/monitoring/report")
+def monitoring_report():
+    """The same as a self-contained HTML page with plots."""
+    monitor = _monitor()
+    data = report_data(_summary(monitor), monitor.settings, utcnow())
+    response = Response(render_report(data), content_type="text/html; charset=utf-8")
+    # The page's own meta CSP, as headers too (frame-ancestors only works as a header).
+    response.headers["Content-Security-Policy"] = REPORT_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.post("/feedback")
+def feedback():
+    """True labels for rows of earlier prod batches (batch_id, row, the target column)."""
+    monitor = _monitor()
+    model = parse_feedback_params(request.args, current_app.config["DEFAULT_MODEL_NAME"])
+    raw, _ = read_form_upload(request)
+    with heavy_slot("prod", raw, "label uploads"):  # a large file waits its turn
+        cells, _, _ = parse_upload(raw, "dev", None)
+        del raw
+        if table_rows(cells) == 0:
+            raise ApiError(400, "no_rows", "The file has no data rows.")
+        return jsonify(monitor.feedback(model, cells))
+
+
+@bp.get("/livez")
+def livez():
+    """Liveness only (no MLflow round trip): what preprocess's readiness probe asks."""
+    return jsonify({"status": "alive", "service": "trainer"})
+
+
+@bp.get("/health")
+def health():
+    """Liveness plus whether the MLflow tracking server answers."""
+    uri = current_app.config["MLFLOW_TRACKING_URI"]
+    reachable = False
+    try:
+        # Short: a health check must answer fast even when MLflow hangs.
+        reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_PROBE_SECONDS).ok
+    except requests.RequestException:
+        reachable = False
+    cache = current_app.extensions["sluice"].cache
+    return jsonify(
+        {
+            "status": "ok",
+            "service": "trainer",
+            "mlflow": {"reachable": reachable},
+            "untrusted_versions": cache.untrusted_aliases(),
+        }
+    )

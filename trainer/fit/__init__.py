@@ -1,0 +1,1 @@
+"""Pure functions of a table: column kinds, rows, target, booster, metrics (no Flask, no MLflow)."""

@@ -1,0 +1,1 @@
+"""The files logged with every model version: the pyfunc and the cell rules."""
