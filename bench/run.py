@@ -172,7 +172,7 @@ def dev_request(stack: LocalStack, csv: bytes, model: str, rows: int) -> dict:
         client.close()
     expect_ok(status, body, f"dev {rows} rows")
     answer = orjson.loads(body)
-    training = answer["training"]["seconds"]
+    training = answer["training"]["booster_seconds"]
     log(
         f"dev {rows} rows: {seconds:.2f} s end to end, {training:.2f} s booster training, "
         f"stack peak {sampler.stack_peak / MIB:,.0f} MiB"

@@ -217,7 +217,7 @@ def dev_round(stack: LocalStack, csv: bytes, side: str) -> dict:
         client.close()
     expect_ok(status, body, f"dev on {side}")
     answer = orjson.loads(body)
-    training = answer["training"]["seconds"]
+    training = answer["training"]["booster_seconds"]
     promotion = answer.get("promotion") or {}
     return {
         "seconds": seconds,

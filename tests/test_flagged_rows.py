@@ -1,19 +1,15 @@
 """Per-row flags: which prod rows had a cell the model could not read as trained.
 
 Oracles: the rows and cells planted by hand (the answer must list exactly those), pandas and
-`datetime.strptime` with explicit options for the cell rules' masks, and the code of the
-commit before flags (`git show`) for versions logged by an older Sluice.
+`datetime.strptime` with explicit options for the cell rules' masks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -36,9 +32,6 @@ UNSEEN = "unseen_categories_treated_as_missing"
 DATES = "unreadable_dates_treated_as_missing"
 OTHER = "rare_or_unseen_categories_read_as_other"
 MODEL = "flagged-rows"  # trained once for this module's stack tests
-# The last commit before per-row flags: its sluice_model.py and sluice_cells.py are what a
-# version logged by an older Sluice runs.
-BEFORE_FLAGS = "599c420"
 
 
 # --- the cell rules' masks against independent oracles -------------------------------------
@@ -205,14 +198,6 @@ def test_flags_texts_for_more_than_64_flagged_columns():
         assert text == ";".join(f"{n}:{k}" for n, (k, m) in flags.items() if m[row])
 
 
-def test_old_warning_names_are_answered_under_the_new_one():
-    old = {"unseen_categories_treated_as_rare": {"city": 2}, NUMERIC: {"x": 1}}
-    assert row_flags.current_warnings(old) == {OTHER: {"city": 2}, NUMERIC: {"x": 1}}
-
-
-# --- versions logged by an older Sluice ------------------------------------------------------
-
-
 def _training_frame(rows: int = 600, seed: int = 3) -> pd.DataFrame:
     """A `;` export: decimal-comma amounts, ISO dates, a category with few levels and one with
     a long tail of rare levels; the label follows amount and plan."""
@@ -234,31 +219,6 @@ def _training_frame(rows: int = 600, seed: int = 3) -> pd.DataFrame:
     )
 
 
-def _old_source(path: str, folder) -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        ["git", "-C", root, "show", f"{BEFORE_FLAGS}:{path}"], capture_output=True, timeout=30
-    )
-    if done.returncode != 0:
-        pytest.skip(f"git history without {BEFORE_FLAGS}: {done.stderr[:200]!r}")
-    target = folder / os.path.basename(path)
-    target.write_bytes(done.stdout)
-    return str(target)
-
-
-@pytest.fixture(scope="module")
-def old_code(tmp_path_factory):
-    """The model code and cell rules a version logged before flags runs."""
-    folder = tmp_path_factory.mktemp("before-flags")
-    model_path = _old_source("trainer/model/sluice_model.py", folder)
-    rules = sluice_model.load_rules(_old_source("trainer/model/sluice_cells.py", folder))
-    spec = importlib.util.spec_from_file_location("sluice_model_before_flags", model_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module, rules
-
-
 @pytest.fixture(scope="module")
 def trained():
     from trainer.pipeline.training import TrainingConfig, train_model
@@ -268,52 +228,11 @@ def trained():
     return train_model(table, "kauf", config=config, delimiter=";")
 
 
-def test_an_old_version_answers_null_flags_with_a_note_and_the_new_warning_name(old_code, trained):
-    from trainer.lifecycle.phases import _scored_answer
-    from trainer.lifecycle.serving import Champion
-
-    module, rules = old_code
-    old = module.SluiceModel(trained.model.booster, trained.spec, rules)
-    query = {
-        "amount": ["1,500.00 €", "12,5"],
-        "plan": ["pro", "gold"],
-        "city": ["atlantis", "rome"],
-        "signed": ["yesterday", "2023-01-02"],
-    }
-    assert not hasattr(old.score_frame(query), "flags")  # really the old code
-    answer = _scored_answer(query, {}, "m", False, Champion("3", old, None), None, [])
-    assert answer["flagged_rows"] is None and answer["flagged_rows_total"] is None
-    assert "v3" in answer["flagged_rows_note"] and "older Sluice" in answer["flagged_rows_note"]
-    assert answer["warnings"][OTHER] == {"city": 1}
-    assert "unseen_categories_treated_as_rare" not in answer["warnings"]
-    assert answer["warnings"][NUMERIC] == {"amount": 1} and answer["predictions"]
-    # The same version's rules run by this Sluice's model code (a cluster worker): no flags
-    # either, and no crash.
-    mixed = sluice_model.SluiceModel(trained.model.booster, trained.spec, rules)
-    scored = mixed.score_frame(query)
-    assert scored.flags is None and scored.warnings[NUMERIC] == {"amount": 1}
-    new = trained.model.score_frame(query)
-    assert scored.predictions.tolist() == new.predictions.tolist()
-    assert set(new.flags) == {"amount", "plan", "signed"}
-
-
-def test_an_old_versions_output_has_no_flags_column_and_its_answer_says_why(old_code, trained):
-    from trainer.lifecycle.serving import Champion
+def test_an_output_has_the_flags_column(trained):
     from trainer.sources import by_reference
 
-    module, rules = old_code
-    old = module.SluiceModel(trained.model.booster, trained.spec, rules)
     table = pa.table({"amount": ["abc"], "plan": ["pro"], "city": ["rome"], "signed": ["x"]})
     options = by_reference.ProdOptions()
-    output = by_reference.output_columns(old, old.score_frame(table), "f.csv", table, options, None)
-    assert "flags" not in output.column_names
-    written = {"uri": "o.csv", "format": "csv", "rows": 1, "columns": output.column_names,
-               "flagged_rows": None}  # fmt: skip
-    answer = by_reference.prod_answer(
-        "m", Champion("2", old, None), 1, written, {}, [], [{"format": "csv"}], [], [], []
-    )
-    assert answer["flagged_rows_total"] is None and "v2" in answer["flagged_rows_note"]
-    assert "flagged_rows" not in answer["output"]
     mine = trained.model
     scored = mine.score_frame(table)
     fresh = by_reference.output_columns(mine, scored, "f.csv", table, options, None)
@@ -465,10 +384,8 @@ def test_prod_by_reference_writes_a_flags_column(stack, served, fmt):
     assert answer["warnings"][NUMERIC] == {"amount": 3 * 9}
 
 
-def test_a_cluster_workers_partition_carries_the_same_flags(trained, old_code, tmp_path):
+def test_a_cluster_workers_partition_carries_the_same_flags(trained, tmp_path):
     """cluster_parts.score_file, as a Dask worker runs it (in this process: no cluster)."""
-    import hashlib
-
     from trainer.pipeline import cluster_parts
     from trainer.sources import files as datasource
     from trainer.sources.by_reference import ProdOptions
@@ -481,18 +398,3 @@ def test_a_cluster_workers_partition_carries_the_same_flags(trained, old_code, t
     order = [entry["name"] for entry in trained.spec["inputs"]]
     expected = [";".join(f"{n}:{p[n]}" for n in order if n in p) for _, p in PLANTED]
     assert result["output"].column("flags").cast(pa.string()).to_pylist() == expected
-    # A version whose logged rules predate flags: the worker's model reads with them, and the
-    # partition has no flags column (never a wrong one).
-    _, rules = old_code
-    with open(rules.__file__, "rb") as handle:
-        source = handle.read()
-    old = cluster_parts.ModelPayload(
-        hashlib.sha256(payload.booster + source).hexdigest(),
-        payload.booster,
-        payload.spec,
-        source,
-        None,
-    )
-    result = cluster_parts.score_file(item, settings, old, ProdOptions(), None, None)
-    assert "flags" not in result["output"].column_names
-    assert result["warnings"]["not_numeric_treated_as_missing"] == {"amount": 3}

@@ -159,20 +159,6 @@ def _readable(kind: pa.DataType) -> bool:
     )
 
 
-def table_to_frame(table: pa.Table) -> pd.DataFrame:
-    """A table from `read_arrow` as a DataFrame; ApiError when its types do not convert."""
-    try:
-        return table.to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise _malformed() from err
-
-
-def arrow_to_frame(raw: bytes) -> tuple[pd.DataFrame, dict | None]:
-    """Read an Arrow IPC stream into a DataFrame and its report; ApiError when it is not one."""
-    table, report = read_arrow(raw)
-    return table_to_frame(table), report
-
-
 def _malformed() -> ApiError:
     return ApiError(
         400, "malformed_arrow", "The upload declared Arrow IPC but could not be read as it."

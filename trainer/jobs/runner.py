@@ -28,7 +28,6 @@ from sluice_common.errors import ApiError
 from trainer.monitoring.store import iso_utc, make_engine, utcnow
 
 log = logging.getLogger(__name__)
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 HEARTBEAT_SECONDS = 2.0
 BOOT_ENV = "SLUICE_BOOT_ID"

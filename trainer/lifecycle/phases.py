@@ -327,7 +327,6 @@ def dev_run(
             "rows_validation": trained.n_valid,
             "split": trained.spec["split"],
             "rounds": trained.best_rounds,
-            "seconds": round(trained.train_seconds, 4),
             "booster_seconds": round(trained.train_seconds, 4),
             "stage_seconds": timings,
         },
@@ -593,11 +592,8 @@ def _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored
         "n_rows": n_rows,
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         **listed_ignored(ignored),
-        "warnings": row_flags.current_warnings(scored.warnings),
-        # A version's own model code may predate flags: then null, with a note.
-        **row_flags.flagged_rows(
-            getattr(scored, "flags", None), row_flags.configured_max(), champion.version
-        ),
+        "warnings": scored.warnings,
+        **row_flags.flagged_rows(scored.flags, row_flags.configured_max()),
         "cleaning": parsing,
     }
     if proba and scored.probabilities is not None:

@@ -55,8 +55,8 @@ class Scored:
     warnings: dict = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the feature matrix scored (for monitoring counts)
     # Per input column with flagged rows: (warning kind, bool mask over rows) of the cells the
-    # model could not read as trained (FLAG_KINDS). None: the cell rules cannot tell rows.
-    flags: dict[str, tuple[str, np.ndarray]] | None = None
+    # model could not read as trained (FLAG_KINDS).
+    flags: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
 
 
 def load_rules(path: str) -> ModuleType:
@@ -140,15 +140,9 @@ def feature_matrix(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dic
     return matrix, counts
 
 
-def _rows(read, name: str) -> np.ndarray | None:
-    """A reader's row mask; None from cell rules older than row masks (a cluster worker runs
-    this file with the version's own rules)."""
-    return getattr(read, name, None)
-
-
-def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict, dict | None]:
+def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict, dict]:
     """`feature_matrix`, plus the rows to flag: {column: (kind, mask)} for the columns with
-    cells in FLAG_KINDS (None when the rules cannot tell rows)."""
+    cells in FLAG_KINDS."""
     names = set(column_names(data))
     missing = [item["name"] for item in spec["inputs"] if item["name"] not in names]
     if missing:
@@ -157,20 +151,17 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
     small = n_rows <= SMALL_ROWS
     matrix = np.empty((n_rows, len(spec["feature_names"])), dtype=np.float32)
     counts: dict[str, dict[str, int]] = {}
-    flags: dict[str, tuple[str, np.ndarray]] | None = {}
+    flags: dict[str, tuple[str, np.ndarray]] = {}
     position = 0
 
     def note(kind: str, name: str, count: int) -> None:
         if count:
             counts.setdefault(kind, {})[name] = count
 
-    def flag(kind: str, name: str, count: int, rows: np.ndarray | None) -> None:
+    def flag(kind: str, name: str, count: int, rows: np.ndarray) -> None:
         """Count a kind of FLAG_KINDS, and keep its rows."""
-        nonlocal flags
         note(kind, name, count)
-        if rows is None:
-            flags = None  # the rules cannot tell rows: no flags for the batch
-        elif count and flags is not None:
+        if count:
             flags[name] = (kind, rows)
 
     with np.errstate(over="ignore"):  # beyond float32 becomes inf, then missing (below)
@@ -180,8 +171,12 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
             if item["kind"] == "numeric":
                 fmt = rules.NumberFormat.from_dict(item.get("number_format"))
                 numbers = rules.read_numbers(values, fmt)
-                rows = _rows(numbers, "unreadable_rows")
-                flag("not_numeric_treated_as_missing", name, numbers.unreadable, rows)
+                flag(
+                    "not_numeric_treated_as_missing",
+                    name,
+                    numbers.unreadable,
+                    numbers.unreadable_rows,
+                )
                 note("numbers_read_with_other_grouping", name, numbers.regrouped)
                 matrix[:, position] = numbers.values
                 position += 1
@@ -189,10 +184,7 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
                 index = _category_index(item)
                 other = len(item["categories"]) if item.get("other") else None
                 read = rules.read_categories(values, index, other)
-                if isinstance(read, tuple):  # older rules: codes and a count
-                    column, unseen, rows = *read, None
-                else:
-                    column, unseen, rows = read.codes, read.unseen, read.unseen_rows
+                column, unseen, rows = read.codes, read.unseen, read.unseen_rows
                 if other is None:
                     flag("unseen_categories_treated_as_missing", name, unseen, rows)
                 else:
@@ -201,9 +193,13 @@ def read_features(data, spec: dict, rules: ModuleType) -> tuple[np.ndarray, dict
                 position += 1
             else:
                 dates = rules.read_date_cells(values, item["date_formats"])
-                rows = _rows(dates, "unreadable_rows")
                 note("dates_read_in_another_format", name, dates.other_format)
-                flag("unreadable_dates_treated_as_missing", name, dates.unreadable, rows)
+                flag(
+                    "unreadable_dates_treated_as_missing",
+                    name,
+                    dates.unreadable,
+                    dates.unreadable_rows,
+                )
                 for column in rules.date_parts(dates.stamps, item["parts"]):
                     matrix[:, position] = column
                     position += 1

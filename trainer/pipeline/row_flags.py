@@ -14,30 +14,6 @@ import pyarrow.compute as pc
 
 DEFAULT_MAX_FLAGGED_ROWS = 1000
 FLAGS_COLUMN = "flags"  # the output file's column of prod by reference
-# Warning kinds renamed since some model versions were logged: old name -> current name.
-RENAMED_WARNINGS = {"unseen_categories_treated_as_rare": "rare_or_unseen_categories_read_as_other"}
-
-
-def current_warnings(warnings: dict) -> dict:
-    """Warnings with every kind under its current name (old versions emit old names)."""
-    if not any(kind in RENAMED_WARNINGS for kind in warnings):
-        return warnings
-    renamed: dict = {}
-    for kind, per_column in warnings.items():
-        into = renamed.setdefault(RENAMED_WARNINGS.get(kind, kind), {})
-        for name, count in per_column.items():
-            into[name] = into.get(name, 0) + count
-    return renamed
-
-
-def no_flags_note(version: str | None, detail: str = "") -> str:
-    """Why an answer has no per-row flags: the version's own model code predates them."""
-    which = f"v{version}" if version is not None else "This version"
-    return (
-        f"{which} was trained by an older Sluice, whose model counts unreadable cells per "
-        f"column (warnings) but does not say which rows{detail}; train a new version for "
-        "per-row flags."
-    )
 
 
 def configured_max() -> int:
@@ -60,18 +36,10 @@ def _flagged(flags: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
 BYTES_PER_LISTED_ROW = 1024
 
 
-def flagged_rows(flags: dict | None, max_rows: int, version: str | None = None) -> dict:
+def flagged_rows(flags: dict, max_rows: int) -> dict:
     """The answer's fields: `flagged_rows` (the first flagged rows, in input order, each
     `{"row": i, "columns": {column: kind}}`, at most `max_rows` and about `max_rows` KB),
-    `flagged_rows_total` and `flagged_rows_omitted`; null with a note when the model cannot
-    tell rows."""
-    if flags is None:
-        return {
-            "flagged_rows": None,
-            "flagged_rows_total": None,
-            "flagged_rows_omitted": None,
-            "flagged_rows_note": no_flags_note(version),
-        }
+    `flagged_rows_total` and `flagged_rows_omitted`."""
     rows = _flagged(flags)
     listed = rows[: max(0, int(max_rows))]
     items: list[dict] = []

@@ -21,9 +21,7 @@ from sluice_common.errors import ApiError
 from trainer.pipeline.row_flags import (
     FLAGS_COLUMN,
     count_flagged,
-    current_warnings,
     flag_texts,
-    no_flags_note,
 )
 from trainer.sources import files as datasource
 from trainer.sources.files import DataFile, DataSettings, Output
@@ -105,9 +103,7 @@ def output_columns(
     if options.proba and scored.probabilities is not None:
         for index, label in enumerate(model.classes):
             columns[f"proba_{label}"] = pa.array(scored.probabilities[:, index])
-    flags = getattr(scored, "flags", None)  # a version's own model code may predate flags
-    if flags is not None:
-        columns[FLAGS_COLUMN] = flag_texts(flags, n_rows)
+    columns[FLAGS_COLUMN] = flag_texts(scored.flags, n_rows)
     return pa.table(columns)
 
 
@@ -228,7 +224,7 @@ class OutputWriter:
 def merge_warnings(total: dict, warnings: dict) -> None:
     """Add one partition's reading warnings (kind -> column -> count) to the total, under the
     kinds' current names."""
-    for kind, per_column in current_warnings(warnings).items():
+    for kind, per_column in warnings.items():
         into = total.setdefault(kind, {})
         for name, count in per_column.items():
             into[name] = into.get(name, 0) + int(count)
@@ -324,12 +320,10 @@ def prod_answer(
         "n_rows": rows,
         "output": output,
         **listed_ignored(ignored),
-        "warnings": current_warnings(warnings),
+        "warnings": warnings,
         "flagged_rows_total": flagged,
         "cleaning": file_report(reports, files, columns or [], rows),
     }
-    if flagged is None:
-        answer["flagged_rows_note"] = no_flags_note(champion.version, " (no flags column)")
     if batch_ids:
         answer["batch_ids"] = batch_ids
     return answer
