@@ -19,6 +19,9 @@ inputs=$(scripts/lock_inputs.sh)
 compile() { # OUTPUT INPUT [uv options...]
   local output=$1 input=$2
   shift 2
+  # uv prefers the versions already in the output file: adding a pin does not move the others
+  # (delete a lock to take every package's newest version that fits).
+  [[ -f $output ]] && cp "$output" "$output.new"
   # The index is PyPI itself (not a machine's mirror), so the hashes are PyPI's.
   # xgboost's NCCL (~470 MB) serves multi-GPU training only; everything here runs on CPU.
   "$TOOLS/bin/uv" pip compile "$input" "$@" --quiet --generate-hashes --universal \

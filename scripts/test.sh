@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite: sets up .venv if needed, then pytest (extra args go to pytest).
+# Run the whole test suite: sets up .venv if needed, ruff, the docs build, then pytest (extra
+# args go to pytest).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -7,4 +8,15 @@ cd "$ROOT"
 "$ROOT/scripts/ensure_browser.sh"
 "$ROOT/.venv/bin/ruff" check .
 "$ROOT/.venv/bin/ruff" format --check .
+# The documentation site: --strict fails on a broken link or anchor and on a page left out of
+# the nav (mkdocs.yml, validation). Built into a temporary directory, with no network.
+# Not --quiet: it hides the warnings, and --strict then counts none of them.
+site=$(mktemp -d)
+if ! NO_MKDOCS_2_WARNING=1 "$ROOT/.venv/bin/mkdocs" build --strict --site-dir "$site" \
+  >"$site.log" 2>&1; then
+  grep -v '^INFO' "$site.log" >&2
+  rm -rf "$site" "$site.log"
+  exit 1
+fi
+rm -rf "$site" "$site.log"
 exec "$ROOT/.venv/bin/python" -m pytest "$@"
