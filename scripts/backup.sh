@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Back up the running stack into a new directory (README, Running it for real).
+# Back up the running stack into a new directory (docs/operations.md).
 #   scripts/backup.sh [--docker|--local] [DIR]     default DIR: backups/sluice-<UTC time>
 # Docker mode needs only Python 3 and Compose on the host; local mode uses .venv.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Restore a backup (scripts/backup.sh) into a fresh stack, start it, and check it against the
-# backup's manifest (README, Running it for real).
+# backup's manifest (docs/operations.md).
 #   scripts/restore.sh [--docker|--local] DIR
 # Docker mode: a Compose project with no data (e.g. a new COMPOSE_PROJECT_NAME); local mode: a
 # new SLUICE_HOME.
