@@ -6,7 +6,6 @@ import os
 import secrets
 
 import pyarrow as pa
-import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from sluice_common.errors import ApiError
@@ -22,6 +21,7 @@ from sluice_common.web.params import (
 from sluice_common.web.upload import parse_upload, read_form_upload, resolve_target
 from trainer.api.jobs import accepted, job_runner
 from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
+from trainer.lifecycle import tracking_health
 from trainer.lifecycle.phases import dev_run, prod_run, storage_unavailable
 from trainer.model.sluice_model import table_rows
 from trainer.monitoring.monitor import parse_time
@@ -217,12 +217,8 @@ def livez():
 def health():
     """Liveness plus whether the MLflow tracking server answers."""
     uri = current_app.config["MLFLOW_TRACKING_URI"]
-    reachable = False
-    try:
-        # Short: a health check must answer fast even when MLflow hangs.
-        reachable = requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_PROBE_SECONDS).ok
-    except requests.RequestException:
-        reachable = False
+    # Short: a health check must answer fast even when MLflow hangs.
+    reachable = tracking_health.answers(uri, HEALTH_PROBE_SECONDS)
     cache = current_app.extensions["sluice"].cache
     return jsonify(
         {

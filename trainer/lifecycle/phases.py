@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from sluice_common.errors import ApiError
 from sluice_common.web import metrics
-from trainer.lifecycle import registry
+from trainer.lifecycle import registry, tracking_health
 from trainer.lifecycle.promotion import (
     GateConfig,
     compare,
@@ -116,7 +116,7 @@ def dependency_errors():
                 f"The MLflow tracking server refused this run ({str(err.message)[:300]}). "
                 "Nothing was promoted.",
             ) from err
-        if registry.refuses_account(err):
+        if tracking_health.refuses_account(err):
             raise tracking_refused_credentials(err) from err
         raise tracking_unavailable(err) from err
     except OSError as err:
@@ -210,7 +210,7 @@ def dev_run(
         clock = now
 
     with dependency_errors():
-        registry.ping()  # fail fast: no point training what cannot be logged
+        tracking_health.ping()  # fail fast: no point training what cannot be logged
     lap("tracking_check")
     if train is not None:
         trained = train()
@@ -445,7 +445,7 @@ def _registry_hint(lookup, *args):
 
     submitted = False
     try:
-        if not registry.reachable():
+        if not tracking_health.reachable():
             return None
         future = _hint_pool.submit(run)
         submitted = True

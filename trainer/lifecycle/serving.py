@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import requests
 
-from trainer.lifecycle import registry
+from trainer.lifecycle import registry, tracking_health
 from trainer.lifecycle.signing import UntrustedVersion
 from trainer.model.sluice_model import SluiceModel
 
@@ -138,7 +138,7 @@ class ChampionCache:
                 if known is not None:
                     return known
             try:
-                if not registry.reachable():
+                if not tracking_health.reachable():
                     raise requests.ConnectionError("the MLflow tracking server is not answering")
                 return self._refresh(name, marker)
             except Exception:

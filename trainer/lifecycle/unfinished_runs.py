@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 
+from trainer.lifecycle import tracking_health
+
 log = logging.getLogger(__name__)
 OWNER_TAG = "sluice.owner"
 PROCESS_TAG = "sluice.process"  # host:pid:start id of the owner, for people reading the UI
@@ -277,12 +279,11 @@ def mark_in_background(state_dir: str, retry_for: float = RETRY_FOR) -> threadin
 
 def _retrying(state_dir: str, retry_for: float) -> bool:
     """Mark, retrying while the tracking server is down; whether it was done."""
-    from trainer.lifecycle import registry
 
     started = time.monotonic()
     while True:
         try:
-            if registry.reachable():
+            if tracking_health.reachable():
                 marked = mark_unfinished(state_dir)
                 log.info("unfinished runs checked: %d marked %s", len(marked), MARKED_STATUS)
                 if marked:
@@ -294,7 +295,7 @@ def _retrying(state_dir: str, retry_for: float) -> bool:
                     )
                 return True
         except Exception as err:  # noqa: BLE001 - retried: MLflow may be starting
-            if registry.refuses_account(err):
+            if tracking_health.refuses_account(err):
                 log.error("MLflow refused the trainer's account; unfinished runs not checked")
                 return False
             log.debug("unfinished runs not checked yet: %s", err)

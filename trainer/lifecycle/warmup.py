@@ -16,6 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from trainer.lifecycle import tracking_health
+
 log = logging.getLogger(__name__)
 
 
@@ -69,15 +71,13 @@ def warm_tracking(attempts: int = 60) -> threading.Thread:
     def run():
         from mlflow import MlflowClient
 
-        from trainer.lifecycle import registry
-
         for _ in range(attempts):
             try:
-                if registry.reachable():  # its /health probe: quiet while the server starts
+                if tracking_health.reachable():  # its /health probe: quiet while the server starts
                     MlflowClient().search_experiments(max_results=1)
                     return
             except Exception as err:  # noqa: BLE001 - not up yet (local mode starts it alongside)
-                if registry.refuses_account(err):
+                if tracking_health.refuses_account(err):
                     log.error(
                         "the MLflow tracking server refuses the trainer's account: check "
                         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (dev answers 503)"
