@@ -255,7 +255,7 @@ def refuse_over_legacy(uri: str, state: str) -> None:
         f"{legacy} holds an earlier Sluice's MLflow store ({runs} runs, {models} registered "
         f"models), and the configured database {redacted(uri)} is empty. To keep using it, set "
         f"MLFLOW_BACKEND_STORE_URI=sqlite:///{legacy} (and MONITORING_DB_URL to the trainer's "
-        "monitoring.db; README, Running it for real); to start fresh on the new database, "
+        "monitoring.db; docs/operations.md, Upgrades); to start fresh on the new database, "
         f"move {legacy} away (MLflow has no SQLite-to-PostgreSQL conversion)"
     )
 
