@@ -5,7 +5,10 @@ its own, with every port pinned on the command line: the scheduler's, and each w
 `--worker-port`, `--nanny-port` and HTTP port (`--no-dashboard` still serves /health and
 /metrics, by default on 0.0.0.0 at a random port, so it is pinned to loopback too). Workers run
 with `--nthreads 1` (by default), the memory limit given, and cwd and PYTHONPATH the repository
-root, so tasks import `trainer` and `sluice_common`.
+root, so tasks import `trainer` and `sluice_common`; or, with `stock=True`, as a cluster a user
+started from an environment holding the locked packages and no Sluice checkout: cwd the
+cluster's temp dir and no PYTHONPATH, so `import trainer` fails there until the trainer ships
+its code (trainer/pipeline/shipping.py).
 
     with dask_cluster(n_workers=2, memory_limit="1GiB") as cluster:
         client = Client(cluster.address)       # tcp://127.0.0.1:<port>
@@ -76,7 +79,8 @@ class DaskCluster:
     port of each worker: 2 + 3 * n_workers in a row), else free ports picked at the first
     start; either way fixed for the cluster's life, so restarts keep the addresses. env adds
     variables to every process (SLUICE_DATA_ROOT, AWS_*, ...); DASK_* variables of our own
-    environment are not passed on, so a stray setting cannot change the cluster.
+    environment are not passed on, so a stray setting cannot change the cluster. stock: no
+    repository on the processes' path or as their cwd (see the module's docstring).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class DaskCluster:
         port_base: int | None = None,
         env: dict[str, str] | None = None,
         base_dir: str | None = None,
+        stock: bool = False,
     ):
         if n_workers < 1:
             raise ValueError("n_workers must be at least 1")
@@ -96,6 +101,7 @@ class DaskCluster:
         self.port_base = port_base
         self.extra_env = dict(env or {})
         self.base_dir = base_dir
+        self.stock = stock
         self.dask: str | None = None
         self.directory: str | None = None
         self.ports: dict[str, int] = {}
@@ -360,9 +366,10 @@ class DaskCluster:
 
     def _env(self, name: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("DASK_")}
-        path = env.get("PYTHONPATH")
+        path = env.pop("PYTHONPATH", None)
+        if not self.stock:
+            env["PYTHONPATH"] = ROOT + (os.pathsep + path if path else "")
         env.update(
-            PYTHONPATH=ROOT + (os.pathsep + path if path else ""),
             PYTHONUNBUFFERED="1",
             DASK_CONFIG=os.path.join(self.directory, "config"),
             SLUICE_DASK_PROCESS=name,
@@ -377,7 +384,7 @@ class DaskCluster:
             log.flush()
             self.processes[name] = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=self.directory if self.stock else ROOT,
                 env=self._env(name),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -1,5 +1,6 @@
 """Training and batch scoring on a real Dask cluster: a scheduler and two workers started with
-distributed's CLI on loopback (tests/dask_cluster.py), the real local stack pointed at it.
+distributed's CLI on loopback (tests/dask_cluster.py), the real local stack pointed at it. The
+cluster is a stock one: no Sluice checkout on its path, so Sluice's code travels with the work.
 
 Oracles: the single-machine path on the same files (same rules, another mechanism), the same
 rows uploaded synchronously, and pandas reading the files.
@@ -7,6 +8,7 @@ rows uploaded synchronously, and pandas reading the files.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 
@@ -86,7 +88,9 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dask(files):
     root, _ = files
-    with DaskCluster(n_workers=2, memory_limit="1GiB", env={"SLUICE_DATA_ROOT": root}) as running:
+    with DaskCluster(
+        n_workers=2, memory_limit="1GiB", env={"SLUICE_DATA_ROOT": root}, stock=True
+    ) as running:
         yield running
 
 
@@ -100,6 +104,16 @@ def dask_stack(tmp_path_factory, files, dask):
     local.start()
     yield local
     local.stop()
+
+
+def test_the_workers_have_no_sluice_code_of_their_own(dask):
+    """First in the module: before any job ships Sluice's code to the cluster."""
+    with dask.client() as client:
+        for address in dask.worker_addresses:
+            future = client.submit(importlib.import_module, "trainer", workers=[address])
+            with pytest.raises(ModuleNotFoundError, match="trainer"):
+                future.result(timeout=30)
+            assert client.submit(sum, [1, 2], workers=[address]).result(timeout=30) == 3
 
 
 def test_the_cluster_applies_the_single_machine_rules(files, dask):

@@ -54,16 +54,20 @@ def public_address(address: str) -> str:
 
 
 def client_for(address: str, timeout: float = 20.0):
-    """This process's client of the scheduler (made once, remade when it was closed)."""
-    from distributed import Client
+    """This process's client of the scheduler (made once, remade when it was closed), the
+    cluster holding this trainer's code (trainer/pipeline/shipping.py)."""
+    from distributed import Client  # heavy, and only with a cluster
+
+    from trainer.pipeline import shipping  # imports distributed
 
     with _clients_guard:
         client = _clients.get(address)
-        if client is not None and client.status == "running":
-            return client
         try:
-            # xgboost.dask looks the client up as the default one.
-            client = Client(address, timeout=timeout, set_as_default=True)
+            if client is None or client.status != "running":
+                # xgboost.dask looks the client up as the default one.
+                client = Client(address, timeout=timeout, set_as_default=True)
+                _clients[address] = client
+            shipping.ship(client)  # before any graph: a stock cluster cannot import Sluice
         except (OSError, TimeoutError, ValueError) as err:
             raise ApiError(
                 503,
@@ -71,7 +75,6 @@ def client_for(address: str, timeout: float = 20.0):
                 f"The Dask scheduler at {public_address(address)} did not answer ({err}); the "
                 "operator must check DASK_SCHEDULER_ADDRESS and the cluster.",
             ) from err
-        _clients[address] = client
         return client
 
 
