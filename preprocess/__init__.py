@@ -13,26 +13,16 @@ import tempfile
 
 from flask import Flask
 
+from sluice_common import settings
 from sluice_common.web.app import build_app, install_admission
 
-DEFAULTS = {
-    "TRAINER_URL": "http://127.0.0.1:8080",
-    "DEFAULT_MODEL_NAME": "default",
-    "MAX_UPLOAD_MB": 512,
-    "SLUICE_API_TOKEN": None,
-    "TRAINER_CONNECT_TIMEOUT": 3.0,
-    "TRAINER_READ_TIMEOUT": 3600.0,
-    "JOBS_UPLOAD_MB": 100.0,  # larger uploads run as jobs (202 and /jobs/<id>)
-    "LOG_LEVEL": "INFO",
-    "ADMISSION_DIR": None,
-    "SLUICE_INTERNAL_TOKEN": None,
-    "SLUICE_INTERNAL_TOKEN_FILE": None,
-}
+# The settings preprocess reads, with their defaults (declared in sluice_common/settings).
+DEFAULTS = settings.defaults("preprocess")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the preprocess app from environment variables (and overrides for tests)."""
-    app = build_app(__name__, DEFAULTS, test_config)
+    app = build_app(__name__, test_config)
     # Slots are shared by the workers of one gunicorn master (their parent process).
     lock_dir = app.config["ADMISSION_DIR"] or os.path.join(
         tempfile.gettempdir(), f"sluice-preprocess-{os.getppid()}"

@@ -53,6 +53,7 @@ from scripts.backup_common import (  # noqa: E402
     say,
     sha256,
 )
+from sluice_common import settings  # noqa: E402
 
 
 def new_dir(path: str) -> str:
@@ -285,7 +286,7 @@ def main(argv: list[str]) -> int:
     group.add_argument("--docker", dest="mode", action="store_const", const="docker")
     group.add_argument("--local", dest="mode", action="store_const", const="local")
     args = parser.parse_intermixed_args(argv)
-    mode = args.mode or os.environ.get("SLUICE_MODE") or "auto"
+    mode = args.mode or settings.value("SLUICE_MODE")
     if mode == "auto":
         mode = "docker" if docker_answers() else "local"
     given = os.path.abspath(args.directory) if args.directory else None  # before the chdir

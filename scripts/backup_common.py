@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 
+from sluice_common import settings
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMAT = "sluice-backup"
 FORMAT_VERSION = 1
@@ -110,16 +112,16 @@ class Local:
     gives them."""
 
     def __init__(self) -> None:
-        self.home = os.path.realpath(os.environ.get("SLUICE_HOME") or os.path.join(ROOT, ".sluice"))
-        self.venv = os.environ.get("SLUICE_VENV") or os.path.join(ROOT, ".venv")
+        self.home = os.path.realpath(settings.raw("SLUICE_HOME") or os.path.join(ROOT, ".sluice"))
+        self.venv = settings.raw("SLUICE_VENV") or os.path.join(ROOT, ".venv")
         self.python = os.path.join(self.venv, "bin", "python")
-        self.state = os.environ.get("TRAINER_STATE_DIR") or os.path.join(self.home, "trainer")
+        self.state = settings.raw("TRAINER_STATE_DIR") or os.path.join(self.home, "trainer")
         self.env = dict(os.environ)
         self.env.update(
             SLUICE_MLFLOW_STATE=self.home,
             TRAINER_STATE_DIR=self.state,
             PYTHONPATH=ROOT
-            + (os.pathsep + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else ""),
+            + (os.pathsep + settings.raw("PYTHONPATH") if settings.raw("PYTHONPATH") else ""),
         )
 
     def module(self, *args: str, env: dict | None = None, **kwargs) -> str:
@@ -139,8 +141,9 @@ class Local:
         PGPASSWORD. Split by SQLAlchemy, which is what the server parses it with."""
         code = (
             "import json, os; from sqlalchemy.engine import make_url; "
-            "from tracking import stores; env = stores.resolved_env(os.environ); "
-            "url = make_url(stores.backend_store_uri(env, os.environ['SLUICE_MLFLOW_STATE'])); "
+            "from sluice_common import settings; from tracking import stores; "
+            "env = stores.resolved_env(os.environ); "
+            "url = make_url(stores.backend_store_uri(env, settings.raw('SLUICE_MLFLOW_STATE'))); "
             "print(json.dumps({'url': url.set(drivername='postgresql', password=None)"
             ".render_as_string(hide_password=False), 'password': url.password}))"
         )
@@ -162,7 +165,7 @@ class Local:
 
 def compose_profiles() -> set[str]:
     """COMPOSE_PROFILES as Compose reads it: the environment, else ./.env."""
-    value = os.environ.get("COMPOSE_PROFILES")
+    value = settings.raw("COMPOSE_PROFILES")
     if value is None and os.path.exists(os.path.join(ROOT, ".env")):
         with open(os.path.join(ROOT, ".env"), encoding="utf-8") as handle:
             for line in handle:

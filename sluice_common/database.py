@@ -1,26 +1,32 @@
 """Where the stack's database is: one PostgreSQL database named by parts, or explicit URLs.
 
 The Compose stack sets SLUICE_DB_HOST (and the other SLUICE_DB_* settings); MLflow's backend
-store and the monitoring tables then share that database, so one dump backs up both. Building
-the URL here, not in the compose file, means a password with `@`, `/` or `%` in it still works.
-An explicit MLFLOW_BACKEND_STORE_URI or MONITORING_DB_URL wins over the parts.
-
-- SLUICE_DB_HOST: unset means embedded (SQLite files in the state directory)
-- SLUICE_DB_PORT (5432), SLUICE_DB_NAME (sluice), SLUICE_DB_USER (sluice), SLUICE_DB_PASSWORD
+store, the monitoring tables and the jobs table then share that database, so one dump backs up
+them all. Building the URL here, not in the compose file, means a password with `@`, `/` or `%`
+in it still works. An explicit MLFLOW_BACKEND_STORE_URI, MONITORING_DB_URL or JOBS_DB_URL wins
+over the parts (sluice_common/settings declares them all). Also here: the SQLAlchemy engine and
+the time helpers the monitoring and jobs tables share.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from urllib.parse import quote
 
-DEFAULT_PORT = 5432
-DEFAULT_NAME = "sluice"
-DEFAULT_USER = "sluice"
+import sqlalchemy as sa
+
+from sluice_common.settings import SETTINGS
+
+DEFAULT_PORT = SETTINGS["SLUICE_DB_PORT"].default
+DEFAULT_NAME = SETTINGS["SLUICE_DB_NAME"].default
+DEFAULT_USER = SETTINGS["SLUICE_DB_USER"].default
 # psycopg 3 is the driver installed in every image; a bare postgresql:// would mean psycopg2.
 POSTGRES_SCHEME = "postgresql+psycopg"
+log = logging.getLogger(__name__)
 
 
 def postgres_url(env: Mapping[str, str]) -> str | None:
@@ -45,6 +51,47 @@ def monitoring_url(settings: Mapping[str, str], state_dir: str | None) -> str | 
     if shared:
         return shared
     return f"sqlite:///{os.path.join(state_dir, 'monitoring.db')}" if state_dir else None
+
+
+def jobs_url(settings: Mapping[str, str], state_dir: str | None) -> str | None:
+    """The jobs table's database: JOBS_DB_URL, else (kept from before JOBS_DB_URL, with a
+    warning) MONITORING_DB_URL, else the SLUICE_DB_* database, else the SQLite file the
+    monitoring store uses by default."""
+    if settings.get("JOBS_DB_URL"):
+        return with_driver(settings["JOBS_DB_URL"])
+    if settings.get("MONITORING_DB_URL"):
+        log.warning(
+            "the jobs table is in MONITORING_DB_URL's database (%s), as before JOBS_DB_URL "
+            "existed: set JOBS_DB_URL to name the jobs database",
+            redacted(settings["MONITORING_DB_URL"]),
+        )
+    return monitoring_url(settings, state_dir)
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for a Sluice store; SQLite waits for other writers instead of failing."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writers
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def utcnow() -> datetime:
+    """Naive UTC (every backend stores it the same way)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A naive UTC time as ISO 8601 with a Z, to the second."""
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
 
 
 def with_driver(url: str) -> str:

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from sluice_common import settings
 from sluice_common.database import monitoring_url, redacted
 from tracking.stores import (
     artifacts_destination,
@@ -79,7 +80,7 @@ def describe(env: Mapping[str, str], state: str) -> dict:
 
 
 if __name__ == "__main__":
-    here = os.path.abspath(os.environ.get("SLUICE_MLFLOW_STATE") or ".")
+    here = os.path.abspath(settings.value("SLUICE_MLFLOW_STATE") or ".")
     if sys.argv[1:] == ["describe"]:
         print(json.dumps(describe(os.environ, here), sort_keys=True))
     elif sys.argv[1:] == ["adopt-destination"]:  # after a restore wrote the artifacts here

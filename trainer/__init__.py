@@ -12,89 +12,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
 from flask import Flask, request
 
-from sluice_common.database import monitoring_url
+from sluice_common import settings
+from sluice_common.database import jobs_url, monitoring_url
 from sluice_common.tables.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 from sluice_common.web.app import build_app, install_admission
 from sluice_common.web.internal import ensure_secret_file, ensure_token
 
-DEFAULTS = {
-    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-    "TRAINER_STATE_DIR": os.path.join(tempfile.gettempdir(), "sluice-trainer"),
-    "DEFAULT_MODEL_NAME": "default",
-    "MAX_UPLOAD_MB": 512,
-    "SLUICE_API_TOKEN": None,
-    "CHAMPION_POLL_SECONDS": 5.0,
-    "TRAIN_SEED": 42,
-    "TRAIN_VALIDATION_FRACTION": 0.2,
-    "TRAIN_MAX_ROUNDS": 1000,
-    "TRAIN_EARLY_STOPPING_ROUNDS": 100,
-    "TRAIN_LEARNING_RATE": 0.1,
-    "TRAIN_MAX_DEPTH": 6,
-    "TRAIN_NTHREAD": 0,
-    "TRAIN_MIN_CATEGORY_ROWS": 5,
-    # Prod answers list at most this many flagged rows (README, prod); the rest are counted.
-    "MAX_FLAGGED_ROWS": 1000,
-    "PROMOTION_MIN_ROWS": 100,
-    "PROMOTION_CONFIDENCE": 0.95,
-    "PROMOTION_RESAMPLES": 1000,
-    "SLUICE_GIT_COMMIT": None,
-    "SLUICE_SIGNING_KEY": None,
-    "SLUICE_INTERNAL_TOKEN": None,
-    "SLUICE_INTERNAL_TOKEN_FILE": None,
-    "MLFLOW_TRACKING_USERNAME": "sluice",
-    "MLFLOW_TRACKING_PASSWORD": None,
-    "MLFLOW_TRACKING_PASSWORD_FILE": None,
-    "TRAINER_WARM_UP": True,
-    # Monitoring (README, Monitoring): the store, retention, methods and thresholds.
-    "MONITORING_ENABLED": True,
-    # Default: the SLUICE_DB_* database (the Compose stack's PostgreSQL), else SQLite at
-    # $TRAINER_STATE_DIR/monitoring.db.
-    "MONITORING_DB_URL": None,
-    # The stack's PostgreSQL database by parts (sluice_common/database.py); unset host: SQLite.
-    "SLUICE_DB_HOST": None,
-    "SLUICE_DB_PORT": None,
-    "SLUICE_DB_NAME": None,
-    "SLUICE_DB_USER": None,
-    "SLUICE_DB_PASSWORD": None,
-    "MONITORING_RETENTION_DAYS": 90.0,
-    "MONITORING_RETENTION_ROWS": 10_000_000,
-    "MONITORING_MIN_ROWS": 200,
-    "MONITORING_NUMERIC_METHOD": "psi",
-    "MONITORING_CATEGORICAL_METHOD": "psi",
-    "MONITORING_PSI_WARNING": 0.1,
-    "MONITORING_PSI_ALERT": 0.25,
-    "MONITORING_JS_WARNING": 0.1,
-    "MONITORING_JS_ALERT": 0.2,
-    "MONITORING_KS_WARNING": 0.1,
-    "MONITORING_KS_ALERT": 0.2,
-    "MONITORING_ALPHA": 0.01,
-    "MONITORING_SHARE_ALERT": 0.5,
-    "MONITORING_MIN_LABELS": 100,
-    "MONITORING_METRIC_TOLERANCE": 0.1,
-    "MONITORING_METRICS_MINUTES": 60.0,
-    # Data by reference and jobs (README, Beyond one machine).
-    "SLUICE_DATA_ROOT": None,
-    "SLUICE_DATA_BUCKETS": "",
-    "SLUICE_DATA_S3_ENDPOINT": None,
-    "DATA_MAX_FILES": 10_000,
-    "DATA_MAX_FILE_MB": 2048,
-    "DATA_LOCAL_MAX_MB": 4096,
-    "DASK_SCHEDULER_ADDRESS": None,
-    "DASK_CONNECT_SECONDS": 20.0,
-    "CLUSTER_SAMPLE_ROWS": 200_000,
-    "SLUICE_COMPOSE_PROFILES": None,
-    "JOBS_UPLOAD_MB": 100.0,
-    "JOBS_THREADS": 1,
-    "JOBS_MAX_QUEUED": 16,
-    "JOBS_STALE_SECONDS": 30.0,
-    "JOBS_RETENTION_DAYS": 30.0,
-    "LOG_LEVEL": "INFO",
-}
+# The settings the trainer reads, with their defaults (declared in sluice_common/settings).
+DEFAULTS = settings.defaults("trainer")
 # MLflow's client retries a dead server for minutes by default; fail fast and answer 503. The
 # timeout is per socket operation, so artifact transfers that keep moving are not cut short,
 # while a hung server costs at most ~2 x 15 s on a call already under way.
@@ -182,7 +111,7 @@ def _monitor(config: dict, state_dir: str):
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the trainer app from environment variables (and overrides for tests)."""
-    app = build_app(__name__, DEFAULTS, test_config)
+    app = build_app(__name__, test_config)
     for key, value in MLFLOW_CLIENT_ENV.items():
         os.environ.setdefault(key, value)
 
@@ -253,7 +182,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from trainer.jobs.runner import JobRunner, JobStore
 
     job_store = JobStore(
-        monitoring_url(app.config, state_dir),
+        jobs_url(app.config, state_dir),
         stale_seconds=float(app.config["JOBS_STALE_SECONDS"]),
         retention_days=float(app.config["JOBS_RETENTION_DAYS"]),
     )

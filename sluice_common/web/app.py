@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
 
 from flask import Flask, current_app
 
-from sluice_common.config import from_env
+from sluice_common import settings
 from sluice_common.errors import register_error_handlers
 from sluice_common.web.admission import Admission, work_above
 from sluice_common.web.auth import install_token_check
@@ -18,16 +17,7 @@ from sluice_common.web.metrics import install_request_metrics
 from sluice_common.web.slowbody import install_body_deadline
 
 # Admission control settings every service reads (see sluice_common/web/admission.py).
-ADMISSION_DEFAULTS = {
-    "HEAVY_SLOTS": 2,
-    "ADMISSION_QUEUE": 2,
-    "ADMISSION_WAIT_SECONDS": 30.0,
-    "HEAVY_PROD_MB": 1.0,
-    # Estimated cells (see admission.work_cells): ~1 MB of 10 short columns, or 500 columns.
-    "HEAVY_PROD_CELLS": 500_000,
-    "BODY_SECONDS": 15.0,
-    "BODY_MIN_RATE_KB": 100.0,
-}
+ADMISSION_DEFAULTS = settings.section("Admission")
 # Peak memory of parsing an upload, per byte of CSV: measured 14-18x for 20-50 MB files of 10
 # to 1,000 columns of short cells (python -m bench.parse_memory), the worst case for the ratio.
 PARSE_MEMORY_PER_BYTE = 18
@@ -55,11 +45,12 @@ def warn_if_memory_is_short(heavy_slots: int, max_upload_mb: float) -> None:
         )
 
 
-def build_app(name: str, defaults: Mapping, test_config: dict | None = None) -> Flask:
-    """A Flask app with config from the environment, fast JSON, one error shape, the upload
-    limit, the optional API token and Prometheus metrics on GET /metrics."""
+def build_app(name: str, test_config: dict | None = None) -> Flask:
+    """A Flask app with the settings of service `name` (trainer or preprocess) from the
+    environment, fast JSON, one error shape, the upload limit, the optional API token and
+    Prometheus metrics on GET /metrics."""
     app = Flask(name, static_folder=None)  # no static files to serve
-    app.config.from_mapping(from_env({**ADMISSION_DEFAULTS, **defaults}))
+    app.config.from_mapping(settings.read(name))
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")

@@ -24,6 +24,8 @@ import tempfile
 
 from gunicorn import util
 
+from sluice_common import settings
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Which PROMETHEUS_MULTIPROC_DIR a Sluice master made: a master re-executed by SIGUSR2 inherits
 # the variable, and must not take its parent's directory for the operator's.
@@ -141,8 +143,8 @@ def on_starting(server) -> None:
     id (jobs of an earlier start that never finished are marked failed: trainer/jobs/runner.py)."""
     global _made_dir
     os.environ["SLUICE_BOOT_ID"] = secrets.token_hex(8)
-    path = os.environ.get(MULTIPROC_ENV)
-    if path and path != os.environ.get(MADE_ENV):
+    path = settings.value(MULTIPROC_ENV)
+    if path and path != settings.value(MADE_ENV):
         # The operator's directory: other files in it are not ours to delete.
         os.makedirs(path, exist_ok=True)
         _wipe_metric_files(path)
@@ -171,7 +173,7 @@ def when_ready(server) -> None:
 
 def child_exit(server, worker) -> None:
     """Drop a dead worker's live gauges; its counts stay in the sums."""
-    if os.environ.get(MULTIPROC_ENV):
+    if settings.value(MULTIPROC_ENV):
         from prometheus_client import multiprocess  # only after on_starting set the variable
 
         multiprocess.mark_process_dead(worker.pid)

@@ -38,6 +38,8 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sluice_common import settings
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
 ENDPOINT_KEY = "sluice.endpoint"  # in the WSGI environ: the route the request matched
@@ -182,7 +184,7 @@ def collector_registry(app: Flask) -> CollectorRegistry:
     if _multiprocess():
         MultiProcessCollector(registry)
     else:
-        if os.environ.get(MULTIPROC_ENV):
+        if settings.value(MULTIPROC_ENV):
             log.warning(
                 "%s is set but prometheus_client was imported before it was (gunicorn "
                 "--preload?): /metrics has this worker's values only",
@@ -202,7 +204,7 @@ def metrics_view() -> Response:
 
 def install_request_metrics(app: Flask, service: str) -> None:
     """Count and time every request of `app` under `service`, and serve GET /metrics."""
-    path = os.environ.get(MULTIPROC_ENV)
+    path = settings.value(MULTIPROC_ENV)
     if _multiprocess() and not (path and os.path.isdir(path)):
         # Every request would fail writing its count: refuse to start instead.
         raise RuntimeError(f"{MULTIPROC_ENV}={path!r} is not a directory; create it or unset it")

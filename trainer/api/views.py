@@ -8,6 +8,7 @@ import secrets
 import pyarrow as pa
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import MAX_COLUMNS
 from sluice_common.tables.transport import ARROW_MEDIA_TYPE, read_arrow
@@ -27,7 +28,6 @@ from trainer.model.sluice_model import table_rows
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
-from trainer.monitoring.store import utcnow
 
 bp = Blueprint("trainer", __name__)
 REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"

@@ -24,8 +24,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from sluice_common import settings
+from sluice_common.database import iso_utc, make_engine, utcnow
 from sluice_common.errors import ApiError
-from trainer.monitoring.store import iso_utc, make_engine, utcnow
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -57,7 +58,7 @@ jobs = sa.Table(
 
 def boot_id() -> str:
     """This trainer start's id: set by the gunicorn master for all its workers, else made here."""
-    value = os.environ.get(BOOT_ENV)
+    value = settings.value(BOOT_ENV)
     if not value:
         value = os.environ[BOOT_ENV] = secrets.token_hex(8)
     return value

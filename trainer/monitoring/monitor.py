@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
+from sluice_common.database import iso_utc, utcnow
 from sluice_common.errors import ApiError
 from trainer.monitoring import drift, quality
 from trainer.monitoring import profile as profiles
-from trainer.monitoring.store import BatchRecord, MonitoringStore, iso_utc, utcnow
+from trainer.monitoring.store import BatchRecord, MonitoringStore
 from trainer.pipeline.training import labels_of, row_losses, score
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sluice_common.database import iso_utc
 from trainer.monitoring import drift
 from trainer.monitoring.profile import merge_counts
-from trainer.monitoring.store import iso_utc
 
 MAX_POINTS = 200  # points of a drift timeline; minutes are merged beyond that
 

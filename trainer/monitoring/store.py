@@ -25,11 +25,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
 
+from sluice_common.database import make_engine, utcnow
 from trainer.monitoring.profile import merge_counts
 
 log = logging.getLogger(__name__)
@@ -102,16 +103,6 @@ def floor_time(value: datetime, seconds: int) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
-def iso_utc(value: datetime | None) -> str | None:
-    """A naive UTC time as ISO 8601 with a Z, to the second."""
-    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
-
-
-def utcnow() -> datetime:
-    """Naive UTC (every backend stores it the same way)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 @dataclass
 class BatchRecord:
     """What a prod batch leaves for monitoring (built in the request, written later)."""
@@ -138,22 +129,6 @@ def encode_array(values: np.ndarray) -> bytes:
 
 def decode_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine for the store; SQLite waits for other writers instead of failing."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(connection, _record):
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writers
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def create_schema(engine: sa.Engine, attempts: int = 20) -> None:

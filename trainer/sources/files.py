@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sluice_common import settings
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import parse_csv
 
@@ -55,9 +56,10 @@ class DataSettings:
             root=config.get("SLUICE_DATA_ROOT") or None,
             buckets=tuple(b for b in buckets if b),
             s3_endpoint=config.get("SLUICE_DATA_S3_ENDPOINT") or None,
-            s3_region=os.environ.get("AWS_DEFAULT_REGION") or None,
-            s3_key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
-            s3_secret=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            # boto3's own variables, passed through (the Dask workers get them too)
+            s3_region=settings.value("AWS_DEFAULT_REGION"),
+            s3_key=settings.value("AWS_ACCESS_KEY_ID"),
+            s3_secret=settings.value("AWS_SECRET_ACCESS_KEY"),
             max_files=int(config.get("DATA_MAX_FILES", 10_000)),
             max_file_bytes=int(float(config.get("DATA_MAX_FILE_MB", 2048)) * 2**20),
         )
