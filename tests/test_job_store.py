@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from sluice_common.errors import ApiError
 from tests.postgres import postgres_fixture  # noqa: F401
+from trainer.jobs import runner as jobs
 from trainer.jobs.runner import JobRunner, JobStore
-from trainer.jobs.runner import runner as jobs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

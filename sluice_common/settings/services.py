@@ -55,6 +55,7 @@ SERVICE_SETTINGS = [
         BOTH,
         "Both services",
         shown=("unset: the trainer creates SLUICE_INTERNAL_TOKEN_FILE on first start"),
+        env_example=True,
     ),
     Setting(
         "SLUICE_INTERNAL_TOKEN_FILE",
@@ -72,7 +73,7 @@ SERVICE_SETTINGS = [
         "JOBS_UPLOAD_MB",
         float,
         100.0,
-        "uploads above this many MB run as jobs (202 and /jobs/<id>)",
+        "uploads above this many MB run as jobs (202 and `/jobs/<id>`)",
         BOTH,
         "Data by reference, the cluster and jobs",
     ),

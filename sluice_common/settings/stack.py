@@ -52,7 +52,7 @@ STACK_SETTINGS = [
         "SLUICE_IMAGE_PREFIX",
         str,
         "sluice",
-        ("images built and run: <prefix>-{mlflow,trainer,preprocess,s3}:<tag>"),
+        ("images built and run: `<prefix>-{mlflow,trainer,preprocess,s3}:<tag>`"),
     ),
     _compose("SLUICE_IMAGE_TAG", str, "latest", "the images' tag"),
     _compose(
@@ -286,7 +286,7 @@ STACK_SETTINGS = [
         str,
         None,
         (
-            "Host headers MLflow accepts (comma-separated, * wildcards); add your host "
+            "Host headers MLflow accepts (comma-separated, `*` wildcards); add your host "
             "name when BIND_HOST is not loopback"
         ),
         ("mlflow",),

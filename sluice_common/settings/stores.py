@@ -62,11 +62,11 @@ STORE_SETTINGS = [
         None,
         (
             "MLflow's runs and registry, any SQLAlchemy URL (postgresql:// gets the "
-            "installed psycopg driver); wins over SLUICE_DB_*"
+            "installed psycopg driver); wins over `SLUICE_DB_*`"
         ),
         ("mlflow", "scripts"),
         shown=(
-            "the SLUICE_DB_* database, else sqlite:///$SLUICE_HOME/mlflow.db (Compose: "
+            "the `SLUICE_DB_*` database, else sqlite:///$SLUICE_HOME/mlflow.db (Compose: "
             "/data/mlflow.db)"
         ),
     ),
@@ -74,16 +74,16 @@ STORE_SETTINGS = [
         "MONITORING_DB_URL",
         str,
         None,
-        ("the monitoring store, any SQLAlchemy URL; wins over SLUICE_DB_*"),
+        ("the monitoring store, any SQLAlchemy URL; wins over `SLUICE_DB_*`"),
         TRAINER + ("scripts",),
-        shown=("the SLUICE_DB_* database, else SQLite at $TRAINER_STATE_DIR/monitoring.db"),
+        shown=("the `SLUICE_DB_*` database, else SQLite at $TRAINER_STATE_DIR/monitoring.db"),
     ),
     _store(
         "JOBS_DB_URL",
         str,
         None,
         (
-            "the jobs table's database, any SQLAlchemy URL; wins over SLUICE_DB_*. Unset,"
+            "the jobs table's database, any SQLAlchemy URL; wins over `SLUICE_DB_*`. Unset,"
             " a set MONITORING_DB_URL still holds the jobs (with a warning at start)"
         ),
         TRAINER,
@@ -216,7 +216,7 @@ STORE_SETTINGS = [
         None,
         (
             "the data's S3 endpoint, e.g. http://minio:9000 (empty for AWS); credentials "
-            "from the AWS_* settings"
+            "from the `AWS_*` settings"
         ),
         env_example=True,
     ),
@@ -322,5 +322,10 @@ STORE_SETTINGS = [
         ("Python's own: where the Dask containers and the backup scripts find Sluice's code"),
         ("dask", "scripts"),
         passed=True,
+    ),
+    _own(
+        "SLUICE_QUIET_STOP",
+        "set by local.sh's start for the stop it runs first: no 'nothing running' message",
+        ("local.sh",),
     ),
 ]
