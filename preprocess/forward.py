@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.transport import ARROW_MEDIA_TYPE
 from sluice_common.web.internal import HEADER
@@ -156,12 +157,11 @@ def relay(
     except TimeoutError as err:
         _forget(trainer_url)
         raise ApiError(
-            504, "trainer_timeout", "The trainer did not answer in time; try again later."
+            error_codes.TRAINER_TIMEOUT, "The trainer did not answer in time; try again later."
         ) from err
     except (OSError, http.client.HTTPException) as err:
         _forget(trainer_url)
         raise ApiError(
-            503,
-            "trainer_unavailable",
+            error_codes.TRAINER_UNAVAILABLE,
             "The trainer service is not reachable; try again in a moment.",
         ) from err

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from preprocess.forward import TrainerAnswer, forward_to_trainer, relay
 from preprocess.health import trainer_state
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
 from sluice_common.web.app import heavy_slot
@@ -28,8 +29,7 @@ def analyze():
     if params.data_uri is not None:
         if request.files or request.content_length:
             raise ApiError(
-                400,
-                "data_uri_and_file",
+                error_codes.DATA_URI_AND_FILE,
                 "Give either data_uri=... or an uploaded data_file, not both.",
             )
         # The trainer resolves and reads the files (it, or its cluster, holds the data root).
@@ -108,7 +108,9 @@ def jobs():
 def job(job_id: str):
     """A job's state and answer (GET) or its cancellation (DELETE), relayed."""
     if not JOB_ID.match(job_id):
-        raise ApiError(400, "invalid_job_id", "A job id is the 32-character id a 202 answer gave.")
+        raise ApiError(
+            error_codes.INVALID_JOB_ID, "A job id is the 32-character id a 202 answer gave."
+        )
     return _to_trainer(request.method, f"/jobs/{job_id}")
 
 

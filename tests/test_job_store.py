@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from tests.postgres import postgres_fixture  # noqa: F401
 from trainer.jobs import runner as jobs
@@ -58,7 +59,7 @@ def test_errors_and_cancellation_are_recorded(url):
     runner = JobRunner(JobStore(url))
 
     def refused(context):
-        raise ApiError(422, "too_few_rows", "need more rows")
+        raise ApiError(error_codes.TOO_FEW_ROWS, "need more rows")
 
     failed = wait_state(runner.store, runner.submit("dev", "m", {}, refused), ("failed",))
     assert failed["status"] == 422 and failed["error"]["code"] == "too_few_rows"

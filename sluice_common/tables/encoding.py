@@ -12,6 +12,7 @@ import re
 
 import charset_normalizer
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 BOMS = (
@@ -61,11 +62,11 @@ def decode_text(raw: bytes) -> tuple[str, str]:
     """Decode bytes as text, detecting the encoding; raise ApiError for binary data."""
     if not raw.strip():
         raise ApiError(
-            400, "empty_file", "The uploaded file is empty: send a CSV with a header row."
+            error_codes.EMPTY_FILE, "The uploaded file is empty: send a CSV with a header row."
         )
     for magic, what in KNOWN_CONTAINERS:
         if raw.startswith(magic):
-            raise ApiError(400, "not_csv", f"The upload is {what}, then send the CSV file.")
+            raise ApiError(error_codes.NOT_CSV, f"The upload is {what}, then send the CSV file.")
     for bom, encoding in BOMS:
         if raw.startswith(bom):
             return _decode(raw, encoding), encoding
@@ -176,8 +177,7 @@ def _looks_binary(text: str) -> bool:
 
 def _not_text() -> ApiError:
     return ApiError(
-        400,
-        "not_csv",
+        error_codes.NOT_CSV,
         "The upload is not readable as text: send a CSV file "
         "(UTF-8 or another common text encoding).",
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.encoding import decode_text
 
@@ -104,8 +105,7 @@ def sep_line(text: str) -> tuple[str | None, int]:
 
 def _malformed(detail: str) -> ApiError:
     return ApiError(
-        400,
-        "malformed_csv",
+        error_codes.MALFORMED_CSV,
         f"The CSV could not be parsed ({detail}). Check that every row has as many fields as "
         "the header and that quotes are balanced.",
     )
@@ -145,8 +145,7 @@ def leading_comments(text: str) -> tuple[int, int]:
             lines.append((content, position))
     if len(lines) == MAX_COMMENT_LINES and _COMMENT_START.match(text, position):
         raise ApiError(
-            400,
-            "malformed_csv",
+            error_codes.MALFORMED_CSV,
             f"The file starts with more than {MAX_COMMENT_LINES:,} lines starting with #: "
             f"at most {MAX_COMMENT_LINES:,} comment lines above the header are skipped. "
             "Remove them and upload again.",
@@ -154,8 +153,7 @@ def leading_comments(text: str) -> tuple[int, int]:
     rest = head(text, 4 * SNIFF_BYTES, start=position)
     if lines and not rest.strip() and len(lines) > 1:
         raise ApiError(
-            400,
-            "empty_file",
+            error_codes.EMPTY_FILE,
             f"The file holds only lines starting with # ({len(lines)}): no header row and no "
             "data rows below them.",
         )
@@ -191,8 +189,7 @@ def one_column_error(name: str) -> ApiError:
     else:
         detail = "Training needs at least one column besides the target."
     return ApiError(
-        422,
-        "no_usable_features",
+        error_codes.NO_USABLE_FEATURES,
         f"Only one column was found: none of the delimiters Sluice reads ({tried}) splits the "
         f"header {_shown(name)}. {detail}",
     )
@@ -213,20 +210,18 @@ def read_header(text: str, delimiter: str) -> list[str]:
         header = next(rows)
         first = next(rows, None)  # cut short by the sample at worst: a lower bound
     except StopIteration as err:
-        raise ApiError(400, "empty_file", "The file has no header row.") from err
+        raise ApiError(error_codes.EMPTY_FILE, "The file has no header row.") from err
     except csv.Error as err:
         raise _malformed(str(err)[:300]) from err
     if len(header) > MAX_COLUMNS:
         raise ApiError(
-            400,
-            "too_many_columns",
+            error_codes.TOO_MANY_COLUMNS,
             f"The file has more than {MAX_COLUMNS} columns; at most {MAX_COLUMNS} are supported.",
         )
     if first is not None and len(first) > len(header):
         if len(header) == 1:
             raise ApiError(
-                400,
-                "malformed_csv",
+                error_codes.MALFORMED_CSV,
                 f"The first line ({_shown(header[0])}) has 1 field and the next line "
                 f"{len(first)} or more: it looks like a title or a note above the header. "
                 "Remove the lines above the header row (lines starting with # are skipped "
@@ -234,8 +229,7 @@ def read_header(text: str, delimiter: str) -> list[str]:
             )
         line = delimiter.join(header)
         raise ApiError(
-            400,
-            "malformed_csv",
+            error_codes.MALFORMED_CSV,
             f"The first line ({_shown(line)}) has {len(header)} fields and the next line "
             f"{len(first)} or more. If the first line is a title or a note above the header, "
             "remove it (lines starting with # are skipped when the header follows them); "
@@ -261,8 +255,7 @@ def read_header(text: str, delimiter: str) -> list[str]:
         seen.add(name)
     if duplicates:
         raise ApiError(
-            400,
-            "duplicate_columns",
+            error_codes.DUPLICATE_COLUMNS,
             f"Column names must be unique; repeated: {', '.join(map(repr, duplicates))}. "
             "Rename them and upload again.",
         )
@@ -308,13 +301,13 @@ def parse_csv(raw: bytes) -> ParsedCsv:
             engine="c",
         )
     except pd.errors.EmptyDataError as err:
-        raise ApiError(400, "empty_file", "The file has no header row.") from err
+        raise ApiError(error_codes.EMPTY_FILE, "The file has no header row.") from err
     except (pd.errors.ParserError, ValueError, csv.Error) as err:
         raise _malformed(_first_line(err)) from err
     if not isinstance(frame.index, pd.RangeIndex):  # a first row wider beyond the sample
         raise _malformed("the first data row has more fields than the header")
     if frame.empty:
-        raise ApiError(400, "no_rows", "The file has a header but no data rows.")
+        raise ApiError(error_codes.NO_ROWS, "The file has a header but no data rows.")
     return ParsedCsv(frame, encoding, delimiter, comments, bool(declared))
 
 

@@ -6,6 +6,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
@@ -86,28 +87,31 @@ def check_arrow(raw: bytes, max_rows: int, max_columns: int, max_cells: int) -> 
             columns = pa.ipc.read_schema(message)
             if len(columns) > max_columns:
                 raise ApiError(
-                    400, "too_many_columns", f"At most {max_columns} columns are supported."
+                    error_codes.TOO_MANY_COLUMNS, f"At most {max_columns} columns are supported."
                 )
             text = (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in columns)
             if not all(text):
                 raise ApiError(
-                    400, "malformed_arrow", "Arrow columns must hold text cells, as parsed."
+                    error_codes.MALFORMED_ARROW, "Arrow columns must hold text cells, as parsed."
                 )
             width = max(1, len(columns))
         elif message.type == "record batch":
             batch_rows, compressed = batch_facts(message.metadata.to_pybytes())
             if compressed:
-                raise ApiError(400, "malformed_arrow", "Compressed Arrow bodies are not accepted.")
+                raise ApiError(
+                    error_codes.MALFORMED_ARROW, "Compressed Arrow bodies are not accepted."
+                )
             rows += batch_rows
             if rows > max_rows or rows * width > max_cells:
                 raise ApiError(
-                    413,
-                    "upload_too_large",
+                    error_codes.UPLOAD_TOO_LARGE,
                     "The table has more rows or cells than an upload under the limit can hold "
                     f"({max_rows} rows, {max_cells} cells).",
                 )
         else:
-            raise ApiError(400, "malformed_arrow", f"Arrow {message.type} messages are refused.")
+            raise ApiError(
+                error_codes.MALFORMED_ARROW, f"Arrow {message.type} messages are refused."
+            )
 
 
 def read_arrow(
@@ -124,11 +128,12 @@ def read_arrow(
         table = pa.ipc.open_stream(raw).read_all()
         names = table.schema.names
         if len(set(names)) != len(names):
-            raise ApiError(400, "duplicate_columns", "Column names must be unique in the table.")
+            raise ApiError(
+                error_codes.DUPLICATE_COLUMNS, "Column names must be unique in the table."
+            )
         if not all(_readable(field.type) for field in table.schema):
             raise ApiError(
-                400,
-                "malformed_arrow",
+                error_codes.MALFORMED_ARROW,
                 "Arrow columns must hold text, numbers, booleans or timestamps (no lists, "
                 "structs, dictionaries or binary).",
             )
@@ -161,5 +166,5 @@ def _readable(kind: pa.DataType) -> bool:
 
 def _malformed() -> ApiError:
     return ApiError(
-        400, "malformed_arrow", "The upload declared Arrow IPC but could not be read as it."
+        error_codes.MALFORMED_ARROW, "The upload declared Arrow IPC but could not be read as it."
     )

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 POLL_SECONDS = 0.05
@@ -51,8 +52,7 @@ class Admission:
     def _busy(self, what: str) -> ApiError:
         retry = max(1, round(self.wait_seconds or 5))
         return ApiError(
-            503,
-            "busy",
+            error_codes.BUSY,
             f"The service is running {self.slots} heavy request(s) ({what}) and its queue is "
             f"full; try again in about {retry} s.",
             retry_after=retry,

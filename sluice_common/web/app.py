@@ -9,9 +9,9 @@ import os
 from flask import Flask, current_app
 
 from sluice_common import settings
-from sluice_common.errors import register_error_handlers
 from sluice_common.web.admission import Admission, work_above
 from sluice_common.web.auth import install_token_check
+from sluice_common.web.errors import register_error_handlers
 from sluice_common.web.jsonio import OrjsonProvider
 from sluice_common.web.metrics import install_request_metrics
 from sluice_common.web.slowbody import install_body_deadline

@@ -6,6 +6,7 @@ import hmac
 
 from flask import Flask, request
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 # Probes (readiness and liveness) carry no token: orchestrators call them as they are.
@@ -26,8 +27,7 @@ def install_token_check(app: Flask, token: str | None) -> None:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise ApiError(
-                401,
-                "unauthorized",
+                error_codes.UNAUTHORIZED,
                 "This Sluice stack needs an API token: send 'Authorization: Bearer <token>' "
                 "(the client reads SLUICE_API_TOKEN from the environment).",
             )

@@ -27,6 +27,7 @@ from functools import partial
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from sluice_common import error_codes
 from sluice_common.web.request_framing import Refusal, RequestFraming
 from sluice_common.web.slowbody import BodyRate, upload_too_slow_message
 
@@ -226,8 +227,7 @@ class BodyBufferingWorker(ThreadWorker):
             self.large_reading += 1
             if self.large_reading > max(1, self.cfg.threads):
                 busy = Refusal(
-                    503,
-                    "busy",
+                    error_codes.BUSY,
                     f"This worker is receiving {self.cfg.threads} large uploads already; "
                     "send yours again in a few seconds.",
                 )
@@ -300,7 +300,7 @@ class BodyBufferingWorker(ThreadWorker):
             elif pending.too_slow(now):
                 self._unregister(pending)
                 message = upload_too_slow_message(pending.received, now - pending.started)
-                self._refuse(pending, Refusal(408, "upload_too_slow", message))
+                self._refuse(pending, Refusal(error_codes.UPLOAD_TOO_SLOW, message))
 
 
 def _send_quietly(sock, data: bytes) -> None:

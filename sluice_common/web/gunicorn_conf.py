@@ -24,7 +24,7 @@ import tempfile
 
 from gunicorn import util
 
-from sluice_common import settings
+from sluice_common import error_codes, settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Which PROMETHEUS_MULTIPROC_DIR a Sluice master made: a master re-executed by SIGUSR2 inherits
@@ -52,20 +52,20 @@ def _error_body(status: int, mesg: str) -> tuple[int, str, dict]:
     """Status, reason and our error body for a request gunicorn refused to parse."""
     if mesg.startswith("Request Line is too large"):
         return (
-            414,
+            error_codes.REQUEST_LINE_TOO_LONG.status,
             "URI Too Long",
             {
-                "code": "request_line_too_long",
+                "code": error_codes.REQUEST_LINE_TOO_LONG.code,
                 "message": f"The request line is too long ({mesg}); send at most "
                 f"{limit_request_line} bytes of URL and query string.",
             },
         )
     if status == 431:
         return (
-            431,
+            error_codes.HEADERS_TOO_LARGE.status,
             "Request Header Fields Too Large",
             {
-                "code": "headers_too_large",
+                "code": error_codes.HEADERS_TOO_LARGE.code,
                 "message": f"The request headers are too large ({mesg[:200]}); send at most "
                 f"{limit_request_fields} headers of at most {limit_request_field_size} bytes.",
             },
@@ -74,7 +74,7 @@ def _error_body(status: int, mesg: str) -> tuple[int, str, dict]:
         status,
         "Bad Request" if status == 400 else "Error",
         {
-            "code": "bad_request" if status < 500 else "internal_error",
+            "code": (error_codes.BAD_REQUEST if status < 500 else error_codes.INTERNAL_ERROR).code,
             "message": f"The HTTP request could not be parsed: {mesg[:200]}.",
         },
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flask import Request
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 PHASES = ("dev", "prod")
@@ -55,18 +56,26 @@ class Params:
         return query
 
 
+# The code refusing each parameter, by name (`missing_<name>`, `invalid_<name>`).
+_MISSING = {"phase": error_codes.MISSING_PHASE}
+_INVALID = {
+    "phase": error_codes.INVALID_PHASE,
+    "task": error_codes.INVALID_TASK,
+    "promote": error_codes.INVALID_PROMOTE,
+    "data_uri": error_codes.INVALID_DATA_URI,
+    "output_uri": error_codes.INVALID_OUTPUT_URI,
+    "key": error_codes.INVALID_KEY,
+}
+
+
 def _choice(args, name: str, choices: tuple[str, ...], default: str | None) -> str:
     value = args.get(name, default)
     if value is None:
-        raise ApiError(
-            400, f"missing_{name}", f"Add ?{name}=... to the URL; one of: {', '.join(choices)}."
-        )
+        raise ApiError(_MISSING[name], f"Add ?{name}=... to the URL; one of: {', '.join(choices)}.")
     value = value.strip().lower()
     if value not in choices:
         raise ApiError(
-            400,
-            f"invalid_{name}",
-            f"{name} must be one of {', '.join(choices)}; got {value[:40]!r}.",
+            _INVALID[name], f"{name} must be one of {', '.join(choices)}; got {value[:40]!r}."
         )
     return value
 
@@ -93,16 +102,14 @@ def _check_names(args, known: tuple[str, ...] = KNOWN_PARAMS) -> None:
     unknown = sorted(set(args) - set(known))
     if unknown:
         raise ApiError(
-            400,
-            "unknown_parameter",
+            error_codes.UNKNOWN_PARAMETER,
             f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}; "
             f"the known ones are {', '.join(known)}.",
         )
     repeated = [name for name in known if len(args.getlist(name)) > 1]
     if repeated:
         raise ApiError(
-            400,
-            "repeated_parameter",
+            error_codes.REPEATED_PARAMETER,
             f"Give each parameter once; repeated: {', '.join(repeated)}.",
         )
 
@@ -112,8 +119,7 @@ def model_name(args, default_model: str) -> str:
     model = args.get("model", default_model).strip()
     if not MODEL_NAME.match(model):
         raise ApiError(
-            400,
-            "invalid_model_name",
+            error_codes.INVALID_MODEL_NAME,
             "model must be 1-64 characters of letters, digits, '_', '-' or '.', "
             f"starting with a letter or digit; got {model[:70]!r}.",
         )
@@ -132,13 +138,14 @@ def parse_monitoring_params(args, default_model: str) -> dict:
     if version is not None:
         version = version.strip().lstrip("v")
         if not VERSION.match(version):
-            raise ApiError(400, "invalid_version", "version must be a version number, e.g. 3.")
+            raise ApiError(error_codes.INVALID_VERSION, "version must be a version number, e.g. 3.")
     batch_id = args.get("batch_id")
     if batch_id is not None:
         batch_id = batch_id.strip().lower()
         if not BATCH_ID.match(batch_id):
             raise ApiError(
-                400, "invalid_batch_id", "batch_id must be the 32-character id of a prod answer."
+                error_codes.INVALID_BATCH_ID,
+                "batch_id must be the 32-character id of a prod answer.",
             )
     query.update(version=version, batch_id=batch_id)
     query.update(since=args.get("since"), until=args.get("until"))
@@ -160,29 +167,27 @@ def parse_params(args, default_model: str) -> Params:
     if target is not None:
         target = target.strip()
         if not target or len(target) > 512:
-            raise ApiError(400, "invalid_target", "target must name a column of the file.")
+            raise ApiError(error_codes.INVALID_TARGET, "target must name a column of the file.")
     proba_text = args.get("proba", "false").strip().lower()
     if proba_text not in TRUE_WORDS | FALSE_WORDS:
-        raise ApiError(400, "invalid_proba", "proba must be true or false.")
+        raise ApiError(error_codes.INVALID_PROBA, "proba must be true or false.")
     async_text = args.get("async", "false").strip().lower()
     if async_text not in TRUE_WORDS | FALSE_WORDS:
-        raise ApiError(400, "invalid_async", "async must be true or false.")
+        raise ApiError(error_codes.INVALID_ASYNC, "async must be true or false.")
     data_uri, output_uri, key = (_text(args, name) for name in ("data_uri", "output_uri", "key"))
     if output_uri is not None and (data_uri is None or phase != "prod"):
         raise ApiError(
-            400,
-            "output_uri_needs_data_uri",
+            error_codes.OUTPUT_URI_NEEDS_DATA_URI,
             "output_uri is for prod by reference: give data_uri=... and phase=prod with it.",
         )
     if data_uri is not None and phase == "prod" and output_uri is None:
         raise ApiError(
-            400,
-            "missing_output_uri",
+            error_codes.MISSING_OUTPUT_URI,
             "Prod by reference writes its predictions to a file: add output_uri=NAME.parquet "
             "(or .csv) under the data root or an allowed bucket.",
         )
     if key is not None and data_uri is None:
-        raise ApiError(400, "key_needs_data_uri", "key= names a column copied to output_uri.")
+        raise ApiError(error_codes.KEY_NEEDS_DATA_URI, "key= names a column copied to output_uri.")
     return Params(
         phase=phase,
         model=model,
@@ -203,7 +208,7 @@ def _text(args, name: str, limit: int = 2048) -> str | None:
         return None
     value = value.strip()
     if not value or len(value) > limit:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be 1-{limit} characters.")
+        raise ApiError(_INVALID[name], f"{name} must be 1-{limit} characters.")
     return value
 
 
@@ -220,15 +225,13 @@ def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[byte
         if request.files:
             hint = f" (got field(s): {', '.join(sorted(request.files)[:5])})"
         raise ApiError(
-            400,
-            "missing_file",
+            error_codes.MISSING_FILE,
             "Send the CSV as a multipart form field named data_file, "
             f"e.g. curl -F data_file=@data.csv{hint}.",
         )
     if len(request.files.getlist("data_file")) > 1:
         raise ApiError(
-            400,
-            "multiple_files",
+            error_codes.MULTIPLE_FILES,
             "Send exactly one data_file field; this request has "
             f"{len(request.files.getlist('data_file'))}.",
         )

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sluice_common import error_codes
+from sluice_common.error_codes import ErrorCode
+
 HEAD_END = b"\r\n\r\n"
 # gunicorn's own limits bound a head at about 100 fields of 8 KiB plus an 8 KiB request line.
 MAX_HEAD_BYTES = 8190 + 100 * (8190 + 2) + 4
@@ -23,9 +26,16 @@ _EXPECT_LINE = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*(?=\r\n)", re.IG
 class Refusal:
     """A request refused while it was being read, answered by the event loop."""
 
-    status: int
-    code: str
+    error_code: ErrorCode
     message: str
+
+    @property
+    def status(self) -> int:
+        return self.error_code.status
+
+    @property
+    def code(self) -> str:
+        return self.error_code.code
 
 
 class RequestFraming:
@@ -88,8 +98,7 @@ class RequestFraming:
         if encodings:
             if lengths or [value.lower() for value in encodings] != [b"chunked"]:
                 self._refuse(
-                    400,
-                    "bad_request",
+                    error_codes.BAD_REQUEST,
                     "Only Transfer-Encoding: chunked is accepted, without a Content-Length; "
                     "send the body with a Content-Length or chunked.",
                 )
@@ -100,7 +109,7 @@ class RequestFraming:
             self.done = True
             return
         if len(set(lengths)) != 1 or not lengths[0].isdigit():
-            self._refuse(400, "bad_request", "The Content-Length header is not one number.")
+            self._refuse(error_codes.BAD_REQUEST, "The Content-Length header is not one number.")
             return
         self._remaining = int(lengths[0])
         if self.max_body is not None and self._remaining > self.max_body:
@@ -108,14 +117,13 @@ class RequestFraming:
             return
         self.done = self._remaining == 0
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        self.refusal = Refusal(status, code, message)
+    def _refuse(self, error_code: ErrorCode, message: str) -> None:
+        self.refusal = Refusal(error_code, message)
 
     def _refuse_too_large(self) -> None:
         megabytes = (self.max_body or 0) / 2**20
         self._refuse(
-            413,
-            "upload_too_large",
+            error_codes.UPLOAD_TOO_LARGE,
             f"The request body is larger than this service's {megabytes:.0f} MB limit "
             "(MAX_UPLOAD_MB). Send a smaller file or raise the limit.",
         )
@@ -154,7 +162,7 @@ class RequestFraming:
         if end < 0:
             self._pending += data[start:]
             if len(self._pending) > MAX_CHUNK_LINE:
-                self._refuse(400, "bad_request", "A chunk-size line of the body is too long.")
+                self._refuse(error_codes.BAD_REQUEST, "A chunk-size line of the body is too long.")
             return len(data)
         line = bytes(self._pending) + data[start:end]
         self._pending = bytearray()
@@ -162,8 +170,7 @@ class RequestFraming:
             # gunicorn's reader ends these lines at CRLF only: a request framed on a bare LF
             # here would leave its thread waiting on the socket for a CRLF that never comes.
             self._refuse(
-                400,
-                "bad_request",
+                error_codes.BAD_REQUEST,
                 "A line of the chunked body ends in a bare LF; end each line with CRLF.",
             )
             return end + 1
@@ -171,13 +178,17 @@ class RequestFraming:
         if self._chunk_state == "size":
             size = line.split(b";", 1)[0].strip()
             if not size or not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", size):
-                self._refuse(400, "bad_request", "A chunk size of the body is not hexadecimal.")
+                self._refuse(
+                    error_codes.BAD_REQUEST, "A chunk size of the body is not hexadecimal."
+                )
                 return end + 1
             self._remaining = int(size, 16)
             self._chunk_state = "data" if self._remaining else "trailer"
         elif self._chunk_state == "data_end":
             if line:
-                self._refuse(400, "bad_request", "A chunk of the body is longer than its size.")
+                self._refuse(
+                    error_codes.BAD_REQUEST, "A chunk of the body is longer than its size."
+                )
             self._chunk_state = "size"
         elif not line:  # trailer: an empty line ends the body
             self.done = True

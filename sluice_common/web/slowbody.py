@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from flask import Flask, request
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 READ_CHUNK = 64 * 1024  # reads are cut to this, so the rule is checked between small reads
@@ -49,7 +50,7 @@ def upload_too_slow_message(received: int, elapsed: float) -> str:
 
 
 def upload_too_slow(received: int, elapsed: float) -> ApiError:
-    return ApiError(408, "upload_too_slow", upload_too_slow_message(received, elapsed))
+    return ApiError(error_codes.UPLOAD_TOO_SLOW, upload_too_slow_message(received, elapsed))
 
 
 class DeadlineReader:

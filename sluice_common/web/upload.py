@@ -10,6 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.sansio.multipart import MultipartDecoder
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import (
     ParsedCsv,
@@ -29,8 +30,7 @@ def resolve_target(columns: list[str], requested: str | None) -> str:
         near = [c for c in columns if c.lower() == requested.lower()]
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise ApiError(
-            422,
-            "unknown_target",
+            error_codes.UNKNOWN_TARGET,
             f"Target column {requested!r} is not in the file.{hint} "
             f"Columns: {', '.join(map(repr, columns[:50]))}.",
         )
@@ -93,16 +93,14 @@ def form_limit_error(err: RequestEntityTooLarge, request: Request) -> Exception:
     code = frame.tb_frame.f_code if frame is not None else None
     if code is MultipartDecoder.next_event.__code__:
         return ApiError(
-            413,
-            "too_many_form_parts",
+            error_codes.TOO_MANY_FORM_PARTS,
             f"The form has more than {request.max_form_parts:,} parts, the limit per request "
             "(werkzeug's max_form_parts). Send the CSV as the one multipart field data_file, "
             "e.g. curl -F data_file=@data.csv.",
         )
     if code in (MultipartDecoder.receive_data.__code__, MultiPartParser.parse.__code__):
         return ApiError(
-            413,
-            "form_field_too_large",
+            error_codes.FORM_FIELD_TOO_LARGE,
             f"A text field of the form is larger than {request.max_form_memory_size:,} bytes, "
             "the limit for form fields that are not files (werkzeug's max_form_memory_size). "
             "Send the CSV as a file part: curl -F data_file=@data.csv (with @; "

@@ -10,6 +10,7 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
 bp = Blueprint("jobs", __name__)
@@ -31,7 +32,9 @@ def accepted(job_id: str):
 
 def _checked(job_id: str) -> str:
     if not JOB_ID.match(job_id):
-        raise ApiError(400, "invalid_job_id", "A job id is the 32-character id a 202 answer gave.")
+        raise ApiError(
+            error_codes.INVALID_JOB_ID, "A job id is the 32-character id a 202 answer gave."
+        )
     return job_id
 
 
@@ -40,15 +43,15 @@ def list_jobs():
     """The most recent jobs (without their answers)."""
     unknown = sorted(set(request.args) - {"limit"})
     if unknown:
-        raise ApiError(400, "unknown_parameter", "GET /jobs takes only limit=N (at most 500).")
+        raise ApiError(error_codes.UNKNOWN_PARAMETER, "GET /jobs takes only limit=N (at most 500).")
     if len(request.args.getlist("limit")) > 1:
-        raise ApiError(400, "repeated_parameter", "Give limit once.")
+        raise ApiError(error_codes.REPEATED_PARAMETER, "Give limit once.")
     try:
         limit = int(request.args.get("limit", "100"))
     except ValueError as err:
-        raise ApiError(400, "invalid_limit", "limit must be a whole number.") from err
+        raise ApiError(error_codes.INVALID_LIMIT, "limit must be a whole number.") from err
     if not 1 <= limit <= 500:
-        raise ApiError(400, "invalid_limit", "limit must be between 1 and 500.")
+        raise ApiError(error_codes.INVALID_LIMIT, "limit must be between 1 and 500.")
     return jsonify({"jobs": job_runner().store.list(limit)})
 
 

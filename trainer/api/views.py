@@ -8,6 +8,7 @@ import secrets
 import pyarrow as pa
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sluice_common import error_codes
 from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import MAX_COLUMNS
@@ -61,8 +62,7 @@ def ml():
     if params.data_uri is not None:
         if request.files or request.content_length:
             raise ApiError(
-                400,
-                "data_uri_and_file",
+                error_codes.DATA_URI_AND_FILE,
                 "Give either data_uri=... or an uploaded data_file, not both.",
             )
         work = reference_work(params)
@@ -72,8 +72,7 @@ def ml():
         current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
     ):
         raise ApiError(
-            403,
-            "arrow_not_allowed",
+            error_codes.ARROW_NOT_ALLOWED,
             "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
             "multipart field data_file instead.",
         )
@@ -125,7 +124,7 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
     state = current_app.extensions["sluice"]
     table, report, target = _table(raw, media_type, params.phase, params.target)
     if table_rows(table) == 0:
-        raise ApiError(400, "no_rows", "The file has no data rows.")
+        raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
     if params.phase == "dev":
         answer = dev_run(
             table,
@@ -157,8 +156,7 @@ def _monitor():
     monitor = current_app.extensions["sluice"].monitor
     if monitor is None:
         raise ApiError(
-            404,
-            "monitoring_off",
+            error_codes.MONITORING_OFF,
             "Monitoring is off on this trainer (MONITORING_ENABLED=0); turn it on to record "
             "prod batches.",
         )
@@ -170,7 +168,7 @@ def _summary(monitor):
     since = parse_time(query["since"], "since")
     until = parse_time(query["until"], "until")
     if since and until and since > until:
-        raise ApiError(400, "invalid_window", "since must be before until.")
+        raise ApiError(error_codes.INVALID_WINDOW, "since must be before until.")
     return monitor.summary(query["model"], query["version"], query["batch_id"], since, until)
 
 
@@ -203,7 +201,7 @@ def feedback():
         cells, _, _ = parse_upload(raw, "dev", None)
         del raw
         if table_rows(cells) == 0:
-            raise ApiError(400, "no_rows", "The file has no data rows.")
+            raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
         return jsonify(monitor.feedback(model, cells))
 
 

@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from sluice_common import settings
+from sluice_common import error_codes, settings
 from sluice_common.database import iso_utc, make_engine, utcnow
 from sluice_common.errors import ApiError
 
@@ -187,8 +187,7 @@ class JobStore:
         job = self.get(job_id)
         if job["state"] in FINISHED:
             raise ApiError(
-                409,
-                "job_finished",
+                error_codes.JOB_FINISHED,
                 f"Job {job_id} already finished ({job['state']}); there is nothing to cancel.",
             )
         self._update(job_id, cancel_requested=True)
@@ -217,22 +216,18 @@ class JobStore:
         return {r.job_id for r in rows}
 
     def _cut_off(self, job_id: str, why: str) -> None:
-        self.finish(
-            job_id,
-            "failed",
-            503,
-            error={
-                "code": "job_interrupted",
-                "message": f"The job was cut off: {why}. Nothing was promoted by it after the "
-                "cut; send the request again.",
-            },
+        err = ApiError(
+            error_codes.JOB_INTERRUPTED,
+            f"The job was cut off: {why}. Nothing was promoted by it after the cut; send the "
+            "request again.",
         )
+        self.finish(job_id, "failed", err.status, error=err.to_dict()["error"])
 
     def get(self, job_id: str, with_answer: bool = True) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
         if row is None:
-            raise ApiError(404, "job_not_found", f"No job {job_id} is recorded.")
+            raise ApiError(error_codes.JOB_NOT_FOUND, f"No job {job_id} is recorded.")
         if row.state in ("queued", "running"):
             age = (utcnow() - row.heartbeat_at).total_seconds()
             if age > self.stale_seconds:
@@ -311,8 +306,7 @@ class JobRunner:
         with self._guard:
             if len(self._active) >= self.max_queued:
                 raise ApiError(
-                    503,
-                    "busy",
+                    error_codes.BUSY,
                     f"{len(self._active)} jobs are queued or running on this trainer process; "
                     "try again when some have finished.",
                     retry_after=30,
@@ -366,34 +360,30 @@ class JobRunner:
 
     def _run(self, job_id: str, work: Callable, context: JobContext) -> None:
         if context.cancelled or not self.store.start(job_id):
-            self.store.finish(job_id, "cancelled", 499, error=_cancelled_error())
+            self._cancelled(job_id)
             return
         try:
             context.progress(stage="starting")
             status, answer = work(context)
         except JobCancelled:
-            self.store.finish(job_id, "cancelled", 499, error=_cancelled_error())
+            self._cancelled(job_id)
             return
         except ApiError as err:
             self.store.finish(job_id, "failed", err.status, error=err.to_dict()["error"])
             return
         except Exception as err:
             log.exception("job %s failed", job_id)
-            self.store.finish(
-                job_id,
-                "failed",
-                500,
-                error={
-                    "code": "job_error",
-                    "message": f"The job failed unexpectedly ({type(err).__name__}); the "
-                    "trainer's log has the details.",
-                },
+            failed = ApiError(
+                error_codes.JOB_ERROR,
+                f"The job failed unexpectedly ({type(err).__name__}); the trainer's log has the "
+                "details.",
             )
+            self.store.finish(job_id, "failed", failed.status, error=failed.to_dict()["error"])
             return
         context.progress_state["stage"] = "done"
         self.store.set_progress(job_id, context.progress_state)
         self.store.finish(job_id, "succeeded", status, answer=answer)
 
-
-def _cancelled_error() -> dict:
-    return {"code": "job_cancelled", "message": "The job was cancelled (DELETE /jobs/<id>)."}
+    def _cancelled(self, job_id: str) -> None:
+        err = ApiError(error_codes.JOB_CANCELLED, "The job was cancelled (DELETE /jobs/<id>).")
+        self.store.finish(job_id, "cancelled", err.status, error=err.to_dict()["error"])

@@ -10,6 +10,7 @@ import os
 
 from flask import current_app
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.web.upload import resolve_target
 from trainer.sources import by_reference
@@ -86,8 +87,7 @@ def reference_work(params):
         total = sum(item.size for item in files)
         if params.phase == "dev" and total > limit:
             raise ApiError(
-                413,
-                "data_too_large_for_one_machine",
+                error_codes.DATA_TOO_LARGE_FOR_ONE_MACHINE,
                 f"The files hold {total / 2**20:.0f} MB; without a Dask cluster the trainer reads "
                 f"at most DATA_LOCAL_MAX_MB={limit / 2**20:.0f} MB into its own memory. Point "
                 "the trainer at a cluster (DASK_SCHEDULER_ADDRESS) or use fewer files.",

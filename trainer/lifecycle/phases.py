@@ -17,6 +17,7 @@ import pyarrow as pa
 import requests
 from mlflow.exceptions import MlflowException
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.web import metrics
 from trainer.lifecycle import registry, tracking_health
@@ -72,8 +73,7 @@ def tracking_unavailable(err: Exception) -> ApiError:
     """The 503 answered when the MLflow tracking server cannot be used."""
     log.warning("MLflow tracking server error: %s", err)
     return ApiError(
-        503,
-        "tracking_unavailable",
+        error_codes.TRACKING_UNAVAILABLE,
         "The MLflow tracking server is not reachable; try again when it is back.",
     )
 
@@ -82,8 +82,7 @@ def tracking_refused_credentials(err: Exception) -> ApiError:
     """The 503 answered when the tracking server refuses the trainer's account."""
     log.error("MLflow refused the trainer's credentials: %s", err)
     return ApiError(
-        503,
-        "tracking_unauthorized",
+        error_codes.TRACKING_UNAUTHORIZED,
         "The MLflow tracking server refused the trainer's credentials; the operator must give "
         "the trainer the tracking server's account (MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_PASSWORD_FILE). Nothing was promoted.",
@@ -94,8 +93,7 @@ def storage_unavailable(err: OSError) -> ApiError:
     """The 503 answered when the trainer cannot use its own disk (state directory, temp)."""
     log.error("trainer storage error: %s", err)
     return ApiError(
-        503,
-        "storage_unavailable",
+        error_codes.STORAGE_UNAVAILABLE,
         "The trainer could not write its local state (disk full, or permissions on "
         "TRAINER_STATE_DIR or the temp directory); the operator must fix it. Nothing was "
         "promoted.",
@@ -111,8 +109,7 @@ def dependency_errors():
         if isinstance(err, MlflowException) and err.error_code == "INVALID_PARAMETER_VALUE":
             log.warning("MLflow refused a request: %s", err)  # it answered, and said no
             raise ApiError(
-                422,
-                "tracking_rejected",
+                error_codes.TRACKING_REJECTED,
                 f"The MLflow tracking server refused this run ({str(err.message)[:300]}). "
                 "Nothing was promoted.",
             ) from err
@@ -242,8 +239,7 @@ def dev_run(
         except UntrustedVersion as err:
             log.error("refusing to sign run %s of %r: %s", run_id, model_name, err)
             raise ApiError(
-                503,
-                "signing_failed",
+                error_codes.SIGNING_FAILED,
                 f"The logged model did not hold exactly what Sluice wrote ({err}); it was not "
                 "registered. Someone may be writing to the tracking server's artifacts.",
             ) from err
@@ -420,7 +416,7 @@ def missing_columns_error(
         candidate, decision, exact = found
         message += " " + _candidate_hint(model_name, candidate, decision, exact)
         details["candidate_version"] = candidate
-    return ApiError(422, "missing_columns", message, **details)
+    return ApiError(error_codes.MISSING_COLUMNS, message, **details)
 
 
 # Hints in error answers come from the registry, on the error path only, within this time and
@@ -517,8 +513,7 @@ def champion_for(model_name: str, cache: ChampionCache):
             champion = cache.get(model_name)
         except UntrustedVersion as err:
             raise ApiError(
-                409,
-                "untrusted_champion",
+                error_codes.UNTRUSTED_CHAMPION,
                 f"The champion alias of {model_name!r} points at a version Sluice did not sign "
                 f"({err}), and no trusted champion was served before. Train it with phase=dev "
                 "and promote=always, or point the alias at a version Sluice registered.",
@@ -528,8 +523,7 @@ def champion_for(model_name: str, cache: ChampionCache):
         if exists:
             raise _no_champion(model_name)
         raise ApiError(
-            404,
-            "model_not_found",
+            error_codes.MODEL_NOT_FOUND,
             f"No model named {model_name!r} has been trained. Train it first with phase=dev "
             f"(model={model_name}).",
         )
@@ -547,8 +541,7 @@ def _no_champion(model_name: str) -> ApiError:
     latest = _registry_hint(_latest_decision, model_name)
     if latest is None:
         return ApiError(
-            409,
-            "no_champion",
+            error_codes.NO_CHAMPION,
             f"Model {model_name!r} has versions but none is the champion. {todo}",
         )
     version, decision = latest
@@ -562,8 +555,7 @@ def _no_champion(model_name: str) -> ApiError:
         why = _why_not(decision)
         state = f"its latest version v{version} was not promoted" + (f" ({why})" if why else "")
     return ApiError(
-        409,
-        "no_champion",
+        error_codes.NO_CHAMPION,
         f"Model {model_name!r} has no champion: {state}. {todo} Or point the alias 'champion' "
         "at a version in the MLflow UI.",
         **details,
@@ -580,7 +572,7 @@ def _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored
         scored = champion.model.score_frame(table)
     except (ValueError, TypeError) as err:
         raise ApiError(
-            422, "invalid_values", f"Some values could not be scored: {str(err)[:300]}"
+            error_codes.INVALID_VALUES, f"Some values could not be scored: {str(err)[:300]}"
         ) from err
     n_rows = table_rows(table)
     metrics.record_prediction(model_name, champion.version, n_rows, time.perf_counter() - started)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
+from sluice_common import error_codes
 from sluice_common.database import iso_utc, utcnow
 from sluice_common.errors import ApiError
 from trainer.monitoring import drift, quality
@@ -35,6 +36,9 @@ class PerformanceSettings:
         return quality.Rule(tolerance=self.tolerance, confidence=self.confidence)
 
 
+_TIME_CODES = {"since": error_codes.INVALID_SINCE, "until": error_codes.INVALID_UNTIL}
+
+
 def parse_time(text: str | None, name: str) -> datetime | None:
     """An ISO 8601 time as naive UTC (a time without an offset is taken as UTC)."""
     if text is None or text == "":
@@ -45,8 +49,7 @@ def parse_time(text: str | None, name: str) -> datetime | None:
             value = value.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError) as err:  # OverflowError: beyond year 1..9999 in UTC
         raise ApiError(
-            400,
-            f"invalid_{name}",
+            _TIME_CODES[name],
             f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z; got {text[:40]!r}.",
         ) from err
     return value
@@ -133,8 +136,7 @@ class Monitor:
         version = version or self.store.latest_version(model_name)
         if version is None:
             raise ApiError(
-                404,
-                "no_monitoring_data",
+                error_codes.NO_MONITORING_DATA,
                 f"Nothing has been scored with model {model_name!r} yet; monitoring starts "
                 "with its first prod request.",
             )
@@ -162,8 +164,7 @@ class Monitor:
                 and not self.store.has_batches(model_name, version)
             ):
                 raise ApiError(
-                    404,
-                    "no_monitoring_data",
+                    error_codes.NO_MONITORING_DATA,
                     f"No prod batch of model {model_name!r} v{version} is recorded.",
                 )
         answer = {
@@ -209,8 +210,7 @@ class Monitor:
         row = self.store.batch(batch_id, with_predictions=False)
         if row is None or row.model != model_name:
             raise ApiError(
-                404,
-                "unknown_batch",
+                error_codes.UNKNOWN_BATCH,
                 f"No prod batch {batch_id[:40]!r} of model {model_name!r} is recorded "
                 "(batch ids are in the prod answers).",
             )
@@ -317,8 +317,7 @@ class Monitor:
         for needed in ("batch_id", "row"):
             if needed not in columns:
                 raise ApiError(
-                    422,
-                    "missing_columns",
+                    error_codes.MISSING_COLUMNS,
                     f"The feedback file needs columns batch_id, row and the model's target; "
                     f"it has {', '.join(map(repr, columns[:20]))}.",
                     missing_columns=[needed],
@@ -330,8 +329,7 @@ class Monitor:
         bad = next((b for b in batch_ids if not BATCH_ID.match(b)), None)
         if bad is not None:
             raise ApiError(
-                422,
-                "invalid_batch_id",
+                error_codes.INVALID_BATCH_ID_IN_LABELS,
                 f"batch_id must be the 32-character id of a prod answer; got {bad[:40]!r}.",
             )
         self.store.flush(timeout=2 * self.store.flush_seconds + 1)
@@ -342,8 +340,7 @@ class Monitor:
         unknown = sorted(b for b in set(batch_ids) if b not in info)
         if unknown:
             raise ApiError(
-                404,
-                "unknown_batch",
+                error_codes.UNKNOWN_BATCH,
                 f"{len(unknown)} batch id(s) are not recorded, such as {unknown[0][:40]!r}; use "
                 "the batch_id of a prod answer.",
                 unknown_batches=unknown[:20],
@@ -351,16 +348,14 @@ class Monitor:
         others = sorted({info[b][0] for b in batch_ids} - {model_name})
         if others:
             raise ApiError(
-                422,
-                "batch_of_another_model",
+                error_codes.BATCH_OF_ANOTHER_MODEL,
                 f"Some batches were scored by model(s) {', '.join(map(repr, others[:5]))}, not "
                 f"{model_name!r}; post their labels with model=<that name>.",
             )
         expired = sorted(b for b in set(batch_ids) if not info[b][3])
         if expired:
             raise ApiError(
-                410,
-                "predictions_expired",
+                error_codes.PREDICTIONS_EXPIRED,
                 f"The predictions of {len(expired)} batch(es), such as {expired[0]!r}, are past "
                 "the retention limit (MONITORING_RETENTION_DAYS / _ROWS): their labels cannot "
                 "be joined any more.",
@@ -371,8 +366,7 @@ class Monitor:
         if out_of_range:
             i = out_of_range[0]
             raise ApiError(
-                422,
-                "row_out_of_range",
+                error_codes.ROW_OUT_OF_RANGE,
                 f"{len(out_of_range)} row(s) are beyond their batch, such as line {i + 2}: row "
                 f"{rows[i]} of batch {batch_ids[i]!r}, which has {info[batch_ids[i]][2]} rows "
                 "(rows count from 0).",
@@ -386,16 +380,14 @@ class Monitor:
             profile = self.store.profile(model_name, version)
             if profile is None:
                 raise ApiError(
-                    422,
-                    "no_reference_profile",
+                    error_codes.NO_REFERENCE_PROFILE,
                     f"v{version} was trained before Sluice monitored models; retrain it to "
                     "receive labels.",
                 )
             target = profile["target"]
             if target not in columns:
                 raise ApiError(
-                    422,
-                    "missing_columns",
+                    error_codes.MISSING_COLUMNS,
                     f"The feedback file needs the label in a column named as the model's "
                     f"target, {target!r}.",
                     missing_columns=[target],
@@ -415,8 +407,7 @@ class Monitor:
                     else f"one of the classes {profile['classes'][:10]}"
                 )
                 raise ApiError(
-                    422,
-                    "unreadable_labels",
+                    error_codes.UNREADABLE_LABELS,
                     f"{len(bad)} label(s) are not {what}, such as {texts[bad[0]]!r} on line "
                     f"{bad[0] + 2}. Nothing was stored.",
                 )
@@ -432,8 +423,7 @@ class Monitor:
         for batch, row, label in items:
             if seen.setdefault((batch, row), label) != label:
                 raise ApiError(
-                    422,
-                    "conflicting_labels",
+                    error_codes.CONFLICTING_LABELS,
                     f"Row {row} of batch {batch!r} has two different labels in this file.",
                 )
         saved = self.store.save_labels(items)
@@ -504,8 +494,7 @@ def _read_rows(values: list) -> list[int]:
         number = int(text) if ROW.match(text) else -1
         if number < 0:
             raise ApiError(
-                422,
-                "invalid_row",
+                error_codes.INVALID_ROW,
                 f"row must be a whole number from 0 (a row's position in its prod batch); "
                 f"line {i + 2} has {text[:40]!r}.",
             )

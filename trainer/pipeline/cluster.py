@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
 from sluice_common.web.upload import resolve_target
@@ -70,8 +71,7 @@ def client_for(address: str, timeout: float = 20.0):
             shipping.ship(client)  # before any graph: a stock cluster cannot import Sluice
         except (OSError, TimeoutError, ValueError) as err:
             raise ApiError(
-                503,
-                "cluster_unavailable",
+                error_codes.CLUSTER_UNAVAILABLE,
                 f"The Dask scheduler at {public_address(address)} did not answer ({err}); the "
                 "operator must check DASK_SCHEDULER_ADDRESS and the cluster.",
             ) from err
@@ -85,8 +85,7 @@ def _workers(client) -> set[str]:
         return set(client.nthreads())
     except (OSError, TimeoutError) as err:
         raise ApiError(
-            503,
-            "cluster_unavailable",
+            error_codes.CLUSTER_UNAVAILABLE,
             f"The Dask scheduler stopped answering ({type(err).__name__}); nothing was "
             "registered. Send the request again once the cluster is back.",
         ) from err
@@ -117,7 +116,7 @@ def _gather(client, futures, context, what: str, workers: set[str] | None = None
         if type(err).__name__ == "KilledWorker":
             raise _lost(what, "a worker died repeatedly running it")
         raise ApiError(
-            500, "cluster_task_failed", f"{what} failed on the cluster: {str(err)[:300]}"
+            error_codes.CLUSTER_TASK_FAILED, f"{what} failed on the cluster: {str(err)[:300]}"
         ) from err
     if any(f.status == "cancelled" for f in futures):
         raise _lost(what, "its tasks were cancelled (a worker or the scheduler restarted)")
@@ -126,8 +125,7 @@ def _gather(client, futures, context, what: str, workers: set[str] | None = None
 
 def _lost(what: str, why: str) -> ApiError:
     return ApiError(
-        503,
-        "cluster_worker_lost",
+        error_codes.CLUSTER_WORKER_LOST,
         f"{what} stopped: {why}. Nothing was registered; send the request again once the "
         "cluster is whole.",
     )
@@ -155,8 +153,7 @@ def _read(client, files, settings, context):
         extra = [c for c in item["columns"] if c not in columns]
         if missing or extra:
             raise ApiError(
-                422,
-                "columns_differ",
+                error_codes.COLUMNS_DIFFER,
                 f"{item['name'][:200]!r} has columns {item['columns'][:10]} where the first "
                 f"file has {columns[:10]}: every file of a data_uri must have the same columns.",
             )
@@ -189,7 +186,7 @@ def train_on_cluster(
     client = client_for(address)
     workers = _workers(client)
     if not workers:
-        raise ApiError(503, "cluster_unavailable", "The Dask cluster has no workers.")
+        raise ApiError(error_codes.CLUSTER_UNAVAILABLE, "The Dask cluster has no workers.")
     context.progress(stage="reading", rows_read=0)
     loaded, columns, rows_in, report = _read(client, files, settings, context)
     target = resolve_target([str(c) for c in columns], requested_target)
@@ -208,8 +205,7 @@ def train_on_cluster(
     sample = pa.concat_tables(datasource.unify([s for s in samples if s.num_rows] or samples))
     if sample.num_rows < MIN_ROWS:
         raise ApiError(
-            422,
-            "too_few_rows",
+            error_codes.TOO_FEW_ROWS,
             f"Training needs at least {MIN_ROWS} rows with a target; the files have "
             f"{sample.num_rows}.",
         )
@@ -270,8 +266,7 @@ def train_on_cluster(
     rows_out = sum(s["rows"] for s in summaries)
     if rows_out < MIN_ROWS:
         raise ApiError(
-            422,
-            "too_few_rows",
+            error_codes.TOO_FEW_ROWS,
             f"Only {rows_out} rows have a readable target; training needs {MIN_ROWS}.",
         )
     counts_total = _tree_sum(client, client.map(parts.content_counts, prepared, pure=False))
@@ -324,8 +319,7 @@ def train_on_cluster(
     if not spec["inputs"]:
         reasons = "; ".join(f"{d['name']}: {d['reason']}" for d in spec["dropped"]) or "none"
         raise ApiError(
-            422,
-            "no_usable_features",
+            error_codes.NO_USABLE_FEATURES,
             f"No column besides the target can be used as a feature (dropped: {reasons}).",
         )
     key_columns = [k.name for k in kinds] + [target]
@@ -356,8 +350,7 @@ def train_on_cluster(
     n_stop = sum(c["stop"] for c in counts)
     if n_fit < 2 or n_stop < 1:
         raise ApiError(
-            422,
-            "too_few_rows",
+            error_codes.TOO_FEW_ROWS,
             f"The {rows_out} rows hold too few distinct rows to train on; add more data.",
         )
     names = spec["feature_names"]
@@ -643,8 +636,7 @@ def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context,
         if time.monotonic() - last_change > STALL_SECONDS:
             stop.set()
             raise ApiError(
-                503,
-                "cluster_training_stalled",
+                error_codes.CLUSTER_TRAINING_STALLED,
                 f"Training on the cluster made no progress for {STALL_SECONDS} s (a worker "
                 "busy with an earlier training cut off by a restart, or a stuck collective). "
                 "Nothing was registered; restart the Dask workers and send the request again.",
@@ -658,7 +650,7 @@ def _train(client, dxgb, params, dtrain, rounds, evals, early_stopping, context,
         if context.cancelled:
             raise JobCancelled() from err
         raise ApiError(
-            500, "cluster_training_failed", f"Training on the cluster failed: {str(err)[:300]}"
+            error_codes.CLUSTER_TRAINING_FAILED, f"Training on the cluster failed: {str(err)[:300]}"
         ) from err
     if context.cancelled:
         raise JobCancelled()
@@ -703,7 +695,7 @@ def score_on_cluster(
     client = client_for(address)
     workers = _workers(client)
     if not workers:
-        raise ApiError(503, "cluster_unavailable", "The Dask cluster has no workers.")
+        raise ApiError(error_codes.CLUSTER_UNAVAILABLE, "The Dask cluster has no workers.")
     model = champion.model
     payload = client.scatter(parts.payload_of(model), broadcast=True)
     writer = by_reference.OutputWriter(output, settings)

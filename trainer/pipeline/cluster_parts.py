@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 from dask.sizeof import sizeof
 
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
 from trainer.fit import rows as rowsets
 from trainer.fit.features import clean_table, level_counts
 from trainer.model import sluice_cells as cells
@@ -290,7 +292,6 @@ def rules_source(rules) -> bytes:
     """The source of a model's cell rules. A version loaded from the registry ran them from a
     temporary copy that is gone; their module is named by their digest (sluice_model
     .load_rules), so the copy still on disk, or this trainer's own file, is checked against it."""
-    from sluice_common.errors import ApiError
     from trainer.lifecycle.registry import RULES_CODE_PATH
 
     wanted = rules.__name__.rsplit("_", 1)[-1]
@@ -304,8 +305,7 @@ def rules_source(rules) -> bytes:
         if mine or hashlib.sha256(source).hexdigest()[:16] == wanted:
             return source
     raise ApiError(
-        409,
-        "rules_unavailable",
+        error_codes.RULES_UNAVAILABLE,
         "The champion's cell rules are not available to send to the cluster (a version from an "
         "older Sluice); retrain it, or score without DASK_SCHEDULER_ADDRESS.",
     )
@@ -346,7 +346,6 @@ def model_of(payload: ModelPayload):
 
 def score_file(item, settings, payload: ModelPayload, options, columns, batch_id) -> dict:
     """Read, score and count one file: its output rows, warnings and monitoring counts."""
-    from sluice_common.errors import ApiError
     from trainer.monitoring.monitor import scored_counts
     from trainer.monitoring.profile import Compiled
     from trainer.sources.by_reference import check_key, output_columns
@@ -357,8 +356,7 @@ def score_file(item, settings, payload: ModelPayload, options, columns, batch_id
     missing = [n for n in model.required_columns if n not in table.column_names]
     if missing:
         raise ApiError(
-            422,
-            "missing_columns",
+            error_codes.MISSING_COLUMNS,
             f"{item.name[:200]!r} lacks columns the model needs: {', '.join(map(repr, missing))}.",
             missing_columns=missing,
         )

@@ -11,6 +11,7 @@ import pyarrow as pa
 import xgboost as xgb
 from sklearn import metrics as skm
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
 from sluice_common.web.params import TASKS
@@ -125,8 +126,7 @@ def check_repeated_classes(codes: np.ndarray, name: str) -> None:
     counts = np.bincount(codes.astype("int64")) if len(codes) else np.zeros(0, "int64")
     if len(counts) and counts.max() <= 1:
         raise ApiError(
-            422,
-            "no_repeated_classes",
+            error_codes.NO_REPEATED_CLASSES,
             f"The target {name!r} has {len(codes)} rows and {len(codes)} distinct values: "
             "every class has a single row, so no class can be learned (is it a date, an id "
             "or free text?). Name the column to predict with target=NAME (without it the "
@@ -139,7 +139,7 @@ def check_repeated_classes(codes: np.ndarray, name: str) -> None:
 def _read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool) -> Target:
     if requested not in TASKS:
         raise ApiError(
-            400, "invalid_task", f"task must be one of {', '.join(TASKS)}; got {requested!r}."
+            error_codes.INVALID_TASK, f"task must be one of {', '.join(TASKS)}; got {requested!r}."
         )
     distinct = distinct_of(column)
     number = fit_number_format(distinct, prefer_comma, share=0.0)
@@ -149,8 +149,7 @@ def _read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool
     if requested == "regression" and not mostly_numeric:
         example = _first_unreadable(distinct, number) if number else ""
         raise ApiError(
-            422,
-            "target_not_numeric",
+            error_codes.TARGET_NOT_NUMERIC,
             f"Regression needs a numeric target; {name!r} has values like {example!r}. "
             "Use task=classification or pick another target.",
         )
@@ -186,8 +185,7 @@ def _read_target(column: pa.Array, name: str, requested: str, prefer_comma: bool
         # own (a 150-class model of one row each), and too few are numbers for regression.
         share = 1 - number["unreadable"] / distinct.total
         raise ApiError(
-            422,
-            "ambiguous_target",
+            error_codes.AMBIGUOUS_TARGET,
             f"{name!r} is {share:.0%} numbers and the rest text (such as "
             f"{_first_unreadable(distinct, number)!r}): clean the column so that its values "
             "are numbers (at least 95%) or labels, or set task=classification to keep every "
@@ -202,15 +200,13 @@ def _classes(column: pa.Array, name: str, reason: str) -> Target:
     present = sorted((key for key in pd.unique(labels) if key is not None), key=_label_order)
     if len(present) < 2:
         raise ApiError(
-            422,
-            "single_class",
+            error_codes.SINGLE_CLASS,
             f"The target {name!r} has a single value ({present[0]!r}); "
             "classification needs at least two classes.",
         )
     if len(present) > MAX_CLASSES:
         raise ApiError(
-            422,
-            "too_many_classes",
+            error_codes.TOO_MANY_CLASSES,
             f"The target has {len(present)} distinct values; at most {MAX_CLASSES} classes are "
             "supported. Use task=regression for a numeric target.",
         )
@@ -392,13 +388,12 @@ def train_model(
     table = clean_table(rowsets.as_table(data))
     rows_in = table.num_rows
     if target not in table.column_names:
-        raise ApiError(422, "unknown_target", f"Target column {target!r} is not in the table.")
+        raise ApiError(error_codes.UNKNOWN_TARGET, f"Target column {target!r} is not in the table.")
     if table.column_names == [target]:
         raise one_column_error(target)  # a file read as one column: say so, not "no features"
     if table.column(target).null_count == rows_in:
         raise ApiError(
-            422,
-            "empty_target",
+            error_codes.EMPTY_TARGET,
             f"Target column {target!r} has no values. Pick another column with ?target=NAME.",
         )
     empty = rowsets.empty_rows(table)
@@ -407,8 +402,7 @@ def train_model(
     dropped_rows = {"empty": int(empty.sum()), "missing_target": int(no_target.sum())}
     if table.num_rows < MIN_ROWS:
         raise ApiError(
-            422,
-            "too_few_rows",
+            error_codes.TOO_FEW_ROWS,
             f"Training needs at least {MIN_ROWS} rows with a target; this file has "
             f"{table.num_rows}.",
         )
@@ -419,8 +413,7 @@ def train_model(
         table = rowsets.keep_rows(table, read.keep)
         if table.num_rows < MIN_ROWS:
             raise ApiError(
-                422,
-                "too_few_rows",
+                error_codes.TOO_FEW_ROWS,
                 f"Only {table.num_rows} rows have a readable target; training needs {MIN_ROWS}.",
             )
     y = read.y
@@ -438,8 +431,7 @@ def train_model(
     fit_idx, valid_idx = np.flatnonzero(~held), np.flatnonzero(held)
     if len(fit_idx) < 2:
         raise ApiError(
-            422,
-            "too_few_rows",
+            error_codes.TOO_FEW_ROWS,
             f"The {table.num_rows} rows hold too few distinct rows to train on; add more data.",
         )
     spec = fit_feature_spec(
@@ -456,8 +448,7 @@ def train_model(
     if not spec["inputs"]:
         reasons = "; ".join(f"{d['name']}: {d['reason']}" for d in spec["dropped"]) or "none"
         raise ApiError(
-            422,
-            "no_usable_features",
+            error_codes.NO_USABLE_FEATURES,
             f"No column besides the target can be used as a feature (dropped: {reasons}).",
         )
     complete_spec(spec, read, target, table.column_names, config.validation_fraction, key_columns)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.pipeline.row_flags import (
     FLAGS_COLUMN,
@@ -130,13 +131,12 @@ def check_key(options: ProdOptions, columns: list[str], required: list[str]) -> 
         return
     if options.key not in columns:
         raise ApiError(
-            422, "unknown_key", f"key column {options.key[:100]!r} is not in the input files."
+            error_codes.UNKNOWN_KEY, f"key column {options.key[:100]!r} is not in the input files."
         )
     taken = (*OUTPUT_KEY_COLUMNS, "prediction", "batch_id", FLAGS_COLUMN)
     if options.key in taken or options.key.startswith("proba_"):
         raise ApiError(
-            422,
-            "invalid_key",
+            error_codes.INVALID_KEY_COLUMN,
             f"key column {options.key!r} would collide with an output column; rename it.",
         )
 
@@ -179,7 +179,7 @@ class OutputWriter:
             except FileExistsError as err:
                 os.unlink(partial)
                 raise ApiError(
-                    409, "output_exists", f"{self.output.name!r} appeared while the job ran."
+                    error_codes.OUTPUT_EXISTS, f"{self.output.name!r} appeared while the job ran."
                 ) from err
             os.unlink(partial)
         else:
@@ -190,7 +190,7 @@ class OutputWriter:
             if s3.get_file_info(self.output.location).type != fs.FileType.NotFound:
                 s3.delete_file(partial)
                 raise ApiError(
-                    409, "output_exists", f"{self.output.name!r} appeared while the job ran."
+                    error_codes.OUTPUT_EXISTS, f"{self.output.name!r} appeared while the job ran."
                 )
             s3.move(partial, self.output.location)
         return {

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sluice_common import settings
+from sluice_common import error_codes, settings
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import parse_csv
 
@@ -110,8 +110,7 @@ def _format_of(name: str, suffixes=CSV_SUFFIXES + PARQUET_SUFFIXES) -> str | Non
 
 def _too_many(count: int, limit: int) -> ApiError:
     return ApiError(
-        400,
-        "too_many_files",
+        error_codes.TOO_MANY_FILES,
         f"The data_uri matches {count} or more files; at most {limit} are read per request. "
         "Merge small files or point at fewer.",
     )
@@ -120,8 +119,7 @@ def _too_many(count: int, limit: int) -> ApiError:
 def _local_root(settings: DataSettings) -> str:
     if not settings.root:
         raise ApiError(
-            400,
-            "data_root_not_configured",
+            error_codes.DATA_ROOT_NOT_CONFIGURED,
             "This trainer reads no local paths: the operator sets SLUICE_DATA_ROOT to a "
             "directory shared with the workers (or use an s3:// URI).",
         )
@@ -134,8 +132,7 @@ def _inside(path: str, root: str) -> bool:
 
 def _outside(uri: str) -> ApiError:
     return ApiError(
-        400,
-        "outside_data_root",
+        error_codes.OUTSIDE_DATA_ROOT,
         f"{uri[:200]!r} resolves outside the data root; give a path inside SLUICE_DATA_ROOT "
         "(relative to it, or absolute within it).",
     )
@@ -144,7 +141,7 @@ def _outside(uri: str) -> ApiError:
 def _local_path(uri: str, root: str) -> str:
     """The URI as an absolute path, refused when it (before any glob) leaves the root."""
     if "\0" in uri:
-        raise ApiError(400, "invalid_data_uri", "data_uri holds a NUL character.")
+        raise ApiError(error_codes.INVALID_DATA_URI, "data_uri holds a NUL character.")
     path = uri[len("file://") :] if uri.lower().startswith("file://") else uri
     path = os.path.normpath(os.path.join(root, path))
     fixed = path
@@ -160,12 +157,11 @@ def _local_path(uri: str, root: str) -> str:
 def _check_uri(uri: str) -> str:
     uri = (uri or "").strip()
     if not uri or len(uri) > 2048:
-        raise ApiError(400, "invalid_data_uri", "data_uri must be 1-2048 characters.")
+        raise ApiError(error_codes.INVALID_DATA_URI, "data_uri must be 1-2048 characters.")
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme not in ("", "s3", "file"):
         raise ApiError(
-            400,
-            "unsupported_data_uri",
+            error_codes.UNSUPPORTED_DATA_URI,
             f"data_uri scheme {scheme[:20]!r} is not supported; use s3://bucket/prefix/ or a "
             "path under the data root.",
         )
@@ -181,15 +177,13 @@ def resolve_files(uri: str, settings: DataSettings) -> list[DataFile]:
     )
     if not files:
         raise ApiError(
-            404,
-            "no_data_files",
+            error_codes.NO_DATA_FILES,
             f"No .csv or .parquet file matches {uri[:200]!r}.",
         )
     for item in files:
         if item.size > settings.max_file_bytes:
             raise ApiError(
-                413,
-                "data_file_too_large",
+                error_codes.DATA_FILE_TOO_LARGE,
                 f"{item.name[:200]!r} is {item.size / 2**20:.0f} MB; files of at most "
                 f"{settings.max_file_bytes / 2**20:.0f} MB are read (one file is one partition): "
                 "split it into several files.",
@@ -210,7 +204,9 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
     elif os.path.exists(path):
         matches, explicit = [path], True
     else:
-        raise ApiError(404, "no_data_files", f"{uri[:200]!r} does not exist under the data root.")
+        raise ApiError(
+            error_codes.NO_DATA_FILES, f"{uri[:200]!r} does not exist under the data root."
+        )
     files = []
     for match in sorted(matches):
         real = os.path.realpath(match)
@@ -220,8 +216,7 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
         if fmt is None:
             if explicit:
                 raise ApiError(
-                    400,
-                    "unsupported_format",
+                    error_codes.UNSUPPORTED_FORMAT,
                     f"{uri[:200]!r} is neither .csv nor .parquet.",
                 )
             continue
@@ -238,8 +233,7 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
         )
         if not files:
             raise ApiError(
-                404,
-                "no_data_files",
+                error_codes.NO_DATA_FILES,
                 f"No .csv or .parquet file matches {uri[:200]!r} inside the data root; "
                 f"{listing.links_out} folder link(s) leading outside it were not followed.",
             )
@@ -248,8 +242,7 @@ def _local_files(uri: str, settings: DataSettings) -> list[DataFile]:
 
 def _link_outside(name: str) -> ApiError:
     return ApiError(
-        400,
-        "outside_data_root",
+        error_codes.OUTSIDE_DATA_ROOT,
         f"{name[:200]!r}, which the data_uri names, links to a file outside the data root and "
         "is not read: remove the link, move the file inside SLUICE_DATA_ROOT, or narrow the "
         "data_uri.",
@@ -304,8 +297,7 @@ class _Listing:
 
 def _too_broad() -> ApiError:
     return ApiError(
-        400,
-        "data_uri_too_broad",
+        error_codes.DATA_URI_TOO_BROAD,
         f"Listing the data_uri took over {LISTING_SECONDS:.0f} s (a very large tree); point at "
         "a narrower folder or pattern.",
     )
@@ -382,16 +374,17 @@ def _bounded(matches, settings: DataSettings, root: str) -> list[str]:
 def _bucket_and_key(uri: str, settings: DataSettings) -> tuple[str, str]:
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
-        raise ApiError(400, "invalid_data_uri", "An s3:// URI needs a bucket: s3://bucket/prefix/.")
+        raise ApiError(
+            error_codes.INVALID_DATA_URI, "An s3:// URI needs a bucket: s3://bucket/prefix/."
+        )
     if bucket not in settings.buckets:
         raise ApiError(
-            403,
-            "bucket_not_allowed",
+            error_codes.BUCKET_NOT_ALLOWED,
             f"Bucket {bucket[:63]!r} is not one this trainer may use; the operator lists allowed "
             "buckets in SLUICE_DATA_BUCKETS.",
         )
     if ".." in key.split("/"):
-        raise ApiError(400, "invalid_data_uri", "An s3 key may not contain '..' segments.")
+        raise ApiError(error_codes.INVALID_DATA_URI, "An s3 key may not contain '..' segments.")
     return bucket, key
 
 
@@ -399,15 +392,13 @@ def _s3_error(err: Exception, uri: str) -> ApiError:
     text = str(err)
     if any(sign in text for sign in ("AccessDenied", "ACCESS_DENIED", "403", "InvalidAccessKeyId")):
         return ApiError(
-            403,
-            "s3_access_denied",
+            error_codes.S3_ACCESS_DENIED,
             f"The object store refused the trainer's credentials for {uri[:200]!r}.",
         )
     if "NoSuchBucket" in text:
-        return ApiError(404, "no_data_files", f"The bucket of {uri[:200]!r} does not exist.")
+        return ApiError(error_codes.NO_DATA_FILES, f"The bucket of {uri[:200]!r} does not exist.")
     return ApiError(
-        503,
-        "s3_unavailable",
+        error_codes.S3_UNAVAILABLE,
         f"The object store could not be read for {uri[:200]!r} ({text[:200]}); try again later.",
     )
 
@@ -448,7 +439,7 @@ def _s3_files(uri: str, settings: DataSettings) -> list[DataFile]:
         if fmt is None:
             if explicit:
                 raise ApiError(
-                    400, "unsupported_format", f"{uri[:200]!r} is neither .csv nor .parquet."
+                    error_codes.UNSUPPORTED_FORMAT, f"{uri[:200]!r} is neither .csv nor .parquet."
                 )
             continue
         if len(files) >= settings.max_files:
@@ -463,8 +454,7 @@ def resolve_output(uri: str, settings: DataSettings) -> Output:
     fmt = _format_of(uri, OUTPUT_SUFFIXES)
     if fmt is None or any(char in uri for char in GLOB_CHARS):
         raise ApiError(
-            400,
-            "invalid_output_uri",
+            error_codes.INVALID_OUTPUT_URI,
             "output_uri must name one new file ending in .parquet or .csv (no wildcards).",
         )
     if uri.lower().startswith("s3://"):
@@ -488,19 +478,21 @@ def resolve_output(uri: str, settings: DataSettings) -> Output:
         raise _outside(uri)
     if not os.path.isdir(folder):
         raise ApiError(
-            400, "invalid_output_uri", f"The folder of {uri[:200]!r} does not exist under the root."
+            error_codes.INVALID_OUTPUT_URI,
+            f"The folder of {uri[:200]!r} does not exist under the root.",
         )
     target = os.path.join(folder, os.path.basename(path))
     if len(os.path.basename(target).encode()) > 200:
-        raise ApiError(400, "invalid_output_uri", "The output file's name is over 200 bytes.")
+        raise ApiError(error_codes.INVALID_OUTPUT_URI, "The output file's name is over 200 bytes.")
     if os.path.basename(target).startswith("."):
-        raise ApiError(400, "invalid_output_uri", "The output file's name may not start with '.'.")
+        raise ApiError(
+            error_codes.INVALID_OUTPUT_URI, "The output file's name may not start with '.'."
+        )
     if os.path.lexists(target):
         raise _output_exists(uri)
     if os.path.lexists(target + ".partial"):
         raise ApiError(
-            409,
-            "output_in_progress",
+            error_codes.OUTPUT_IN_PROGRESS,
             f"{uri[:200]!r} is being written by another job (or one cut off left "
             f"{os.path.basename(target)}.partial: remove it).",
         )
@@ -509,8 +501,7 @@ def resolve_output(uri: str, settings: DataSettings) -> Output:
 
 def _output_exists(uri: str) -> ApiError:
     return ApiError(
-        409,
-        "output_exists",
+        error_codes.OUTPUT_EXISTS,
         f"{uri[:200]!r} already exists; predictions never overwrite a file. Pick a new name.",
     )
 
@@ -526,7 +517,8 @@ def _read_bytes(item: DataFile, settings: DataSettings) -> bytes:
             handle = os.fdopen(os.open(real, os.O_RDONLY | os.O_NOFOLLOW), "rb")
         except OSError as err:
             raise ApiError(
-                404, "no_data_files", f"{item.name[:200]!r} can no longer be read ({err.strerror})."
+                error_codes.NO_DATA_FILES,
+                f"{item.name[:200]!r} can no longer be read ({err.strerror}).",
             ) from err
         with handle:
             return handle.read(settings.max_file_bytes + 1)
@@ -552,8 +544,7 @@ def _plain_columns(table: pa.Table, name: str) -> pa.Table:
             column = column.cast(pa.large_string())  # exact; beyond 2**53 a float would round
         elif pa.types.is_duration(kind) or pa.types.is_time(kind) or pa.types.is_interval(kind):
             raise ApiError(
-                422,
-                "unsupported_column",
+                error_codes.UNSUPPORTED_COLUMN,
                 f"{name}: column {field_.name!r} is {kind}; store it as a number (say, seconds) "
                 "or as text.",
             )
@@ -568,12 +559,11 @@ def _plain_columns(table: pa.Table, name: str) -> pa.Table:
                 column = column.cast(pa.large_string())
             except pa.ArrowInvalid as err:
                 raise ApiError(
-                    422, "unsupported_column", f"{name}: column {field_.name!r} is not text."
+                    error_codes.UNSUPPORTED_COLUMN, f"{name}: column {field_.name!r} is not text."
                 ) from err
         elif pa.types.is_nested(kind):
             raise ApiError(
-                422,
-                "unsupported_column",
+                error_codes.UNSUPPORTED_COLUMN,
                 f"{name}: column {field_.name!r} is {kind}; only flat columns can be read.",
             )
         columns.append(column)
@@ -585,14 +575,13 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
     was detected about it. Errors name the file."""
     raw = _read_bytes(item, settings)
     if len(raw) > settings.max_file_bytes:
-        raise ApiError(413, "data_file_too_large", f"{item.name[:200]!r} grew past the limit.")
+        raise ApiError(error_codes.DATA_FILE_TOO_LARGE, f"{item.name[:200]!r} grew past the limit.")
     if item.format == "parquet":
         try:
             table = pq.read_table(io.BytesIO(raw))
         except (pa.ArrowException, OSError) as err:
             raise ApiError(
-                400,
-                "invalid_parquet",
+                error_codes.INVALID_PARQUET,
                 f"{item.name[:200]!r} is not readable Parquet ({str(err)[:200]}).",
             ) from err
         del raw
@@ -602,7 +591,7 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
     except ApiError as err:
         if err.code in ("no_rows", "empty_file"):  # exports often hold empty parts: 0 rows
             return _empty_csv(raw), {"format": "csv", "rows": 0}
-        raise ApiError(err.status, err.code, f"{item.name[:200]}: {err.message}") from err
+        raise ApiError(err.error_code, f"{item.name[:200]}: {err.message}") from err
     del raw
     table = pa.Table.from_pandas(parsed.frame, preserve_index=False)
     return table, {
@@ -643,8 +632,7 @@ def align(table: pa.Table, columns: list[str], name: str) -> pa.Table:
         if extra:
             detail.append(f"has other columns {', '.join(map(repr, extra[:10]))}")
         raise ApiError(
-            422,
-            "columns_differ",
+            error_codes.COLUMNS_DIFFER,
             f"{name[:200]!r} {' and '.join(detail)}: every file of a data_uri must have the same "
             "columns.",
         )

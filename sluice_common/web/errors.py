@@ -1,0 +1,70 @@
+"""ApiError, werkzeug's HTTP errors and unexpected exceptions as JSON responses in the one
+error shape (sluice_common/errors.py; the codes are in sluice_common/error_codes.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Machine codes for the HTTP errors werkzeug raises on its own (routing, limits).
+HTTP_CODES = {
+    entry.status: entry
+    for entry in (
+        error_codes.BAD_REQUEST,
+        error_codes.UNAUTHORIZED,
+        error_codes.NOT_FOUND,
+        error_codes.METHOD_NOT_ALLOWED,
+        error_codes.UPLOAD_TOO_LARGE,
+        error_codes.UNSUPPORTED_MEDIA_TYPE,
+    )
+}
+
+
+def error_response(err: ApiError):
+    """A Flask response for `err` (with Retry-After when it says when to come back)."""
+    seconds = err.details.get("retry_after")
+    headers = {"Retry-After": str(seconds)} if seconds else {}
+    return jsonify(err.to_dict()), err.status, headers
+
+
+def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> None:
+    """Render ApiError, werkzeug HTTP errors and unexpected exceptions as JSON."""
+    app.register_error_handler(ApiError, error_response)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        status = err.code or 500
+        message = err.description or err.name
+        if status == 413:
+            limit = max_upload_mb if max_upload_mb is not None else "the configured"
+            message = (
+                f"The upload is larger than the {limit} MB limit (MAX_UPLOAD_MB). "
+                "Send a smaller file or raise the limit."
+            )
+        elif status == 404:
+            message = "No such endpoint. See the README for the API: POST /analyze, GET /health."
+        elif status == 405:
+            message = f"Method not allowed here; allowed: {', '.join(err.valid_methods or [])}."
+        if status in HTTP_CODES:
+            return error_response(ApiError(HTTP_CODES[status], message))
+        # Another status (werkzeug's own): its code says only that, with the status it has.
+        body = {"error": {"code": error_codes.HTTP_ERROR.code, "message": message}}
+        return jsonify(body), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        # A bug, not bad input: log the traceback, never send it.
+        log.exception("unhandled error")
+        return error_response(
+            ApiError(
+                error_codes.INTERNAL_ERROR,
+                "Unexpected server error; the details are in the service log.",
+            )
+        )
