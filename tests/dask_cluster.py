@@ -372,6 +372,9 @@ class DaskCluster:
         env.update(
             PYTHONUNBUFFERED="1",
             DASK_CONFIG=os.path.join(self.directory, "config"),
+            # The scheduler's scratch space (it has no --local-directory): in our dir, removed
+            # with it, as is what the trainer ships there (trainer/pipeline/shipping.py).
+            DASK_TEMPORARY_DIRECTORY=self.directory,
             SLUICE_DASK_PROCESS=name,
         )
         env.update(self.extra_env)

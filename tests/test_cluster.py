@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -20,7 +22,7 @@ import requests
 from tests.dask_cluster import DaskCluster
 from tests.stack import LocalStack, post_csv
 from tests.test_jobs import wait_job
-from trainer.pipeline import cluster
+from trainer.pipeline import cluster, shipping
 from trainer.pipeline.training import TrainingConfig, train_model
 from trainer.sources import by_reference
 from trainer.sources import files as datasource
@@ -107,13 +109,28 @@ def dask_stack(tmp_path_factory, files, dask):
 
 
 def test_the_workers_have_no_sluice_code_of_their_own(dask):
-    """First in the module: before any job ships Sluice's code to the cluster."""
+    """First in the module: before any job ships Sluice's code to the cluster, the worker
+    processes fail to import it; a new interpreter like theirs fails at any time."""
+
+    def fresh_import(name: str) -> str:
+        """On a worker: import name in a new interpreter with the worker's executable,
+        environment and cwd; its stderr. (Nested: sent by value, tests/ is not there.)"""
+        command = [sys.executable, "-c", f"import {name}"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60).stderr
+
     with dask.client() as client:
         for address in dask.worker_addresses:
             future = client.submit(importlib.import_module, "trainer", workers=[address])
             with pytest.raises(ModuleNotFoundError, match="trainer"):
                 future.result(timeout=30)
+            for name in ("trainer", "sluice_common"):
+                stderr = client.submit(fresh_import, name, workers=[address], pure=False).result(
+                    timeout=90
+                )
+                assert f"No module named '{name}'" in stderr
             assert client.submit(sum, [1, 2], workers=[address]).result(timeout=30) == 3
+        with pytest.raises(ModuleNotFoundError, match="trainer"):
+            client.run_on_scheduler(importlib.import_module, "trainer")
 
 
 def test_the_cluster_applies_the_single_machine_rules(files, dask):
@@ -148,6 +165,12 @@ def test_the_cluster_applies_the_single_machine_rules(files, dask):
     assert abs(on_cluster.metrics["rmse"] - alone.metrics["rmse"]) < 0.05 * alone.metrics["rmse"]
     assert on_cluster.metrics["r2"] > 0.9
     assert on_cluster.report["cluster"]["workers"] == 2
+    # The code that ran: this trainer's, as it shipped it, on the scheduler and each worker.
+    shipped = f"sluice-code-{shipping.bundle()[0]}{os.sep}trainer{os.sep}__init__.py"
+    where = lambda: sys.modules["trainer"].__file__  # noqa: E731
+    with dask.client() as client:
+        places = [client.run_on_scheduler(where), *client.run(where).values()]
+    assert len(places) == 3 and all(p.endswith(shipped) for p in places), places
 
 
 def test_train_and_score_by_reference_on_the_cluster(files, dask_stack, model_name):

@@ -12,6 +12,9 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
+from tests.dask_cluster import DaskCluster, DaskUnavailable, find_dask
 from tests.stack import ROOT
 from trainer.pipeline import shipping
 
@@ -87,3 +90,36 @@ def test_installed_code_replaces_a_checkout_and_an_older_copy(tmp_path):
     assert all(s["from_target"] and s["model_forgotten"] for s in seen)
     assert [s["copies_on_path"] for s in seen] == [1, 1, 1]
     assert sorted(os.listdir(tmp_path)) == ["sluice-code-aaaa", "sluice-code-bbbb"]
+
+
+def test_a_stock_cluster_gets_the_code_once_and_again_after_a_restart():
+    """Workers that start later get it from the scheduler; a restarted cluster (no plugins, no
+    metadata) gets it with the next ship(); the client is the same throughout, as a trainer's
+    is."""
+    digest = shipping.bundle()[0]
+
+    def where() -> str:  # nested: sent by value (tests/ is not on a stock cluster)
+        import trainer
+
+        return trainer.__file__
+
+    def places(client) -> list[str]:
+        futures = [client.submit(where, workers=[a], pure=False) for a in cluster.worker_addresses]
+        return [*client.gather(futures), client.run_on_scheduler(where)]
+
+    try:
+        find_dask()
+    except DaskUnavailable as error:
+        pytest.skip(str(error))
+    with DaskCluster(n_workers=2, stock=True) as cluster, cluster.client() as client:
+        assert shipping.ship(client) == digest
+        assert all(f"sluice-code-{digest}" in p for p in places(client))
+        cluster.kill_worker(1)
+        cluster.start_worker(1)  # a new process: the scheduler sends it the worker plugin
+        assert all(f"sluice-code-{digest}" in p for p in places(client))
+        cluster.restart()  # a new scheduler and workers: nothing shipped, nothing on record
+        client.wait_for_workers(2, timeout=60)
+        with pytest.raises(ModuleNotFoundError):
+            client.run_on_scheduler(where)
+        assert shipping.ship(client) == digest
+        assert all(f"sluice-code-{digest}" in p for p in places(client))
