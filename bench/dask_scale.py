@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from tests.stack import ROOT
+from testkit.stack import ROOT
 
 RESULTS = os.path.join(ROOT, "bench", "results", "dask_scale.json")
 TARGET = "churned"

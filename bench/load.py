@@ -23,7 +23,7 @@ import orjson
 
 from bench.data import query_csv, train_csv
 from bench.loadgen import Client, analyze_target
-from tests.stack import LocalStack, post_csv
+from testkit.stack import LocalStack, post_csv
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 

@@ -22,7 +22,7 @@ import orjson
 
 from bench.data import query_csv, train_csv
 from bench.loadgen import Client, analyze_target, closed_loop
-from tests.stack import ROOT, LocalStack
+from testkit.stack import ROOT, LocalStack
 
 MODEL = "bench_monitoring"
 RESULTS = os.path.join(ROOT, "bench", "results", "monitoring.json")

@@ -33,8 +33,8 @@ import requests
 from bench import monitoring as monitoring_bench
 from bench.data import TARGET, query_csv, train_csv
 from bench.loadgen import Client, analyze_target, closed_loop, invocations_target
-from bench.procmem import PeakSampler, group_processes, group_pss, settled_rss
-from tests.stack import ROOT, LocalStack, free_port
+from testkit.procmem import PeakSampler, group_processes, group_pss, settled_rss
+from testkit.stack import ROOT, LocalStack, free_port
 
 GIB = 1024**3
 MIB = 1024**2

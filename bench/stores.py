@@ -5,7 +5,7 @@
 
 A keeps MLflow's backend store and the monitoring tables in SQLite files (local mode's
 default); B keeps both in one PostgreSQL database (SLUICE_DB_*, as Compose does) on a throwaway
-server from tests/postgres.py. Artifacts, MLflow's auth store and everything else are the same
+server from testkit/postgres.py. Artifacts, MLflow's auth store and everything else are the same
 on both. Measured, each pair of requests alternating A-B, B-A:
 
 - fresh starts: seconds from `scripts/local.sh start` (and from MLflow's launch) until the
@@ -42,8 +42,8 @@ import orjson
 
 from bench.data import TARGET, query_csv, train_csv
 from bench.loadgen import Client, analyze_target
-from tests.postgres import running_postgres
-from tests.stack import ROOT, LocalStack
+from testkit.postgres import running_postgres
+from testkit.stack import ROOT, LocalStack
 
 RESULTS = os.path.join(ROOT, "bench", "results", "stores.json")
 MODEL = "bench_stores"
@@ -296,7 +296,7 @@ def measure(plan: Plan, workdir: str) -> dict:
     }
     log("starting a throwaway PostgreSQL server")
     with running_postgres() as postgres:
-        result["postgres"] = {"bindir": postgres.bindir, "settings": "fsync=off (tests/postgres)"}
+        result["postgres"] = {"bindir": postgres.bindir, "settings": "fsync=off (testkit/postgres)"}
         stores = Stores(workdir, postgres)
         result["starts"] = measure_starts(stores, plan.starts)
         stacks = {side: stores.stack(side, "main") for side in SIDES}

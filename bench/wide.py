@@ -31,7 +31,7 @@ import pandas as pd
 import xgboost as xgb
 
 from bench.loadgen import Client, analyze_target
-from tests.stack import ROOT, LocalStack
+from testkit.stack import ROOT, LocalStack
 
 RESULTS = os.path.join(ROOT, "bench", "results", "wide.json")
 ROWS = 10

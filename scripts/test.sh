@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Run the whole test suite: sets up .venv if needed, ruff, the docs build, then pytest (extra
-# args go to pytest).
+# args go to pytest). --quick: only the tests marked `quick` (unit and single-service tests, no
+# whole stack, no Docker), the inner loop.
 set -euo pipefail
+args=()
+for arg in "$@"; do
+  if [[ $arg == --quick ]]; then args+=(-m quick); else args+=("$arg"); fi
+done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 "$ROOT/scripts/ensure_venv.sh"
@@ -19,4 +24,4 @@ if ! NO_MKDOCS_2_WARNING=1 "$ROOT/.venv/bin/mkdocs" build --strict --site-dir "$
   exit 1
 fi
 rm -rf "$site" "$site.log"
-exec "$ROOT/.venv/bin/python" -m pytest "$@"
+exec "$ROOT/.venv/bin/python" -m pytest ${args[@]+"${args[@]}"}

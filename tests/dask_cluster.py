@@ -39,7 +39,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.stack import ROOT, free_port
+from testkit.stack import ROOT, free_port
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT = 15  # a worker closes its tasks and its nanny, then exits; then SIGKILL

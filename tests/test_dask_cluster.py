@@ -8,8 +8,8 @@ import time
 
 import psutil
 
+from testkit.stack import ROOT
 from tests.dask_cluster import cluster_fixture
-from tests.stack import ROOT
 
 PORT_BASE = 18700  # 18700-18707: scheduler, its HTTP port, worker/nanny/HTTP of each worker
 
