@@ -3,6 +3,7 @@ reference page (Markdown) and .env.example (the Compose stack's settings with th
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from sluice_common.settings import SETTINGS, Setting
@@ -16,18 +17,22 @@ SECTIONS = {
     "Both services": "Read by preprocess and the trainer alike.",
     "Admission": (
         "How many heavy requests run at once, and how fast an upload must arrive (both "
-        "services; see Slow clients in the security page)."
+        "services; see [Slow clients](../security.md#slow-clients))."
     ),
     "preprocess": "Read by preprocess only.",
     "trainer": "Read by the trainer: training, promotion and signing.",
-    "Monitoring": "The trainer's record of prod batches and labels, and its judgement of drift.",
+    "Monitoring": (
+        "The trainer's record of prod batches and labels, and its judgement of drift (see "
+        "[Monitoring](../monitoring.md))."
+    ),
     "MLflow": "The tracking server and the account the trainer signs in with.",
     "Stores": (
         "Where MLflow's runs and registry, the monitoring tables, the jobs table and the "
-        "artifacts live (both modes; see Running it for real)."
+        "artifacts live (both modes; see [Running it for real](../operations.md))."
     ),
     "Data by reference, the cluster and jobs": (
-        "data_uri= and output_uri=, the Dask cluster, and jobs (see Jobs and clusters)."
+        "`data_uri=` and `output_uri=`, the Dask cluster, and jobs (see "
+        "[Jobs and clusters](../jobs-and-clusters.md))."
     ),
     "Set by Sluice itself": (
         "Set by Sluice's own processes for each other; listed so every variable Sluice reads "
@@ -35,6 +40,7 @@ SECTIONS = {
     ),
 }
 WIDTH = 96
+LINK = re.compile(r"\[([^\]]+)\]\([^)]+\)")
 ENV_HEADER = """\
 # Settings of the Compose stack (docker-compose.yml, scripts/compose.sh), with their defaults.
 # Generated from sluice_common/settings by `python -m sluice_common.settings --env-example`:
@@ -114,7 +120,7 @@ def markdown() -> str:
 
 
 def _comment(text: str) -> list[str]:
-    plain = text.replace("`", "")
+    plain = LINK.sub(r"\1", text).replace("`", "")  # no Markdown in .env.example
     return ["# " + line for line in textwrap.wrap(plain, WIDTH - 2, break_on_hyphens=False)]
 
 

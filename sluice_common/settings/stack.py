@@ -243,7 +243,8 @@ STACK_SETTINGS = [
         None,
         (
             "its password, 12 characters or more; set at every start of the tracking "
-            "server, so a new value and a restart rotate it"
+            "server, so a new value and a restart rotate it. Unset under Compose, read the "
+            "generated one with `docker compose exec mlflow cat /run/mlflow-account/password`"
         ),
         ("trainer", "mlflow"),
         "MLflow",
