@@ -15,11 +15,13 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import sqlalchemy as sa
-
 from sluice_common.settings import SETTINGS
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 DEFAULT_PORT = SETTINGS["SLUICE_DB_PORT"].default
 DEFAULT_NAME = SETTINGS["SLUICE_DB_NAME"].default
@@ -70,6 +72,10 @@ def jobs_url(settings: Mapping[str, str], state_dir: str | None) -> str | None:
 
 def make_engine(url: str) -> sa.Engine:
     """An engine for a Sluice store; SQLite waits for other writers instead of failing."""
+    # Imported here: the backup scripts import this module with the host's Python, which
+    # need not have SQLAlchemy (optional heavy dependency).
+    import sqlalchemy as sa
+
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
