@@ -1,9 +1,9 @@
 """Every error code Sluice answers, declared once: its HTTP status and what it means.
 
 Raise sites name an entry (`raise ApiError(error_codes.MALFORMED_CSV, "...")`); the status
-comes from here. docs/reference/errors.md is this table (`python -m sluice_common.errors`), and
-tests/test_error_catalogue.py keeps the code, this file and that page in step. No Flask here:
-the core raises these without importing the web layer.
+comes from here. docs/reference/errors.md is this table (`python -m sluice_common.errors`),
+and tests/sluice_common/test_error_codes.py keeps the code, this file and that page in step.
+No Flask here: the core raises these without importing the web layer.
 
 A code answered with two statuses has two entries (same code, each its own status and
 meaning), so every answer's status is the one the table gives for it.

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from flask import Request
 
 from sluice_common import error_codes
+from sluice_common.choices import PHASES, PROMOTE_MODES, TASKS
 from sluice_common.errors import ApiError
 
-PHASES = ("dev", "prod")
-PROMOTE_MODES = ("auto", "always", "never")
-TASKS = ("auto", "classification", "regression")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}

@@ -11,6 +11,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.sansio.multipart import MultipartDecoder
 
 from sluice_common import error_codes
+from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import (
     ParsedCsv,
@@ -20,21 +21,6 @@ from sluice_common.tables.parsing import (
     parse_small_csv,
 )
 from sluice_common.web.params import read_upload
-
-
-def resolve_target(columns: list[str], requested: str | None) -> str:
-    """The target column: the requested one, else `target`, else the last column."""
-    if requested:
-        if requested in columns:
-            return requested
-        near = [c for c in columns if c.lower() == requested.lower()]
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ApiError(
-            error_codes.UNKNOWN_TARGET,
-            f"Target column {requested!r} is not in the file.{hint} "
-            f"Columns: {', '.join(map(repr, columns[:50]))}.",
-        )
-    return "target" if "target" in columns else columns[-1]
 
 
 def parse_upload(

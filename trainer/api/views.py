@@ -6,9 +6,10 @@ import os
 import secrets
 
 import pyarrow as pa
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, has_app_context, jsonify, request
 
 from sluice_common import error_codes
+from sluice_common.choices import resolve_target
 from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import MAX_COLUMNS
@@ -20,7 +21,7 @@ from sluice_common.web.params import (
     parse_monitoring_params,
     parse_params,
 )
-from sluice_common.web.upload import parse_upload, read_form_upload, resolve_target
+from sluice_common.web.upload import parse_upload, read_form_upload
 from trainer.api.jobs import accepted, job_runner
 from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
 from trainer.lifecycle import tracking_health
@@ -29,6 +30,7 @@ from trainer.model.sluice_model import table_rows
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
+from trainer.pipeline import row_flags
 
 bp = Blueprint("trainer", __name__)
 REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"
@@ -148,8 +150,16 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
             proba=params.proba,
             cache=state.cache,
             monitor=state.monitor,
+            max_flagged_rows=max_flagged_rows(),
         )
     return answer
+
+
+def max_flagged_rows() -> int:
+    """MAX_FLAGGED_ROWS of the trainer app serving this request (the default outside one)."""
+    if not has_app_context():
+        return row_flags.DEFAULT_MAX_FLAGGED_ROWS
+    return int(current_app.config.get("MAX_FLAGGED_ROWS", row_flags.DEFAULT_MAX_FLAGGED_ROWS))
 
 
 def _monitor():

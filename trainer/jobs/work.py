@@ -11,8 +11,8 @@ import os
 from flask import current_app
 
 from sluice_common import error_codes
+from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
-from sluice_common.web.upload import resolve_target
 from trainer.sources import by_reference
 from trainer.sources import files as datasource
 from trainer.sources.files import DataSettings

@@ -369,8 +369,10 @@ def prod_run(
     proba: bool,
     cache: ChampionCache,
     monitor=None,
+    max_flagged_rows: int = row_flags.DEFAULT_MAX_FLAGGED_ROWS,
 ) -> dict:
-    """Score every row with the champion, in input order; the prod answer.
+    """Score every row with the champion, in input order; the prod answer (listing at most
+    `max_flagged_rows` flagged rows).
 
     `table` holds raw cells (an Arrow table, a DataFrame or a dict of column lists for a few
     rows); the champion reads them with the rules it was trained with.
@@ -385,7 +387,9 @@ def prod_run(
     reads = set(required)
     ignored = [name for name in names if name not in reads]
     table = _read_columns(table, required if ignored else None)
-    return _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored)
+    return _scored_answer(
+        table, parsing, model_name, proba, champion, monitor, ignored, max_flagged_rows
+    )
 
 
 def _read_columns(table, required: list[str] | None):
@@ -562,7 +566,9 @@ def _no_champion(model_name: str) -> ApiError:
     )
 
 
-def _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored) -> dict:
+def _scored_answer(
+    table, parsing, model_name, proba, champion, monitor, ignored, max_flagged_rows
+) -> dict:
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
@@ -585,7 +591,7 @@ def _scored_answer(table, parsing, model_name, proba, champion, monitor, ignored
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         **listed_ignored(ignored),
         "warnings": scored.warnings,
-        **row_flags.flagged_rows(scored.flags, row_flags.configured_max()),
+        **row_flags.flagged_rows(scored.flags, max_flagged_rows),
         "cleaning": parsing,
     }
     if proba and scored.probabilities is not None:

@@ -28,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 
 from sluice_common import error_codes
+from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
-from sluice_common.web.upload import resolve_target
 from trainer.fit import rows as rowsets
 from trainer.fit.features import feature_types, fit_kinds, spec_from_level_counts
 from trainer.model import sluice_cells as cells

@@ -16,15 +16,6 @@ DEFAULT_MAX_FLAGGED_ROWS = 1000
 FLAGS_COLUMN = "flags"  # the output file's column of prod by reference
 
 
-def configured_max() -> int:
-    """MAX_FLAGGED_ROWS of the trainer app serving this request (the default outside one)."""
-    from flask import current_app, has_app_context
-
-    if not has_app_context():
-        return DEFAULT_MAX_FLAGGED_ROWS
-    return int(current_app.config.get("MAX_FLAGGED_ROWS", DEFAULT_MAX_FLAGGED_ROWS))
-
-
 def _flagged(flags: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
     masks = [mask for _, mask in flags.values()]
     return np.flatnonzero(np.logical_or.reduce(masks)) if masks else np.empty(0, dtype="int64")

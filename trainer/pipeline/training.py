@@ -12,9 +12,9 @@ import xgboost as xgb
 from sklearn import metrics as skm
 
 from sluice_common import error_codes
+from sluice_common.choices import TASKS
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
-from sluice_common.web.params import TASKS
 from trainer.fit import rows as rowsets
 from trainer.fit.features import (
     Distinct,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import parse_csv
-from sluice_common.web.upload import resolve_target
 
 FRAME = pd.DataFrame({"name": ["Zoë", "Łukasz", "Ana"], "amount": [1.5, 2.25, 3.0]})
 

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testkit.stack import post_csv
+from trainer.api.views import max_flagged_rows
 from trainer.model import sluice_cells as cells
 from trainer.model import sluice_model
 from trainer.model.sluice_cells import NumberFormat
@@ -165,11 +166,11 @@ def test_the_list_is_bounded_in_size_as_well_as_in_rows():
 
 
 def test_the_cap_is_the_app_setting_max_flagged_rows():
-    assert row_flags.configured_max() == 1000  # outside a request: the default
+    assert max_flagged_rows() == 1000  # outside a request: the default
     app = Flask(__name__)
     app.config["MAX_FLAGGED_ROWS"] = 2
     with app.app_context():
-        assert row_flags.configured_max() == 2
+        assert max_flagged_rows() == 2
     from trainer import DEFAULTS
 
     assert DEFAULTS["MAX_FLAGGED_ROWS"] == 1000
