@@ -303,7 +303,7 @@ def _trained_summary(trained) -> dict:
 
 def child(spec: dict) -> dict:
     """One measured run (`path` single or dask, `phase` train or score) in this process."""
-    from trainer.pipeline.training import TrainingConfig
+    from trainer.fit.config import TrainingConfig
     from trainer.sources import by_reference
     from trainer.sources import files as datasource
     from trainer.sources.files import DataSettings

@@ -19,7 +19,8 @@ import pandas as pd
 import xgboost as xgb
 
 from trainer.fit import rows as rowsets
-from trainer.pipeline.training import TrainingConfig, train_model
+from trainer.fit.config import TrainingConfig
+from trainer.pipeline.training import train_model
 
 
 @dataclass(frozen=True)

@@ -118,10 +118,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     import mlflow
 
     from trainer.api.views import bp
+    from trainer.fit.config import TrainingConfig
     from trainer.lifecycle.promotion import GateConfig
     from trainer.lifecycle.serving import ChampionCache
     from trainer.lifecycle.signing import load_key
-    from trainer.pipeline.training import TrainingConfig
 
     mlflow.set_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
     _mlflow_credentials(app.config)

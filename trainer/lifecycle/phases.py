@@ -20,6 +20,8 @@ from mlflow.exceptions import MlflowException
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.web import metrics
+from trainer.fit.config import TrainingConfig
+from trainer.fit.metrics import PRIMARY_METRIC, row_losses
 from trainer.lifecycle import registry, tracking_health
 from trainer.lifecycle.promotion import (
     GateConfig,
@@ -35,13 +37,7 @@ from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import SIGNATURE_TAG, UntrustedVersion
 from trainer.model.sluice_model import SMALL_ROWS, column_names, table_rows
 from trainer.pipeline import row_flags
-from trainer.pipeline.training import (
-    PRIMARY_METRIC,
-    TrainedModel,
-    TrainingConfig,
-    row_losses,
-    train_model,
-)
+from trainer.pipeline.training import TrainedModel, train_model
 from trainer.sources.by_reference import listed_ignored
 
 log = logging.getLogger(__name__)

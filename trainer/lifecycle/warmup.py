@@ -44,8 +44,9 @@ def warm_up(training_config) -> float:
         from mlflow.tracking.context.registry import resolve_tags
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
+        from trainer.fit.metrics import PRIMARY_METRIC
         from trainer.lifecycle.promotion import GateConfig, compare
-        from trainer.pipeline.training import PRIMARY_METRIC, train_model
+        from trainer.pipeline.training import train_model
 
         _init_packages_to_modules_map()  # private to MLflow; cached for the process after this
         resolve_tags()  # a run's context tags: imports GitPython and looks for a repository

@@ -17,10 +17,11 @@ import pyarrow as pa
 from sluice_common import error_codes
 from sluice_common.database import iso_utc, utcnow
 from sluice_common.errors import ApiError
+from trainer.fit.metrics import row_losses, score
+from trainer.fit.target import labels_of
 from trainer.monitoring import drift, quality
 from trainer.monitoring import profile as profiles
 from trainer.monitoring.store import BatchRecord, MonitoringStore
-from trainer.pipeline.training import labels_of, row_losses, score
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,20 @@ from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
 from trainer.fit import rows as rowsets
+from trainer.fit.booster import booster_params
 from trainer.fit.features import feature_types, fit_kinds, spec_from_level_counts
+from trainer.fit.metrics import baseline_losses, row_losses, score
+from trainer.fit.target import classes_of, labels_of, read_target
 from trainer.model import sluice_cells as cells
 from trainer.model.sluice_model import SluiceModel
 from trainer.pipeline import cluster_parts as parts
+from trainer.pipeline.training import (
+    MIN_ROWS,
+    TrainedModel,
+    Validation,
+    complete_spec,
+    reference_profile,
+)
 from trainer.sources import by_reference
 from trainer.sources import files as datasource
 
@@ -170,19 +180,6 @@ def train_on_cluster(
     import xgboost as xgb
     import xgboost.dask as dxgb  # explicitly: xgboost does not import its dask module
 
-    from trainer.pipeline.training import (
-        MIN_ROWS,
-        TrainedModel,
-        Validation,
-        baseline_losses_from,
-        booster_params,
-        complete_spec,
-        read_target,
-        reference_profile,
-        row_losses,
-        score,
-    )
-
     client = client_for(address)
     workers = _workers(client)
     if not workers:
@@ -232,9 +229,7 @@ def train_on_cluster(
             "Counting the classes",
         )[0]
         labels = pa.array([str(k) for k in counted.index], pa.large_string())
-        from trainer.pipeline.training import _classes
-
-        read = _classes(labels, target, read.reason)
+        read = classes_of(labels, target, read.reason)
         read.y = np.empty(0)
     target_spec = {
         "task": read.task,
@@ -437,7 +432,7 @@ def train_on_cluster(
         y=y_valid,
         keys=valid_keys,
         losses=row_losses(read.task, y_valid, predictions, proba),
-        baseline_losses=baseline_losses_from(read.task, reference, y_valid),
+        baseline_losses=baseline_losses(read.task, reference, y_valid),
         proba=proba,
     )
     fit_matrix = np.concatenate([f["matrix"] for f in fitted])
@@ -513,8 +508,6 @@ def _train_count(prepared, fraction: float) -> int:
 
 
 def _sample_labels(target_spec: dict, sample: pa.Table, target: str):
-    from trainer.pipeline.training import labels_of
-
     return labels_of(target_spec, sample.column(target).combine_chunks())
 
 

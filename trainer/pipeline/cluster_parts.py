@@ -19,6 +19,7 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.fit import rows as rowsets
 from trainer.fit.features import clean_table, level_counts
+from trainer.fit.target import labels_of
 from trainer.model import sluice_cells as cells
 from trainer.sources import files as datasource
 
@@ -96,8 +97,6 @@ def target_levels(part: Part, columns: list[str], target: str) -> dict[str, int]
 def prepare(part: Part, columns, target: str, target_spec: dict, kinds) -> Prepared:
     """Drop what a single-machine run drops (counted), read the labels and hash each row's
     read cells; counts of unreadable and missing cells."""
-    from trainer.pipeline.training import labels_of
-
     table = aligned(part, columns)
     empty = rowsets.empty_rows(table)
     no_target = rowsets.is_null(table.column(target)) & ~empty
@@ -211,7 +210,7 @@ def training_levels(prepared: Prepared, names: list[str], fraction: float) -> di
 
 
 def split_rows(keys: np.ndarray, fraction: float, stop_fraction: float):
-    """Training, early-stopping and validation rows by key (trainer/pipeline/training.py's rule)."""
+    """Training, early-stopping and validation rows by key (fit/booster.py's inner_split)."""
     held = keys < fraction
     stop = ~held & (keys < fraction + stop_fraction * (1 - fraction))
     return ~held & ~stop, stop, held
