@@ -34,7 +34,8 @@ from bench import monitoring as monitoring_bench
 from bench.data import TARGET, query_csv, train_csv
 from bench.loadgen import Client, analyze_target, closed_loop, invocations_target
 from testkit.procmem import PeakSampler, group_processes, group_pss, settled_rss
-from testkit.stack import ROOT, LocalStack, free_port
+from testkit.servers import free_port
+from testkit.stack import ROOT, LocalStack
 
 GIB = 1024**3
 MIB = 1024**2

@@ -26,7 +26,7 @@ import time
 from boto3.s3.transfer import TransferConfig
 
 from s3 import serve
-from testkit.stack import free_port
+from testkit.servers import free_port
 
 MIB = 2**20
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -1,17 +1,22 @@
 """A real headless browser for page tests: Debian's chromium driven by selenium, offline.
 
-Use it as `from testkit.browser import browser, drawn_plots` (the fixture is module-scoped, one
-browser per test module). scripts/ensure_browser.sh installs chromium and chromedriver; without
-them the tests that ask for `browser` skip, saying what is missing.
+The tests take the fixture `browser` (tests/conftest.py: one browser per test module) and read
+pages with drawn_plots() and friends. chromedriver is a throwaway server of testkit.servers (its
+own dir, a free loopback port, its log in every failure); selenium talks to it and neither
+starts nor stops it. scripts/ensure_browser.sh installs chromium and chromedriver; without them
+the tests that ask for `browser` skip, saying what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 
-import pytest
+import requests
+
+from testkit.servers import HOST, Throwaway, free_port, read_tail
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,11 +56,89 @@ def missing() -> str | None:
     return f"{' and '.join(absent)} not installed (scripts/ensure_browser.sh installs them)"
 
 
+class BrowserError(RuntimeError):
+    """chromedriver did not start or answer; carries the end of its log."""
+
+
+class ChromeDriver(Throwaway):
+    """chromedriver on 127.0.0.1 at a free port, its log in a temp dir."""
+
+    error = BrowserError
+    prefix = "sluice-chromedriver-"
+    # Its pid comes on stdin; at EOF it is killed if it is still our chromedriver.
+    watchdog_script = (
+        "pid=; while read -r next; do pid=$next; done; "
+        '[ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid"'
+    )
+
+    def __init__(self, base_dir: str | None = None):
+        super().__init__(base_dir)
+        self.port: int | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def logs(self, tail: int = 4000) -> str:
+        if not self.directory:
+            return "(no log)"
+        return "chromedriver log:\n" + read_tail(os.path.join(self.directory, "driver.log"), tail)
+
+    def start(self, timeout: float = 30) -> ChromeDriver:
+        self.open_directory()
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                CHROMEDRIVER,
+                f"--port={self.port}",
+                f"--log-path={os.path.join(self.directory, 'driver.log')}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the test run goes to close(), not straight here
+        )
+        self.tell_watchdog(str(self.process.pid))
+        self.wait_ready(self._why_not, timeout, self._gone)
+        return self
+
+    def halt(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _why_not(self) -> str | None:
+        try:
+            answer = requests.get(f"{self.url}/status", timeout=2)
+        except requests.RequestException as error:
+            return str(error)
+        return None if answer.ok and answer.json()["value"]["ready"] else answer.text[:200]
+
+    def _gone(self) -> str | None:
+        if self.process.poll() is None:
+            return None
+        return f"chromedriver exited with status {self.process.returncode}"
+
+
 @contextlib.contextmanager
 def chrome(width: int = 1200, height: int = 900) -> Iterator:
     """A headless Debian chromium under selenium, quit on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    class Running(Service):
+        """The harness's chromedriver: selenium connects to it, never starts or stops it."""
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
 
     # Both paths are given, so selenium never runs selenium-manager; these make sure it could not
     # reach the network even if it did (offline mode, no usage statistics).
@@ -76,22 +159,13 @@ def chrome(width: int = 1200, height: int = 900) -> Iterator:
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        driver.set_page_load_timeout(30)
-        yield driver
-    finally:
-        driver.quit()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A headless chromium for this test module; skips, saying why, when it is not installed."""
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    with chrome() as driver:
-        yield driver
+    with ChromeDriver() as server:
+        driver = webdriver.Chrome(options=options, service=Running(CHROMEDRIVER, port=server.port))
+        try:
+            driver.set_page_load_timeout(30)
+            yield driver
+        finally:
+            driver.quit()
 
 
 def console_errors(driver) -> list[str]:

@@ -1,15 +1,12 @@
 """A real, throwaway PostgreSQL server for tests: initdb in a temp dir, pg_ctl on loopback.
 
-Use the session fixture `postgres` in a test module with
-`from testkit.postgres import postgres_fixture  # noqa: F401` (or `import postgres`, which ruff then
-reports as F811 at every test taking it);
-`postgres.url` is a SQLAlchemy URL, `postgres.env()` the libpq variables for a subprocess
+The tests take the session fixture `postgres` (tests/conftest.py): `postgres.url` is a
+SQLAlchemy URL, `postgres.env()` the libpq variables for a subprocess
 (`mlflow server`, psql), `postgres.create_database(name)` a URL of a database of one's own.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import glob
 import os
@@ -18,16 +15,13 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import psycopg
-import pytest
 from psycopg import sql
 
-from testkit.stack import free_port
+from testkit.servers import HOST, Throwaway, free_port, read_tail, session_fixture
 
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 APT_PACKAGES = ("postgresql-15", "postgresql")
@@ -97,13 +91,16 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
 
 
-class PostgresServer:
+class PostgresServer(Throwaway):
     """One PostgreSQL cluster in a fresh temp dir, served on 127.0.0.1 at a free port.
 
     start() runs initdb the first time and starts the server (again, on the same data and port,
-    after stop()); close() stops it and removes the temp dir. A watchdog process stops the server
-    and removes the dir if this process dies without close(), even by SIGKILL.
+    after stop()); close() stops it and removes the temp dir (testkit.servers' lifecycle; its
+    watchdog stops the server if this process dies without close()).
     """
+
+    error = PostgresError
+    prefix = "sluice-pg-"
 
     def __init__(
         self,
@@ -112,22 +109,19 @@ class PostgresServer:
         dbname: str = "sluice",
         bindir: str | None = None,
     ):
-        self.base_dir = base_dir  # when root, the postgres user must be able to enter it
+        super().__init__(base_dir)  # when root, the postgres user must be able to enter it
         self.user = user
         self.dbname = dbname
         self.password = secrets.token_urlsafe(24)
         self.bindir = bindir
         self.port: int | None = None
-        self.directory: str | None = None
         self.running = False
-        self._watchdog: subprocess.Popen | None = None
-        self._closed = False
 
     # -- addresses ------------------------------------------------------------------------------
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return HOST
 
     @property
     def url(self) -> str:
@@ -182,18 +176,30 @@ class PostgresServer:
 
     def log(self, tail: int = 4000) -> str:
         """The end of the server's log (initdb and pg_ctl output are in errors, not here)."""
-        try:
-            with open(self.log_path, errors="replace") as handle:
-                return handle.read()[-tail:]
-        except (FileNotFoundError, AssertionError):
+        if not self.directory:
             return "(no server log)"
+        return read_tail(self.log_path, tail, "(no server log)")
+
+    def logs(self, tail: int = 4000) -> str:
+        return f"server log:\n{self.log(tail)}"
+
+    @property
+    def watchdog_script(self) -> str:
+        """Stops the server (`pg_ctl stop -m immediate`) when it still runs."""
+        ctl = shlex.join([*self._as_user, self._bin("pg_ctl")])
+        return (
+            'cat >/dev/null; [ -f "$1/data/postmaster.pid" ] && '
+            f'{ctl} -D "$1/data" stop -m immediate -w -t 30 >/dev/null'
+        )
+
+    @property
+    def watchdog_env(self) -> dict[str, str]:
+        return _clean_env()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self, timeout: float = 30) -> PostgresServer:
         """Start the server (initdb first on the first call) and wait for a real connection."""
-        if self._closed:
-            raise PostgresError("this server was closed; make a new one")
         if self.running:
             return self
         first = self.directory is None
@@ -223,33 +229,8 @@ class PostgresServer:
             self._run(self._ctl("stop", "-m", "fast", "-w", "-t", "30"), "pg_ctl stop", 60)
         self.running = False
 
-    def close(self) -> None:
-        """Stop the server and remove its temp dir; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            with contextlib.suppress(Exception):
-                self.stop()
-        finally:
-            if self._watchdog:
-                # EOF tells the watchdog to finish: it stops a server still running, removes the dir
-                self._watchdog.stdin.close()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._watchdog.wait(timeout=30)
-            if self.directory:
-                shutil.rmtree(self.directory, ignore_errors=True)
-            atexit.unregister(self.close)
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # __exit__ does not run when __enter__ raises
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def halt(self) -> None:
+        self.stop()
 
     # -- databases ------------------------------------------------------------------------------
 
@@ -301,9 +282,7 @@ class PostgresServer:
 
     def _create_cluster(self) -> None:
         self.bindir = self.bindir or ensure_bindir()
-        self.directory = tempfile.mkdtemp(prefix="sluice-pg-", dir=self.base_dir)
-        atexit.register(self.close)
-        self._start_watchdog()
+        self.open_directory()
         if self._as_user:
             shutil.chown(self.directory, user=RUN_AS, group=None)
             if subprocess.run([*self._as_user, "test", "-w", self.directory], cwd="/").returncode:
@@ -339,22 +318,6 @@ class PostgresServer:
         finally:
             os.unlink(pwfile)
 
-    def _start_watchdog(self) -> None:
-        """A process that waits for EOF on a pipe only we hold, then stops the server and cleans."""
-        stop = shlex.join(self._ctl("stop", "-m", "immediate", "-w", "-t", "30"))
-        script = (
-            f'cat >/dev/null; [ -f "$1/data/postmaster.pid" ] && {stop} >/dev/null; rm -rf "$1"'
-        )
-        self._watchdog = subprocess.Popen(
-            ["sh", "-c", script, "sh", self.directory],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the test run must not end it before close()
-            env=_clean_env(),
-            cwd="/",
-        )
-
     def _pg_ctl_start(self, timeout: float) -> None:
         options = [
             "-p",
@@ -389,19 +352,15 @@ class PostgresServer:
             raise
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def why_not() -> str | None:
             try:
                 with self.connect("postgres") as conn:
                     conn.execute("SELECT 1")
-                return
             except psycopg.OperationalError as error:
-                if time.monotonic() > deadline:
-                    raise PostgresError(
-                        f"no connection to {self.host}:{self.port} within {timeout} s: {error}\n"
-                        f"server log:\n{self.log()}"
-                    ) from None
-                time.sleep(0.1)
+                return f"no connection to {self.host}:{self.port}: {error}"
+            return None
+
+        self.wait_ready(why_not, timeout)
 
 
 @contextlib.contextmanager
@@ -411,35 +370,9 @@ def running_postgres(base_dir: str | None = None, **kwargs) -> Iterator[Postgres
         yield server
 
 
-# A fixture imported into several test modules is a separate fixture per module (pytest makes one
-# session instance per definition site), so all of them share this one server.
-_shared: dict = {"server": None, "users": 0}
+def _unavailable() -> None:
+    ensure_bindir()
 
 
-@pytest.fixture(scope="session", name="postgres")
-def postgres_fixture() -> Iterator[PostgresServer]:
-    """The session's running PostgreSQL server; skipped, saying why, when none can be had."""
-    if _shared["server"] is None:
-        try:
-            bindir = ensure_bindir()
-        except PostgresUnavailable as error:
-            pytest.skip(str(error))
-        server = PostgresServer(bindir=bindir)
-        try:
-            _shared["server"] = server.start()
-        except BaseException:
-            server.close()
-            raise
-    _shared["users"] += 1
-    try:
-        yield _shared["server"]
-    finally:
-        _shared["users"] -= 1
-        if _shared["users"] == 0:
-            _shared["server"].close()
-            _shared["server"] = None
-
-
-# Importing `postgres` works, but ruff reports F811 at every test that takes it as a parameter;
-# importing postgres_fixture (with noqa F401) gives the same fixture, lint-clean.
-postgres = postgres_fixture
+# The session's server, for tests/conftest.py; skipped, saying why, when none can be had.
+postgres_fixture = session_fixture("postgres", PostgresServer, _unavailable)

@@ -1,29 +1,22 @@
 """A real, throwaway SeaweedFS S3 server for tests: `weed server` on loopback, credentials on.
 
-Use the session fixture `s3` in a test module with
-`from testkit.s3 import s3_fixture  # noqa: F401` (importing `s3` itself works too, but ruff then
-reports F811 at every test taking it); `s3.endpoint` is the S3 URL, `s3.env()` the variables
-boto3 and MLflow read in a subprocess, `s3.client()` a boto3 client, `s3.create_bucket(name)` a
-bucket of one's own. The command line is s3.serve.weed_command, the image's own.
+The tests take the session fixture `s3` (tests/conftest.py): `s3.endpoint` is the S3 URL,
+`s3.env()` the variables boto3 and MLflow read in a subprocess, `s3.client()` a boto3 client,
+`s3.create_bucket(name)` a bucket of one's own. The command line is s3.serve.weed_command,
+the image's own.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 
-import pytest
-
 from s3 import serve
-from testkit.stack import free_port
+from testkit.servers import HOST, Throwaway, free_port, read_tail, session_fixture
 
 STOP_TIMEOUT = 30  # weed's filer waits 15 s for its own metadata stream before it exits
 
@@ -47,32 +40,38 @@ def find_weed() -> str:
     return weed
 
 
-class S3Server:
+class S3Server(Throwaway):
     """One SeaweedFS server in a fresh temp dir, S3 on 127.0.0.1 at a free port.
 
     start() starts it (again on the same ports and data after stop()); stop() stops it cleanly;
-    close() kills it and removes the temp dir. A watchdog process kills the server and removes
-    the dir if this process dies without close(), even by SIGKILL.
+    close() kills it and removes the temp dir (testkit.servers' lifecycle; its watchdog kills
+    the server if this process dies without close()).
     """
 
+    error = S3Error
+    prefix = "sluice-s3-"
+    # The pids of weed come on stdin; at EOF, the last one is killed if it is still our weed
+    # (its command line names the dir: the pid may be someone else's by then).
+    watchdog_script = (
+        "pid=; while read -r next; do pid=$next; done; "
+        '[ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid"'
+    )
+
     def __init__(self, base_dir: str | None = None, access_key: str = "sluice-test"):
-        self.base_dir = base_dir
+        super().__init__(base_dir)
         self.access_key = access_key
         self.secret_key = secrets.token_urlsafe(24)
         self.weed: str | None = None
         self.s3_port: int | None = None
         self.ports: dict[str, int] = {}
-        self.directory: str | None = None
         self.process: subprocess.Popen | None = None
         self._log = None
-        self._watchdog: subprocess.Popen | None = None
-        self._closed = False
 
     # -- addresses ------------------------------------------------------------------------------
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return HOST
 
     @property
     def endpoint(self) -> str:
@@ -113,31 +112,28 @@ class S3Server:
 
     def log(self, tail: int = 4000) -> str:
         """The end of weed's log."""
-        try:
-            with open(self.log_path, errors="replace") as handle:
-                return handle.read()[-tail:]
-        except (FileNotFoundError, AssertionError):
+        if not self.directory:
             return "(no server log)"
+        return read_tail(self.log_path, tail, "(no server log)")
+
+    def logs(self, tail: int = 4000) -> str:
+        return f"server log:\n{self.log(tail)}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self, timeout: float = 30) -> S3Server:
         """Start weed (the first call also picks ports and writes the identity) and wait for S3."""
-        if self._closed:
-            raise S3Error("this server was closed; make a new one")
         if self.process and self.process.poll() is None:
             return self
         if self.directory is None:
             self.weed = self.weed or find_weed()
-            self.directory = tempfile.mkdtemp(prefix="sluice-s3-", dir=self.base_dir)
-            atexit.register(self.close)
+            self.open_directory()
             os.makedirs(self.data_dir)
             serve.write_identities(
                 os.path.join(self.directory, "identities.json"), self.access_key, self.secret_key
             )
             self.s3_port = free_port()
             self.ports = {name: free_port() for name in serve.INTERNAL_PORTS}
-            self._start_watchdog()
         command = serve.weed_command(
             self.weed,
             self.data_dir,
@@ -162,7 +158,7 @@ class S3Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C to the test run goes to close(), not straight here
         )
-        self._tell_watchdog(self.process.pid)
+        self.tell_watchdog(str(self.process.pid))
         self._wait_ready(timeout)
         return self
 
@@ -180,80 +176,35 @@ class S3Server:
             self._log.close()
             self._log = None
 
-    def close(self) -> None:
-        """Kill weed (its data is about to go) and remove the temp dir; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.process and self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            if self._log:
-                self._log.close()
-        finally:
-            if self._watchdog:
-                # EOF tells the watchdog to finish: it kills a server still running, removes the dir
-                self._watchdog.stdin.close()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._watchdog.wait(timeout=30)
-            if self.directory:
-                shutil.rmtree(self.directory, ignore_errors=True)
-            atexit.unregister(self.close)
-
-    def __enter__(self) -> S3Server:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # __exit__ does not run when __enter__ raises
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def halt(self) -> None:
+        """Kill weed (its data is about to go)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._log:
+            self._log.close()
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _start_watchdog(self) -> None:
-        """A process that reads weed's pids from a pipe only we hold; at EOF it kills the last
-        one and removes the dir."""
-        script = (
-            "pid=; while read -r next; do pid=$next; done; "
-            # Only our weed: its command line names the dir (the pid may be someone else's now).
-            '[ -n "$pid" ] && grep -qF -- "$1" "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid"; '
-            'rm -rf "$1"'
-        )
-        self._watchdog = subprocess.Popen(
-            ["sh", "-c", script, "sh", self.directory],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the test run must not end it before close()
-            cwd="/",
-        )
-
-    def _tell_watchdog(self, pid: int) -> None:
-        self._watchdog.stdin.write(f"{pid}\n".encode())
-        self._watchdog.stdin.flush()
-
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def why_not() -> str | None:
             why = serve.probe(self.endpoint, self.access_key, self.secret_key)
-            if not why and serve.volumes_ready(self.ports["master"]):
-                return
-            if self.process.poll() is not None:
-                raise S3Error(
-                    f"weed exited with status {self.process.returncode} before S3 answered\n"
-                    f"server log:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
+            if not why and not serve.volumes_ready(self.ports["master"]):
+                why = "no writable volume yet"
+            return why or None
+
+        def gone() -> str | None:
+            if self.process.poll() is None:
+                return None
+            return f"weed exited with status {self.process.returncode} before S3 answered"
+
+        try:
+            self.wait_ready(why_not, timeout, gone)
+        except S3Error:
+            if self.process.poll() is None:
                 self.process.send_signal(signal.SIGKILL)
                 self.process.wait()
-                raise S3Error(
-                    f"no S3 answer at {self.endpoint} within {timeout} s: {why}\n"
-                    f"server log:\n{self.log()}"
-                )
-            time.sleep(0.1)
+            raise
 
 
 @contextlib.contextmanager
@@ -263,35 +214,5 @@ def running_s3(base_dir: str | None = None, **kwargs) -> Iterator[S3Server]:
         yield server
 
 
-# A fixture imported into several test modules is a separate fixture per module (pytest makes one
-# session instance per definition site), so all of them share this one server.
-_shared: dict = {"server": None, "users": 0}
-
-
-@pytest.fixture(scope="session", name="s3")
-def s3_fixture() -> Iterator[S3Server]:
-    """The session's running S3 server; skipped, saying why, when there is no weed binary."""
-    if _shared["server"] is None:
-        try:
-            find_weed()
-        except S3Unavailable as error:
-            pytest.skip(str(error))
-        server = S3Server()
-        try:
-            _shared["server"] = server.start()
-        except BaseException:
-            server.close()
-            raise
-    _shared["users"] += 1
-    try:
-        yield _shared["server"]
-    finally:
-        _shared["users"] -= 1
-        if _shared["users"] == 0:
-            _shared["server"].close()
-            _shared["server"] = None
-
-
-# Importing `s3` works, but ruff reports F811 at every test that takes it as a parameter;
-# importing s3_fixture (with noqa F401) gives the same fixture, lint-clean.
-s3 = s3_fixture
+# The session's server, for tests/conftest.py; skipped, saying why, without a weed binary.
+s3_fixture = session_fixture("s3", S3Server, find_weed)

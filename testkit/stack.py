@@ -1,24 +1,23 @@
-"""Start and stop the real local stack (mlflow server + gunicorn services) for tests."""
+"""Start and stop the real local stack (mlflow server + gunicorn services) for tests and bench.
+
+scripts/local.sh starts and stops the processes (the stack under test); this class gives it
+testkit.servers' conventions: free loopback ports, the logs' ends in every failure, and use as
+a context manager (`with LocalStack(home) as stack:`).
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 import requests
 
+from testkit.servers import free_port, read_tail
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = os.path.join(ROOT, "scripts", "local.sh")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -85,13 +84,32 @@ class LocalStack:
 
     def start(self) -> str:
         done = self.run("start")
-        assert done.returncode == 0, f"start failed:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, f"start failed:\n{done.stdout}\n{done.stderr}\n{self.logs()}"
         return done.stdout
 
     def stop(self, *args: str) -> str:
         done = self.run("stop", *args)
-        assert done.returncode == 0, f"stop failed:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, f"stop failed:\n{done.stdout}\n{done.stderr}\n{self.logs()}"
         return done.stdout
+
+    def logs(self, tail: int = 3000) -> str:
+        """The end of every service's log, each under a header: for failure messages."""
+        return "\n".join(
+            f"--- {service} log ---\n"
+            + read_tail(os.path.join(self.home, "logs", f"{service}.log"), tail)
+            for service in self.ports
+        )
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.run("stop")  # __exit__ does not run when __enter__ raises
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def pid(self, service: str) -> int | None:
         try:

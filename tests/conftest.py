@@ -1,4 +1,5 @@
-"""Fixtures: one real local stack per test session, on free loopback ports."""
+"""Fixtures: one real local stack per test session, on free loopback ports; the session's
+PostgreSQL and S3 servers and a browser per module (testkit's throwaway servers)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import secrets
 
 import pytest
 
+from testkit import browser as browsers
+from testkit import postgres as postgres_server
+from testkit import s3 as s3_server
 from testkit.stack import LocalStack
+
+postgres = postgres_server.postgres_fixture  # `postgres`: the session's PostgreSQL server
+s3 = s3_server.s3_fixture  # `s3`: the session's S3 server
 
 # MLflow requires an account. The session's stacks inherit this one, so the tests' own MLflow
 # clients (the insider of the signing tests, alias moves) sign in like the trainer does; the
@@ -33,6 +40,16 @@ def stack(tmp_path_factory):
     local.start()
     yield local
     local.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless chromium for this test module; skips, saying why, when it is not installed."""
+    reason = browsers.missing()
+    if reason:
+        pytest.skip(reason)
+    with browsers.chrome() as driver:
+        yield driver
 
 
 @pytest.fixture

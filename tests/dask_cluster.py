@@ -39,7 +39,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit.stack import ROOT, free_port
+from testkit.servers import free_port
+from testkit.stack import ROOT
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT = 15  # a worker closes its tasks and its nanny, then exits; then SIGKILL

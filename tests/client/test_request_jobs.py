@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from testkit.stack import ROOT, free_port
+from testkit.servers import free_port
+from testkit.stack import ROOT
 
 CLIENT = [sys.executable, os.path.join(ROOT, "client", "request.py")]
 JOB_ID = uuid.uuid4().hex

@@ -20,7 +20,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3 import serve
-from testkit.s3 import s3_fixture  # noqa: F401
 from testkit.stack import ROOT
 
 MIB = 2**20

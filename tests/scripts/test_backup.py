@@ -15,8 +15,6 @@ import time
 import pytest
 import requests
 
-from testkit.postgres import postgres_fixture  # noqa: F401
-from testkit.s3 import s3_fixture  # noqa: F401
 from testkit.stack import ROOT, LocalStack, post_csv
 from tests.datasets import shop, to_csv
 from tracking import artifacts_io
@@ -314,7 +312,7 @@ def test_an_artifact_path_outside_is_refused_before_the_database_is_written(sour
 
 @pytest.mark.stack
 def test_a_local_stack_on_postgresql_backs_up_and_restores_into_another_database(
-    postgres,  # noqa: F811
+    postgres,
     tmp_path,
 ):
     """pg_dump and pg_restore with the password in PGPASSWORD, never on the command line."""

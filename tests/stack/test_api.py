@@ -15,7 +15,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from testkit.stack import ROOT, free_port, post_csv
+from testkit.servers import free_port
+from testkit.stack import ROOT, post_csv
 from tests.datasets import churn, diabetes, iris, to_csv
 
 

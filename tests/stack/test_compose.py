@@ -18,7 +18,8 @@ import pytest
 import requests
 import yaml
 
-from testkit.stack import ROOT, free_port, post_csv
+from testkit.servers import free_port
+from testkit.stack import ROOT, post_csv
 from tests.datasets import churn, to_csv
 
 COMPOSE_SH = os.path.join(ROOT, "scripts", "compose.sh")

@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn import metrics as skm
 
-from testkit.browser import browser, drawn_plots  # noqa: F401
+from testkit.browser import drawn_plots
 from testkit.stack import LocalStack, post_csv
 from tests.datasets import shop, to_csv
 
@@ -234,7 +234,7 @@ def test_history_survives_a_restart(tmp_path):
         local.stop()
 
 
-def test_the_report_draws_its_plots_in_a_real_browser(stack, trained, browser):  # noqa: F811
+def test_the_report_draws_its_plots_in_a_real_browser(stack, trained, browser):
     model, _ = trained
     for seed in (20, 21):
         prod(stack, shop(300, seed), model)

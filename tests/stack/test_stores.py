@@ -14,8 +14,6 @@ import requests
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from testkit.postgres import postgres_fixture  # noqa: F401
-from testkit.s3 import s3_fixture  # noqa: F401
 from testkit.stack import LocalStack, post_csv
 from tests.datasets import churn, iris, shifted, to_csv
 
@@ -73,7 +71,7 @@ def counts(url: str, *tables: str) -> dict:
         engine.dispose()
 
 
-def test_postgres_holds_mlflow_and_monitoring_across_a_restart(postgres, tmp_path):  # noqa: F811
+def test_postgres_holds_mlflow_and_monitoring_across_a_restart(postgres, tmp_path):
     name = f"stores_{secrets.token_hex(4)}"
     url = postgres.create_database(name)
     stack = LocalStack(
@@ -153,7 +151,7 @@ def test_postgres_holds_mlflow_and_monitoring_across_a_restart(postgres, tmp_pat
 BIG_BYTES = 20 * 1024 * 1024
 
 
-def test_artifacts_on_s3_survive_restarting_the_stack_and_the_store(s3, tmp_path):  # noqa: F811
+def test_artifacts_on_s3_survive_restarting_the_stack_and_the_store(s3, tmp_path):
     bucket = s3.create_bucket(f"art-{secrets.token_hex(4)}")
     stack = LocalStack(
         home=str(tmp_path / "home"),
@@ -228,7 +226,7 @@ def test_artifacts_on_s3_survive_restarting_the_stack_and_the_store(s3, tmp_path
     "case",
     ["wrong_credentials", "missing_bucket"],
 )
-def test_s3_that_refuses_or_lacks_the_bucket_stops_the_start(s3, tmp_path, case):  # noqa: F811
+def test_s3_that_refuses_or_lacks_the_bucket_stops_the_start(s3, tmp_path, case):
     bucket = s3.create_bucket(f"cred-{secrets.token_hex(4)}")
     env = {**s3.env(), "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{bucket}/artifacts"}
     if case == "wrong_credentials":

@@ -15,10 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 import testkit.postgres
-from testkit.postgres import (  # noqa: F401 (the fixture `postgres`)
+from testkit.postgres import (
     PostgresError,
     PostgresServer,
-    postgres_fixture,
     running_postgres,
 )
 from testkit.stack import ROOT

@@ -24,8 +24,6 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from psycopg import sql
 
 from sluice_common.database import postgres_url, redacted
-from testkit.postgres import postgres_fixture  # noqa: F401
-from testkit.s3 import s3_fixture  # noqa: F401
 from testkit.stack import LocalStack
 from tracking import stores
 
@@ -140,7 +138,7 @@ def test_an_older_schema_is_upgraded_to_head_keeping_its_data(database_url, tmp_
 
 
 @pytest.mark.stack
-def test_the_real_server_starts_on_an_older_postgres_database(postgres, tmp_path):  # noqa: F811
+def test_the_real_server_starts_on_an_older_postgres_database(postgres, tmp_path):
     url = postgres.create_database(f"t_{secrets.token_hex(6)}")
     revision, run_id = make_older_database(url)
     stack = LocalStack(
@@ -226,7 +224,7 @@ def _sqlite_store_with_a_run(path: str, artifacts: str) -> str:
 
 @pytest.mark.stack
 def test_an_earlier_sqlite_store_is_not_shadowed_by_an_empty_database(
-    postgres,  # noqa: F811
+    postgres,
     tmp_path,
 ):
     state = tmp_path / "state"
@@ -259,7 +257,7 @@ def test_an_earlier_sqlite_store_is_not_shadowed_by_an_empty_database(
     assert tables(url) == set()
 
 
-def test_an_empty_or_runless_sqlite_file_is_no_reason_to_refuse(postgres, tmp_path):  # noqa: F811
+def test_an_empty_or_runless_sqlite_file_is_no_reason_to_refuse(postgres, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     legacy = state / stores.LEGACY_SQLITE
@@ -273,7 +271,7 @@ def test_an_empty_or_runless_sqlite_file_is_no_reason_to_refuse(postgres, tmp_pa
     stores.prepare_backend(postgres.create_database(f"t_{secrets.token_hex(6)}"), str(state), ENV)
 
 
-def test_postgres_url_round_trips_an_awkward_password(postgres):  # noqa: F811
+def test_postgres_url_round_trips_an_awkward_password(postgres):
     password = "p@ss:w/rd%25#x?&= 'é"
     role = f"odd_{secrets.token_hex(4)}"
     with postgres.connect("postgres", autocommit=True) as conn:

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from sluice_common.web.body_worker import ReplaySocket
-from testkit.stack import LocalStack, free_port
+from testkit.servers import free_port
+from testkit.stack import LocalStack
 from tests.datasets import churn, to_csv
 
 GRACE = 6  # BODY_SECONDS of the stack below: a trickle is cut just after it

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from testkit.postgres import postgres_fixture  # noqa: F401
 from trainer.jobs import runner as jobs
 from trainer.jobs.runner import JobRunner, JobStore
 

@@ -22,7 +22,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from testkit.stack import ROOT, LocalStack, free_port, post_csv
+from testkit.servers import free_port
+from testkit.stack import ROOT, LocalStack, post_csv
 from trainer.lifecycle import unfinished_runs
 
 CHECKED = "unfinished runs checked"  # the line each start logs once, from one worker

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from testkit.browser import browser, drawn_plots, network_requests  # noqa: F401 (a fixture)
+from testkit.browser import drawn_plots, network_requests
 from trainer.monitoring import report
 from trainer.monitoring.report import render_report
 from trainer.monitoring.svg import downsample
@@ -209,7 +209,7 @@ def test_missing_and_not_a_number_parts_do_not_break_the_page():
 
 
 @pytest.fixture
-def show(browser, tmp_path):  # noqa: F811 (the imported fixture)
+def show(browser, tmp_path):
     """Open the rendered report from a file:// URL; returns the driver."""
 
     def open_report(data: dict):

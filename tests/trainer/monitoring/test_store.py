@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from testkit.postgres import (
     PostgresUnavailable,
     ensure_bindir,
-    postgres_fixture,  # noqa: F401
     running_postgres,
 )
 from trainer.monitoring import store as stores

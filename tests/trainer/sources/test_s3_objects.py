@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice_common.errors import ApiError
-from testkit.s3 import s3_fixture  # noqa: F401
 from trainer.sources import by_reference
 from trainer.sources import files as datasource
 from trainer.sources.files import DataSettings, Output
