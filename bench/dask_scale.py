@@ -15,7 +15,7 @@ For every row count, runs in processes of their own:
   (`training.train_model`), as the trainer does without DASK_SCHEDULER_ADDRESS, with
   XGBoost on every core (TRAIN_NTHREAD=0); again on one thread for reference;
 - dask train: a fresh driver calls `cluster.train_on_cluster` on a scheduler and two
-  workers (tests/dask_cluster.py: distributed's CLI, one thread each, ports 18600-18699),
+  workers (testkit/dask_cluster.py: distributed's CLI, one thread each, ports 18600-18699),
   restarted before the run so every worker starts empty;
 - single score / dask score: the model the same path trained scores the prod files
   (`by_reference.score_locally` / `cluster.score_on_cluster`) into one Parquet file.
@@ -477,7 +477,7 @@ class Runner:
 
 
 def _cluster(memory_limit: str, port_base: int):
-    from tests.dask_cluster import DaskCluster
+    from testkit.dask_cluster import DaskCluster
 
     return DaskCluster(
         n_workers=WORKERS,

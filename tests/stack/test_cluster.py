@@ -1,5 +1,5 @@
 """Training and batch scoring on a real Dask cluster: a scheduler and two workers started with
-distributed's CLI on loopback (tests/dask_cluster.py), the real local stack pointed at it. The
+distributed's CLI on loopback (testkit/dask_cluster.py), the real local stack pointed at it. The
 cluster is a stock one: no Sluice checkout on its path, so Sluice's code travels with the work.
 
 Oracles: the single-machine path on the same files (same rules, another mechanism), the same
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import requests
 
+from testkit.dask_cluster import DaskCluster
 from testkit.stack import LocalStack, post_csv, wait_job
-from tests.dask_cluster import DaskCluster
 from trainer.pipeline import cluster, shipping
 from trainer.pipeline.training import TrainingConfig, train_model
 from trainer.sources import by_reference

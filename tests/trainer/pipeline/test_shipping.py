@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
+from testkit.dask_cluster import DaskCluster, DaskUnavailable, find_dask
 from testkit.stack import ROOT
-from tests.dask_cluster import DaskCluster, DaskUnavailable, find_dask
 from trainer.pipeline import shipping
 
 

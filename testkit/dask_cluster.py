@@ -18,14 +18,13 @@ its code (trainer/pipeline/shipping.py).
 
 or as a fixture of a test module (a session instance per definition site):
 `dask = cluster_fixture(name="dask", n_workers=2)`. Logs are in `cluster.directory`;
-`cluster.logs()` gives their ends, and every error this module raises carries them. A watchdog
-process kills the cluster's processes and removes the dir if this process dies without close(),
-even by SIGKILL.
+`cluster.logs()` gives their ends, and every error this module raises carries them. The
+lifecycle is testkit.servers': its watchdog kills the cluster's processes and removes the dir
+if this process dies without close(), even by SIGKILL.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -33,16 +32,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from testkit.servers import free_port
+from testkit.servers import HOST, Throwaway, free_port, listening
 from testkit.stack import ROOT
 
-HOST = "127.0.0.1"
 STOP_TIMEOUT = 15  # a worker closes its tasks and its nanny, then exits; then SIGKILL
 # Every process of the cluster carries this variable (value: the cluster's dir), its children
 # too: that is how the watchdog finds them after we are gone, and only them.
@@ -73,7 +70,7 @@ def find_dask() -> str:
     return command
 
 
-class DaskCluster:
+class DaskCluster(Throwaway):
     """One scheduler and n_workers workers on 127.0.0.1, logs and scratch space in a temp dir.
 
     Ports: from port_base on when given (scheduler, its HTTP port, then worker, nanny and HTTP
@@ -83,6 +80,22 @@ class DaskCluster:
     environment are not passed on, so a stray setting cannot change the cluster. stock: no
     repository on the processes' path or as their cwd (see the module's docstring).
     """
+
+    error = DaskClusterError
+    prefix = "sluice-dask-"
+    # At EOF: SIGKILL every process carrying our mark (the dir is unique to this cluster), twice
+    # (a nanny may start a worker in between).
+    watchdog_script = (
+        "cat >/dev/null; "
+        f'sweep() {{ for p in /proc/[0-9]*; do grep -qzxF -- "{MARK}=$1" "$p/environ" '
+        '2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null; done; }; '
+        'sweep "$1"; sleep 0.2; sweep "$1"'
+    )
+
+    @property
+    def watchdog_env(self) -> dict[str, str]:
+        """Ours without the mark: the watchdog must not kill itself."""
+        return {key: value for key, value in os.environ.items() if key != MARK}
 
     def __init__(
         self,
@@ -101,14 +114,11 @@ class DaskCluster:
         self.nthreads = nthreads
         self.port_base = port_base
         self.extra_env = dict(env or {})
-        self.base_dir = base_dir
         self.stock = stock
         self.dask: str | None = None
-        self.directory: str | None = None
         self.ports: dict[str, int] = {}
         self.processes: dict[str, subprocess.Popen] = {}
-        self._watchdog: subprocess.Popen | None = None
-        self._closed = False
+        super().__init__(base_dir)
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -225,34 +235,11 @@ class DaskCluster:
         self.stop()
         return self.start(timeout)
 
-    def close(self) -> None:
-        """Kill every process and remove the temp dir; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            for name in list(self.processes):
-                with contextlib.suppress(Exception):
-                    self._kill(name, 10)
-        finally:
-            if self._watchdog:
-                # EOF tells the watchdog to finish: it kills anything of ours left, removes the dir
-                self._watchdog.stdin.close()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._watchdog.wait(timeout=30)
-            if self.directory:
-                shutil.rmtree(self.directory, ignore_errors=True)
-            atexit.unregister(self.close)
-
-    def __enter__(self) -> DaskCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # __exit__ does not run when __enter__ raises
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def halt(self) -> None:
+        """Kill every process (the dir is about to go)."""
+        for name in list(self.processes):
+            with contextlib.suppress(Exception):
+                self._kill(name, 10)
 
     # -- the scheduler's view -------------------------------------------------------------------
 
@@ -312,8 +299,7 @@ class DaskCluster:
 
     def _prepare(self) -> None:
         self.dask = self.dask or find_dask()
-        self.directory = tempfile.mkdtemp(prefix="sluice-dask-", dir=self.base_dir)
-        atexit.register(self.close)
+        self.open_directory()
         os.makedirs(os.path.join(self.directory, "config"))  # DASK_CONFIG: no user config
         names = ["scheduler", "scheduler.http"]
         for i in range(self.n_workers):
@@ -322,7 +308,6 @@ class DaskCluster:
             self.ports = {name: free_port() for name in names}
         else:
             self.ports = {name: self.port_base + n for n, name in enumerate(names)}
-        self._start_watchdog()
 
     def _scheduler_command(self) -> list[str]:
         return [
@@ -469,37 +454,15 @@ class DaskCluster:
 
     def _wait_listening(self, name: str, port: int, deadline: float) -> None:
         process = self.processes[name]
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection((HOST, port), timeout=1).close()
-                return
-            if process.poll() is not None:
-                raise self._error(f"{name} exited with status {process.returncode}")
-            if time.monotonic() > deadline:
-                raise self._error(f"{name} does not listen on {HOST}:{port}")
-            time.sleep(0.05)
+        self.wait_ready(
+            lambda: None if listening(port) else f"{name} does not listen on {HOST}:{port}",
+            deadline - time.monotonic(),
+            lambda: None if process.poll() is None else f"{name} exited: {process.returncode}",
+            interval=0.05,
+        )
 
     def _error(self, what: str) -> DaskClusterError:
         return DaskClusterError(f"dask cluster in {self.directory}: {what}\n{self.logs()}")
-
-    def _start_watchdog(self) -> None:
-        """A process that waits for EOF on a pipe only we hold, then SIGKILLs every process
-        carrying our mark (the dir is unique to this cluster) and removes the dir."""
-        script = (
-            "cat >/dev/null; "
-            'sweep() { for p in /proc/[0-9]*; do grep -qzxF -- "$2" "$p/environ" 2>/dev/null '
-            '&& kill -9 "${p#/proc/}" 2>/dev/null; done; }; '
-            'sweep "$@"; sleep 0.2; sweep "$@"; rm -rf "$1"'
-        )
-        self._watchdog = subprocess.Popen(
-            ["sh", "-c", script, "sh", self.directory, f"{MARK}={self.directory}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the test run must not end it before close()
-            env={key: value for key, value in os.environ.items() if key != MARK},
-            cwd="/",
-        )
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The test helper tests/dask_cluster.py: a real scheduler and two workers on pinned loopback
+"""The test helper testkit/dask_cluster.py: a real scheduler and two workers on pinned loopback
 ports, tasks running on both, a killed worker gone from the scheduler and back on its ports."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 
 import psutil
 
+from testkit.dask_cluster import cluster_fixture
 from testkit.stack import ROOT
-from tests.dask_cluster import cluster_fixture
 
 PORT_BASE = 18700  # 18700-18707: scheduler, its HTTP port, worker/nanny/HTTP of each worker
 
