@@ -23,8 +23,8 @@ from sluice_common.settings.render import (
     markdown,
     shell_value,
 )
+from testkit.stack import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("trainer", "preprocess", "sluice_common", "tracking", "scripts")
 # ${NAME:-default}, ${NAME-default} and ${NAME} in shell scripts and the Compose files.
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
