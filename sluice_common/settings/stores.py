@@ -319,8 +319,9 @@ STORE_SETTINGS = [
     ),
     _own(
         "PYTHONPATH",
-        ("Python's own: where the Dask containers and the backup scripts find Sluice's code"),
-        ("dask", "scripts"),
+        "Python's own: where local.sh's services and the backup scripts find Sluice's code "
+        "(a Dask cluster needs none: the trainer ships the code)",
+        ("local.sh", "scripts"),
         passed=True,
     ),
     _own(
