@@ -24,14 +24,14 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from sluice_common import error_codes, settings
+from sluice_common import error_codes
 from sluice_common.database import iso_utc, make_engine, utcnow
 from sluice_common.errors import ApiError
+from trainer.lifecycle.boot import boot_id
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
 HEARTBEAT_SECONDS = 2.0
-BOOT_ENV = "SLUICE_BOOT_ID"
 
 metadata = sa.MetaData()
 jobs = sa.Table(
@@ -54,14 +54,6 @@ jobs = sa.Table(
     sa.Column("answer", sa.Text, nullable=True),
     sa.Index("ix_sluice_jobs_created", "created_at"),
 )
-
-
-def boot_id() -> str:
-    """This trainer start's id: set by the gunicorn master for all its workers, else made here."""
-    value = settings.value(BOOT_ENV)
-    if not value:
-        value = os.environ[BOOT_ENV] = secrets.token_hex(8)
-    return value
 
 
 class JobCancelled(Exception):

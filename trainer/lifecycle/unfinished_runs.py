@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from mlflow import MlflowClient
 
 from trainer.lifecycle import tracking_health
+from trainer.lifecycle.boot import boot_id
 
 log = logging.getLogger(__name__)
 OWNER_TAG = "sluice.owner"
@@ -83,7 +84,6 @@ def trainer_id(state_dir: str) -> str:
 def _claim(state_dir: str) -> str | None:
     """Take this process's owner lock; its owner tag value, or None when the state directory
     cannot hold it (then runs go untagged and are never marked)."""
-    from trainer.jobs.runner import boot_id
 
     try:
         owner_trainer = trainer_id(state_dir)
@@ -112,7 +112,6 @@ def _process() -> str:
 def owner_tags(state_dir: str) -> dict[str, str]:
     """The tags that make a run this process's (empty when the owner lock could not be taken).
     The lock is taken on the first call in each process and held until the process ends."""
-    from trainer.jobs.runner import boot_id
 
     key = (os.path.realpath(state_dir), os.getpid())
     with _guard:
@@ -250,7 +249,6 @@ def mark_in_background(state_dir: str, retry_for: float = RETRY_FOR) -> threadin
     another died, in a thread: never blocks or fails the start. The first worker of a start
     does it (the others wait on its lock, then see it done); while MLflow is down it retries,
     for `retry_for` seconds at most."""
-    from trainer.jobs.runner import boot_id
 
     start_id = boot_id()
 

@@ -14,6 +14,7 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.jobs import runner as jobs
 from trainer.jobs.runner import JobRunner, JobStore
+from trainer.lifecycle.boot import BOOT_ENV
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -101,7 +102,7 @@ def test_jobs_of_an_earlier_start_and_silent_jobs_are_failed(url, monkeypatch):
     store.create("a" * 32, "dev", "m", {})
     store.start("a" * 32)
     store.create("b" * 32, "prod", "m", {})
-    monkeypatch.setenv(jobs.BOOT_ENV, "a-later-start")
+    monkeypatch.setenv(BOOT_ENV, "a-later-start")
     later = JobStore(url, stale_seconds=5)
     assert later.mark_orphans() == 2
     for job_id in ("a" * 32, "b" * 32):
