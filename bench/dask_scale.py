@@ -61,7 +61,7 @@ WORKERS = 2
 MIB = 2**20
 POLL_SECONDS = 0.1  # as the nanny's memory monitor (distributed.worker.memory.monitor-interval)
 SAMPLE_ROWS = 200_000
-# Workaround for the driver (pipeline/cluster.py polls client.scheduler_info(n_workers=-1) for
+# Workaround for the driver (pipeline/dask_client.py polls client.scheduler_info(n_workers=-1) for
 # lost workers): the client's periodic refresh (every 2 s, n_workers=0) can overwrite the
 # answer before it is returned, so "workers" reads empty and a healthy job fails with
 # cluster_worker_lost ("no worker is left"), more often on a loaded box. Refreshing hourly

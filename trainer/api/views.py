@@ -25,12 +25,15 @@ from sluice_common.web.upload import parse_upload, read_form_upload
 from trainer.api.jobs import accepted, job_runner
 from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
 from trainer.lifecycle import tracking_health
-from trainer.lifecycle.phases import dev_run, prod_run, storage_unavailable
+from trainer.lifecycle.dependencies import storage_unavailable
+from trainer.lifecycle.dev import dev_run
+from trainer.lifecycle.prod import prod_run
 from trainer.model.sluice_model import table_rows
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
 from trainer.pipeline import row_flags
+from trainer.pipeline.training import InMemory
 
 bp = Blueprint("trainer", __name__)
 REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"
@@ -129,7 +132,7 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
         raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
     if params.phase == "dev":
         answer = dev_run(
-            table,
+            InMemory(table, report.get("delimiter", ","), on_round),
             report,
             model_name=params.model,
             target=target,
@@ -140,7 +143,6 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
             cache=state.cache,
             state_dir=state.state_dir,
             tags=state.tags,
-            on_round=on_round,
         )
     else:
         answer = prod_run(

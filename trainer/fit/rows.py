@@ -152,7 +152,7 @@ def row_keys(content: np.ndarray, spread: np.ndarray) -> np.ndarray:
 def keys_of(content: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
     """The key of a row from its content hash and which copy of it it is counted as (0 for a
     row whose copies are one record): the formula `row_keys` applies, for data split over
-    partitions whose occurrences are counted across them (trainer/pipeline/cluster.py)."""
+    partitions whose occurrences are counted across them (trainer/pipeline/dask_engine.py)."""
     occurrence = np.asarray(occurrence).astype("uint64")
     keyed = pd.DataFrame({"content": content, "occurrence": occurrence})
     hashed = pd.util.hash_pandas_object(keyed, index=False).to_numpy(dtype="uint64")

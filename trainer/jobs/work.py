@@ -13,6 +13,9 @@ from flask import current_app
 from sluice_common import error_codes
 from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
+from trainer.lifecycle.dev import dev_run
+from trainer.lifecycle.prod import champion_for
+from trainer.pipeline.training import InMemory
 from trainer.sources import by_reference
 from trainer.sources import files as datasource
 from trainer.sources.files import DataSettings
@@ -78,8 +81,6 @@ def reference_work(params):
     output = None
     if params.phase == "prod":
         output = datasource.resolve_output(params.output_uri, settings)
-        from trainer.lifecycle.phases import champion_for
-
         champion_for(params.model, app.extensions["sluice"].cache)  # 404/409 now, not later
     address = scheduler_address(app.config)
     if address is None:
@@ -105,8 +106,6 @@ def reference_work(params):
 
 
 def _dev(app, params, files, settings, address, context) -> dict:
-    from trainer.lifecycle.phases import dev_run
-
     state = app.extensions["sluice"]
     common = dict(
         model_name=params.model,
@@ -119,47 +118,33 @@ def _dev(app, params, files, settings, address, context) -> dict:
         tags={**state.tags, "sluice.data_uri": params.data_uri[:250]},
     )
     if address is not None:
-        from trainer.pipeline import cluster
+        # Here: distributed and xgboost.dask are imported only when a cluster is used.
+        from trainer.pipeline.dask_client import public_address
+        from trainer.pipeline.dask_engine import OnCluster
 
-        def train():
-            return cluster.train_on_cluster(
-                address,
-                files,
-                settings,
-                params.target,
-                params.task,
-                state.training,
-                context,
-                sample_rows=int(app.config["CLUSTER_SAMPLE_ROWS"]),
-            )
-
-        answer = dev_run(None, {}, target=None, train=train, checkpoint=context.check, **common)
-        answer["engine"] = {"kind": "dask", "scheduler": cluster.public_address(address)}
+        sample_rows = int(app.config["CLUSTER_SAMPLE_ROWS"])
+        engine = OnCluster(address, files, settings, context, sample_rows)
+        answer = dev_run(engine, {}, target=params.target, **common)
+        answer["engine"] = {"kind": "dask", "scheduler": public_address(address)}
         return answer
     table, report = by_reference.read_all(files, settings, context)
     report["data_uri"] = params.data_uri
     target = resolve_target([str(c) for c in table.column_names], params.target)
     context.progress(stage="training")
-    answer = dev_run(
-        table,
-        report,
-        target=target,
-        on_round=_on_round(context),
-        checkpoint=context.check,
-        **common,
-    )
+    engine = InMemory(table, report.get("delimiter", ","), _on_round(context), context.check)
+    answer = dev_run(engine, report, target=target, **common)
     answer["engine"] = {"kind": "trainer"}
     return answer
 
 
 def _prod(app, params, files, output, settings, address, context) -> dict:
-    from trainer.lifecycle.phases import champion_for
-
     state = app.extensions["sluice"]
     champion = champion_for(params.model, state.cache)
     options = by_reference.ProdOptions(proba=params.proba, key=params.key)
     if address is not None:
+        # Here: distributed is imported only when a cluster is used.
         from trainer.pipeline import cluster
+        from trainer.pipeline.dask_client import public_address
 
         answer = cluster.score_on_cluster(
             address,
@@ -172,7 +157,7 @@ def _prod(app, params, files, output, settings, address, context) -> dict:
             state.monitor,
             context,
         )
-        answer["engine"] = {"kind": "dask", "scheduler": cluster.public_address(address)}
+        answer["engine"] = {"kind": "dask", "scheduler": public_address(address)}
     else:
         answer = by_reference.score_locally(
             files, settings, output, options, champion, params.model, state.monitor, context

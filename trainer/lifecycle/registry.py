@@ -26,7 +26,7 @@ from trainer.model.sluice_model import (
     RULES_ARTIFACT,
     SPEC_ARTIFACT,
 )
-from trainer.pipeline.training import TrainedModel
+from trainer.pipeline.stages import TrainedModel
 
 CHAMPION_ALIAS = "champion"
 MODEL_CODE_PATH = sluice_model.__file__  # logged with every version ("models from code")

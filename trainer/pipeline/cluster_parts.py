@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import xgboost as xgb
 from dask.sizeof import sizeof
 
 from sluice_common import error_codes
@@ -21,7 +22,11 @@ from trainer.fit import rows as rowsets
 from trainer.fit.features import clean_table, level_counts
 from trainer.fit.target import labels_of
 from trainer.model import sluice_cells as cells
+from trainer.model.sluice_model import SluiceModel, feature_matrix, load_rules
+from trainer.monitoring.monitor import scored_counts
+from trainer.monitoring.profile import Compiled
 from trainer.sources import files as datasource
+from trainer.sources.by_reference import check_key, output_columns
 
 
 @dataclass
@@ -200,6 +205,11 @@ def assign_keys(prepared: Prepared, spread_offsets: pd.Series | None) -> Prepare
     return prepared
 
 
+def train_count(prepared: Prepared, fraction: float) -> int:
+    """This partition's training rows (keys at or above the validation fraction)."""
+    return int((prepared.keys >= fraction).sum())
+
+
 def training_levels(prepared: Prepared, names: list[str], fraction: float) -> dict:
     """Level counts of the categorical columns over this partition's training rows."""
     train = pa.array(np.flatnonzero(prepared.keys >= fraction))
@@ -220,8 +230,6 @@ def matrices(prepared: Prepared, spec: dict, fraction, stop_fraction, valid_shar
     """The feature matrix split into fit / stop / validation rows, plus evenly keyed samples
     of validation rows (cells too, to score other models on) and of fit rows (for the
     monitoring reference); the training rows' label sums for the baseline."""
-    from trainer.model.sluice_model import feature_matrix
-
     matrix, warnings = feature_matrix(prepared.table, spec, cells)
     keys = prepared.keys
     fit, stop, held = split_rows(keys, fraction, stop_fraction)
@@ -291,10 +299,8 @@ def rules_source(rules) -> bytes:
     """The source of a model's cell rules. A version loaded from the registry ran them from a
     temporary copy that is gone; their module is named by their digest (sluice_model
     .load_rules), so the copy still on disk, or this trainer's own file, is checked against it."""
-    from trainer.lifecycle.registry import RULES_CODE_PATH
-
     wanted = rules.__name__.rsplit("_", 1)[-1]
-    for path in (getattr(rules, "__file__", None), RULES_CODE_PATH):
+    for path in (getattr(rules, "__file__", None), cells.__file__):
         try:
             with open(path, "rb") as handle:
                 source = handle.read()
@@ -321,10 +327,6 @@ def model_of(payload: ModelPayload):
     """The SluiceModel of a payload, built once per worker process."""
     model = _MODELS.get(payload.digest)
     if model is None:
-        import xgboost as xgb
-
-        from trainer.model.sluice_model import SluiceModel, load_rules
-
         folder = os.path.join(tempfile.gettempdir(), "sluice-worker-rules")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, hashlib.sha256(payload.rules_source).hexdigest() + ".py")
@@ -345,10 +347,6 @@ def model_of(payload: ModelPayload):
 
 def score_file(item, settings, payload: ModelPayload, options, columns, batch_id) -> dict:
     """Read, score and count one file: its output rows, warnings and monitoring counts."""
-    from trainer.monitoring.monitor import scored_counts
-    from trainer.monitoring.profile import Compiled
-    from trainer.sources.by_reference import check_key, output_columns
-
     model = model_of(payload)
     table, report = datasource.read_cells(item, settings)
     check_key(options, table.column_names, model.required_columns)

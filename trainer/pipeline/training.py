@@ -1,9 +1,6 @@
-"""A dev run on one machine: the upload read, typed, split, fitted, validated and profiled."""
+"""The dev pipeline on one machine: the stages' work on one Arrow table in memory."""
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -12,82 +9,167 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.tables.parsing import one_column_error
 from trainer.fit import rows as rowsets
-from trainer.fit.booster import boost, booster_params, fit, inner_split
+from trainer.fit.booster import fit, inner_split
 from trainer.fit.config import TrainingConfig
-from trainer.fit.features import (
-    clean_table,
-    feature_types,
-    fit_feature_spec,
-    fit_kinds,
-    text_columns_of,
-)
-from trainer.fit.metrics import PRIMARY_METRIC, baseline_losses, baseline_of, row_losses, score
+from trainer.fit.features import clean_table, fit_feature_spec, fit_kinds, text_columns_of
+from trainer.fit.metrics import baseline_of
 from trainer.fit.target import Target, read_target
 from trainer.model import sluice_cells as cells
-from trainer.model.sluice_model import SluiceModel, feature_matrix
-from trainer.monitoring.profile import build_profile
-
-MIN_ROWS = 10
-
-
-@dataclass
-class Validation:
-    """The held-out rows and how the new model did on each of them."""
-
-    table: pa.Table  # raw cells of the validation rows, for scoring other models
-    y: np.ndarray
-    keys: np.ndarray  # row keys in [0, 1): a row is held out when its key < the fraction
-    losses: np.ndarray  # the new model's loss per row
-    baseline_losses: np.ndarray  # the trivial baseline's (class prior or training mean)
-    # The new model's class probabilities (classification): the promotion gate's ranking test
-    # shows skill that a few confident mistakes hide from the log loss.
-    proba: np.ndarray | None = None
+from trainer.model.sluice_model import feature_matrix
+from trainer.pipeline import stages
+from trainer.pipeline.stages import Held, Read, Reference, Split, TrainedModel
 
 
-@dataclass
-class TrainedModel:
-    """Everything a dev run produced, before it is logged."""
+class InMemory:
+    """The rows in this process: every stage reads the whole table."""
 
-    model: SluiceModel
-    spec: dict
-    task: str
-    task_reason: str
-    metrics: dict
-    params: dict
-    best_rounds: int
-    train_seconds: float
-    n_train: int
-    n_valid: int
-    validation: Validation
-    report: dict = field(default_factory=dict)  # rows and cells: what was dropped or unread
-    table: pa.Table | None = None  # the rows trained and validated on (cleaned cells)
-    split_keys: np.ndarray | None = None  # every row's key: held out when below the fraction
-    profile: dict | None = None  # the monitoring reference (trainer/monitoring/profile.py)
+    booster_overrides: dict = {}
 
+    def __init__(self, data, delimiter: str = ",", on_round=None, check=None):
+        self.data = data
+        self.delimiter = delimiter
+        self.on_round = on_round
+        self.check = check
 
-def complete_spec(
-    spec: dict,
-    read: Target,
-    target: str,
-    columns: list[str],
-    fraction: float,
-    key_columns: list[str],
-) -> dict:
-    """What a spec records besides its inputs: task, target, classes, the upload's columns and
-    the split (one definition, for the trainer's and the cluster's training)."""
-    spec.update(
-        task=read.task,
-        target=target,
-        classes=read.classes,
-        target_number_format=read.number_format,
-        upload_columns=[name for name in columns if name != target],
-        split={
-            "method": rowsets.SPLIT_METHOD,
-            "fraction": fraction,
-            "columns": sorted(key_columns),
-        },
-    )
-    return spec
+    def progress(self, stage: str) -> None:
+        pass  # the job reports "training" for the whole run, rounds through on_round
+
+    def checkpoint(self) -> None:
+        if self.check is not None:
+            self.check()
+
+    def read(self, requested_target: str | None) -> Read:
+        """The cleaned cells; rows empty or without a target dropped (counted)."""
+        target = requested_target
+        table = clean_table(rowsets.as_table(self.data))
+        self.data = None
+        self.rows_in = table.num_rows
+        if target not in table.column_names:
+            raise ApiError(
+                error_codes.UNKNOWN_TARGET, f"Target column {target!r} is not in the table."
+            )
+        if table.column_names == [target]:
+            raise one_column_error(target)  # a file read as one column: say so, not "no features"
+        if table.column(target).null_count == self.rows_in:
+            raise ApiError(
+                error_codes.EMPTY_TARGET,
+                f"Target column {target!r} has no values. Pick another column with ?target=NAME.",
+            )
+        empty = rowsets.empty_rows(table)
+        no_target = rowsets.is_null(table.column(target)) & ~empty
+        self.table = rowsets.keep_rows(table, ~empty & ~no_target)
+        self.dropped_rows = {"empty": int(empty.sum()), "missing_target": int(no_target.sum())}
+        if self.table.num_rows < stages.MIN_ROWS:
+            raise stages.too_few_rows(self.table.num_rows, "this file has")
+        return Read(target, self.table.column_names, self.delimiter)
+
+    def target(self, read: Read, task: str) -> Target:
+        """The target read over every row; rows whose target cannot be read dropped."""
+        prefer_comma = read.delimiter == ";"
+        column = self.table.column(read.target).combine_chunks()
+        target = read_target(column, read.target, task, prefer_comma)
+        if not target.keep.all():
+            self.dropped_rows["unreadable_target"] = int((~target.keep).sum())
+            self.table = rowsets.keep_rows(self.table, target.keep)
+            stages.check_readable_rows(self.table.num_rows)
+        self.y = target.y
+        self.task, self.n_classes = target.task, len(target.classes or [])
+        return target
+
+    def kinds(self, read: Read, target: Target, config: TrainingConfig):
+        # Text columns read together: each rule runs once per block of columns (wide tables).
+        self.texts = text_columns_of(self.table, read.target)
+        kinds, dropped, self.unreadable = fit_kinds(
+            self.table, read.target, read.delimiter, config.min_category_rows, texts=self.texts
+        )
+        return kinds, dropped
+
+    def split(self, read: Read, target: Target, kinds, config: TrainingConfig) -> Split:
+        """Each row's key from its read cells (copies of a record share a side)."""
+        read_cells = rowsets.read_cells(self.table, kinds, read.target, self.y, texts=self.texts)
+        self.content = rowsets.content_hashes(read_cells)
+        self.keys = rowsets.row_keys(
+            self.content, rowsets.observations(read_cells, read.target, self.content)
+        )
+        self.held = self.keys < config.validation_fraction
+        self.fit_idx = np.flatnonzero(~self.held)
+        self.valid_idx = np.flatnonzero(self.held)
+        return Split(self.table.num_rows, len(self.fit_idx), list(read_cells))
+
+    def spec(self, read: Read, kinds, dropped, split: Split, config: TrainingConfig) -> dict:
+        spec = fit_feature_spec(
+            self.table,
+            read.target,
+            ~self.held,
+            kinds,
+            dropped,
+            config.min_category_rows,
+            config.max_categories,
+            texts=self.texts,
+        )
+        del self.texts
+        return spec
+
+    def matrices(self, spec: dict, split: Split, config: TrainingConfig) -> None:
+        self.matrix, _ = feature_matrix(self.table, spec, cells)
+        inner_fit, inner_stop = inner_split(
+            self.keys[self.fit_idx], config.validation_fraction, config.early_stopping_fraction
+        )
+        self.fit_rows, self.stop_rows = self.fit_idx[inner_fit], self.fit_idx[inner_stop]
+
+    def trainer(self, params: dict, types: list, names: list[str]):
+        matrix, y = self.matrix, self.y
+
+        def train(rows: str, rounds: int, early_stopping: int | None):
+            on_round = self.on_round
+            if rows == "train":
+                every = self.fit_idx
+                return fit(params, matrix[every], y[every], types, names, rounds, on_round=on_round)
+            fit_rows, stop_rows = self.fit_rows, self.stop_rows
+            return fit(
+                params,
+                matrix[fit_rows],
+                y[fit_rows],
+                types,
+                names,
+                rounds,
+                valid=(matrix[stop_rows], y[stop_rows]),
+                early_stopping=early_stopping,
+                on_round=on_round,
+            )
+
+        return train
+
+    def local_booster(self, booster, names: list[str]):
+        return booster
+
+    def held_out(self) -> Held:
+        valid, y = self.valid_idx, self.y
+        return Held(
+            table=rowsets.take_rows(self.table, valid),
+            matrix=self.matrix[valid],
+            y=y[valid],
+            keys=self.keys[valid],
+            baseline=baseline_of(self.task, y[self.fit_idx], self.n_classes),
+        )
+
+    def reference(self) -> Reference:
+        table, fit_idx = self.table, self.fit_idx
+
+        def fit_cells(columns: list[str]) -> pa.Table:
+            return rowsets.take_rows(table.select(columns), fit_idx)
+
+        return Reference(self.matrix[fit_idx], fit_cells, table, self.keys)
+
+    def report(self, split: Split, held: Held, reference: Reference) -> dict:
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.table.num_rows,
+            "dropped_rows": self.dropped_rows,
+            "duplicate_rows": rowsets.duplicate_count(self.content),
+            "missing_values": rowsets.null_counts(self.table),
+            "unreadable_treated_as_missing": self.unreadable,
+        }
 
 
 def train_model(
@@ -100,182 +182,5 @@ def train_model(
 ) -> TrainedModel:
     """Read the raw cells, decide each column's kind, split by row content, fit feature
     handling and booster on the training rows, score the validation rows."""
-    config = config or TrainingConfig()
-    table = clean_table(rowsets.as_table(data))
-    rows_in = table.num_rows
-    if target not in table.column_names:
-        raise ApiError(error_codes.UNKNOWN_TARGET, f"Target column {target!r} is not in the table.")
-    if table.column_names == [target]:
-        raise one_column_error(target)  # a file read as one column: say so, not "no features"
-    if table.column(target).null_count == rows_in:
-        raise ApiError(
-            error_codes.EMPTY_TARGET,
-            f"Target column {target!r} has no values. Pick another column with ?target=NAME.",
-        )
-    empty = rowsets.empty_rows(table)
-    no_target = rowsets.is_null(table.column(target)) & ~empty
-    table = rowsets.keep_rows(table, ~empty & ~no_target)
-    dropped_rows = {"empty": int(empty.sum()), "missing_target": int(no_target.sum())}
-    if table.num_rows < MIN_ROWS:
-        raise ApiError(
-            error_codes.TOO_FEW_ROWS,
-            f"Training needs at least {MIN_ROWS} rows with a target; this file has "
-            f"{table.num_rows}.",
-        )
-    prefer_comma = delimiter == ";"
-    read = read_target(table.column(target).combine_chunks(), target, task, prefer_comma)
-    if not read.keep.all():
-        dropped_rows["unreadable_target"] = int((~read.keep).sum())
-        table = rowsets.keep_rows(table, read.keep)
-        if table.num_rows < MIN_ROWS:
-            raise ApiError(
-                error_codes.TOO_FEW_ROWS,
-                f"Only {table.num_rows} rows have a readable target; training needs {MIN_ROWS}.",
-            )
-    y = read.y
-    # Text columns read together: each rule runs once per block of columns (wide tables).
-    texts = text_columns_of(table, target)
-    kinds, dropped, unreadable = fit_kinds(
-        table, target, delimiter, config.min_category_rows, texts=texts
-    )
-    read_cells = rowsets.read_cells(table, kinds, target, y, texts=texts)
-    content = rowsets.content_hashes(read_cells)
-    keys = rowsets.row_keys(content, rowsets.observations(read_cells, target, content))
-    key_columns = list(read_cells)
-    del read_cells
-    held = keys < config.validation_fraction
-    fit_idx, valid_idx = np.flatnonzero(~held), np.flatnonzero(held)
-    if len(fit_idx) < 2:
-        raise ApiError(
-            error_codes.TOO_FEW_ROWS,
-            f"The {table.num_rows} rows hold too few distinct rows to train on; add more data.",
-        )
-    spec = fit_feature_spec(
-        table,
-        target,
-        ~held,
-        kinds,
-        dropped,
-        config.min_category_rows,
-        config.max_categories,
-        texts=texts,
-    )
-    del texts
-    if not spec["inputs"]:
-        reasons = "; ".join(f"{d['name']}: {d['reason']}" for d in spec["dropped"]) or "none"
-        raise ApiError(
-            error_codes.NO_USABLE_FEATURES,
-            f"No column besides the target can be used as a feature (dropped: {reasons}).",
-        )
-    complete_spec(spec, read, target, table.column_names, config.validation_fraction, key_columns)
-    matrix, _ = feature_matrix(table, spec, cells)
-    types, names = feature_types(spec), spec["feature_names"]
-    params = booster_params(read.task, len(read.classes or []), config, len(names))
-
-    started = time.perf_counter()
-    inner_fit, inner_stop = inner_split(
-        keys[fit_idx], config.validation_fraction, config.early_stopping_fraction
-    )
-    fit_rows, stop_rows = fit_idx[inner_fit], fit_idx[inner_stop]
-
-    def train(rows: str, rounds: int, early_stopping: int | None):
-        if rows == "train":
-            return fit(params, matrix[fit_idx], y[fit_idx], types, names, rounds, on_round=on_round)
-        valid = (matrix[stop_rows], y[stop_rows])
-        return fit(
-            params,
-            matrix[fit_rows],
-            y[fit_rows],
-            types,
-            names,
-            rounds,
-            valid=valid,
-            early_stopping=early_stopping,
-            on_round=on_round,
-        )
-
-    booster, best_rounds = boost(train, len(fit_idx), config)
-    train_seconds = time.perf_counter() - started
-
-    model = SluiceModel(booster, spec, cells)
-    predictions, proba = model.score_matrix(matrix[valid_idx])
-    y_valid = y[valid_idx]
-    metrics = score(read.task, y_valid, predictions, proba)
-    validation = Validation(
-        table=rowsets.take_rows(table, valid_idx),
-        y=y_valid,
-        keys=keys[valid_idx],
-        losses=row_losses(read.task, y_valid, predictions, proba),
-        baseline_losses=baseline_losses(
-            read.task, baseline_of(read.task, y[fit_idx], len(read.classes or [])), y_valid
-        ),
-        proba=proba,
-    )
-
-    def fit_cells(columns: list[str]) -> pa.Table:
-        return rowsets.take_rows(table.select(columns), fit_idx)
-
-    profile = reference_profile(
-        model,
-        fit_cells,
-        matrix[fit_idx],
-        predictions,
-        proba,
-        metrics,
-        valid_losses=validation.losses,
-    )
-    model.profile = profile
-    report = {
-        "rows_in": rows_in,
-        "rows_out": table.num_rows,
-        "dropped_rows": dropped_rows,
-        "duplicate_rows": rowsets.duplicate_count(content),
-        "missing_values": rowsets.null_counts(table),
-        "unreadable_treated_as_missing": unreadable,
-    }
-    return TrainedModel(
-        model=model,
-        spec=spec,
-        task=read.task,
-        task_reason=read.reason,
-        metrics=metrics,
-        params=params,
-        best_rounds=best_rounds,
-        train_seconds=train_seconds,
-        n_train=len(fit_idx),
-        n_valid=len(valid_idx),
-        validation=validation,
-        report=report,
-        table=table,
-        split_keys=keys,
-        profile=profile,
-    )
-
-
-def reference_profile(model, fit_cells, fit_matrix, predictions, proba, metrics, valid_losses=None):
-    """The monitoring reference of a trained model: its training rows (matrix, and
-    `fit_cells(columns)` giving their cells; a keyed sample on a cluster) and its validation
-    predictions."""
-    spec = model.spec
-    # What the model reports reading the training rows' categorical cells (levels outside its
-    # kept ones).
-    grouped = [i for i in spec["inputs"] if i["kind"] == "categorical" and i.get("other")]
-    train_warnings = {}
-    if grouped:
-        grouped_spec = {"inputs": grouped, "feature_names": [i["name"] for i in grouped]}
-        _, train_warnings = feature_matrix(
-            fit_cells([i["name"] for i in grouped]), grouped_spec, cells
-        )
-    gain = model.booster.get_score(importance_type="total_gain")
-    position = {name: i for i, name in enumerate(spec["feature_names"])}
-    return build_profile(
-        spec,
-        fit_matrix,
-        predictions,
-        proba,
-        metrics,
-        PRIMARY_METRIC[spec["task"]],
-        gain={position[name]: value for name, value in gain.items() if name in position},
-        train_warnings=train_warnings,
-        valid_losses=valid_losses,
-    )
+    engine = InMemory(data, delimiter, on_round)
+    return stages.train(engine, target, task, config or TrainingConfig())

@@ -301,7 +301,7 @@ def record_batches(monitor, model_name: str, champion, batches: list) -> list[st
 
 def _missing(model_name: str, version: str, missing: list[str], columns) -> ApiError:
     # Here, not at the top: Dask workers import this module and need none of the registry.
-    from trainer.lifecycle.phases import missing_columns_error
+    from trainer.lifecycle.hints import missing_columns_error
 
     return missing_columns_error(model_name, version, missing, set(columns), what="files")
 

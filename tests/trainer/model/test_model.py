@@ -15,6 +15,9 @@ from sluice_common.errors import ApiError
 from testkit import quality
 from tests.datasets import churn, diabetes, iris, to_csv
 from trainer.fit import rows as rowsets
+from trainer.fit.config import TrainingConfig
+from trainer.fit.metrics import score
+from trainer.fit.target import read_target
 from trainer.lifecycle.promotion import (
     GateConfig,
     compare,
@@ -26,7 +29,7 @@ from trainer.lifecycle.promotion import (
 from trainer.model import sluice_cells as cells
 from trainer.model import sluice_model
 from trainer.model.sluice_model import MissingColumnsError, feature_matrix
-from trainer.pipeline.training import TrainingConfig, read_target, score, train_model
+from trainer.pipeline.training import train_model
 
 FAST = TrainingConfig(max_rounds=60, early_stopping_rounds=10)
 
