@@ -28,11 +28,11 @@ from trainer.lifecycle import tracking_health
 from trainer.lifecycle.dependencies import storage_unavailable
 from trainer.lifecycle.dev import dev_run
 from trainer.lifecycle.prod import prod_run
+from trainer.model import row_flags
 from trainer.model.sluice_model import table_rows
 from trainer.monitoring.monitor import parse_time
 from trainer.monitoring.presenting import public, report_data
 from trainer.monitoring.report import CSP, render_report
-from trainer.pipeline import row_flags
 from trainer.pipeline.training import InMemory
 
 bp = Blueprint("trainer", __name__)

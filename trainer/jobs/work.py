@@ -14,6 +14,7 @@ from sluice_common import error_codes
 from sluice_common.choices import resolve_target
 from sluice_common.errors import ApiError
 from trainer.lifecycle.dev import dev_run
+from trainer.lifecycle.hints import missing_columns_error
 from trainer.lifecycle.prod import champion_for
 from trainer.pipeline.training import InMemory
 from trainer.sources import by_reference
@@ -160,7 +161,15 @@ def _prod(app, params, files, output, settings, address, context) -> dict:
         answer["engine"] = {"kind": "dask", "scheduler": public_address(address)}
     else:
         answer = by_reference.score_locally(
-            files, settings, output, options, champion, params.model, state.monitor, context
+            files,
+            settings,
+            output,
+            options,
+            champion,
+            params.model,
+            state.monitor,
+            context,
+            missing_columns_error,
         )
         answer["engine"] = {"kind": "trainer"}
     answer["data_uri"] = params.data_uri

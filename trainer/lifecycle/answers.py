@@ -3,7 +3,7 @@ them)."""
 
 from __future__ import annotations
 
-from trainer.pipeline import row_flags
+from trainer.model import row_flags
 from trainer.pipeline.stages import TrainedModel
 from trainer.sources.by_reference import listed_ignored
 

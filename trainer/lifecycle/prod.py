@@ -15,8 +15,8 @@ from trainer.lifecycle.dependencies import dependency_errors
 from trainer.lifecycle.hints import missing_columns_error, no_champion
 from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import UntrustedVersion
+from trainer.model import row_flags
 from trainer.model.sluice_model import SMALL_ROWS, column_names, table_rows
-from trainer.pipeline import row_flags
 
 
 def prod_run(

@@ -19,11 +19,12 @@ import pyarrow.parquet as pq
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from trainer.pipeline.row_flags import (
+from trainer.model.row_flags import (
     FLAGS_COLUMN,
     count_flagged,
     flag_texts,
 )
+from trainer.monitoring.monitor import new_batch_id, scored_counts
 from trainer.sources import files as datasource
 from trainer.sources.files import DataFile, DataSettings, Output
 
@@ -239,8 +240,12 @@ def score_locally(
     model_name: str,
     monitor,
     context,
+    missing_columns_error,
 ) -> dict:
-    """Prod by reference on this machine: each file read, scored and appended in turn."""
+    """Prod by reference on this machine: each file read, scored and appended in turn.
+    `missing_columns_error(model_name, version, missing, names, what)` is the error for
+    files that lack columns the champion needs (lifecycle/hints.py's, naming a version
+    that reads them)."""
     model = champion.model
     writer = OutputWriter(output, settings)
     warnings: dict = {}
@@ -255,7 +260,9 @@ def score_locally(
                 check_key(options, columns, model.required_columns)
                 missing = [n for n in model.required_columns if n not in columns]
                 if missing:
-                    raise _missing(model_name, champion.version, missing, columns)
+                    raise missing_columns_error(
+                        model_name, champion.version, missing, set(columns), what="files"
+                    )
             table = datasource.align(table, columns, item.name)
             reports.append(report)
             scored = model.score_frame(table)
@@ -263,8 +270,6 @@ def score_locally(
             ignored = scored.ignored_columns
             batch_id = None
             if monitor is not None:
-                from trainer.monitoring.monitor import new_batch_id, scored_counts
-
                 batch_id = new_batch_id()
                 profile = model.profile
                 compiled = monitor._compile(profile) if profile is not None else None
@@ -297,13 +302,6 @@ def record_batches(monitor, model_name: str, champion, batches: list) -> list[st
             batch_id=batch_id,
         )
     return [batch_id for batch_id, *_ in batches]
-
-
-def _missing(model_name: str, version: str, missing: list[str], columns) -> ApiError:
-    # Here, not at the top: Dask workers import this module and need none of the registry.
-    from trainer.lifecycle.hints import missing_columns_error
-
-    return missing_columns_error(model_name, version, missing, set(columns), what="files")
 
 
 def prod_answer(

@@ -23,10 +23,9 @@ from hypothesis import strategies as st
 
 from testkit.stack import post_csv
 from trainer.api.views import max_flagged_rows
+from trainer.model import row_flags, sluice_model
 from trainer.model import sluice_cells as cells
-from trainer.model import sluice_model
 from trainer.model.sluice_cells import NumberFormat
-from trainer.pipeline import row_flags
 
 NUMERIC = "not_numeric_treated_as_missing"
 UNSEEN = "unseen_categories_treated_as_missing"
