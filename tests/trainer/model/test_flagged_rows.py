@@ -170,7 +170,7 @@ def test_the_cap_is_the_app_setting_max_flagged_rows():
     app.config["MAX_FLAGGED_ROWS"] = 2
     with app.app_context():
         assert max_flagged_rows() == 2
-    from trainer import DEFAULTS
+    from trainer.app import DEFAULTS
 
     assert DEFAULTS["MAX_FLAGGED_ROWS"] == 1000
 
