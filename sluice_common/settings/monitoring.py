@@ -1,4 +1,4 @@
-"""The trainer's monitoring settings (README, Monitoring), declared."""
+"""The trainer's monitoring settings (docs/monitoring.md), declared."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ METHODS = ("psi", "js", "ks")
 
 @dataclass(frozen=True)
 class DriftSettings:
-    """Methods and thresholds (see the README's Monitoring section)."""
+    """Methods and thresholds (docs/monitoring.md)."""
 
     numeric_method: str = "psi"
     categorical_method: str = "psi"

@@ -145,7 +145,7 @@ class Monitor:
         return version, profile
 
     def summary(self, model_name, version=None, batch_id=None, since=None, until=None) -> dict:
-        """The /monitoring answer (see the README's Monitoring section)."""
+        """The /monitoring answer (docs/monitoring.md)."""
         if batch_id is not None:
             row = self._batch_row(model_name, batch_id)
             version = row.version
