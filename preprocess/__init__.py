@@ -13,6 +13,7 @@ import tempfile
 
 from flask import Flask
 
+from preprocess.views import bp
 from sluice_common import settings
 from sluice_common.web.app import build_app, install_admission
 
@@ -28,8 +29,5 @@ def create_app(test_config: dict | None = None) -> Flask:
         tempfile.gettempdir(), f"sluice-preprocess-{os.getppid()}"
     )
     install_admission(app, lock_dir)
-
-    from preprocess.views import bp
-
     app.register_blueprint(bp)
     return app

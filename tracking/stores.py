@@ -211,6 +211,7 @@ def _versions_without_files(conn, destination: str, env: Mapping[str, str]) -> b
         return False
     if not conn.execute(sa.text("SELECT COUNT(*) FROM model_versions")).scalar():
         return False
+    # Here: artifacts_io imports this module (a cycle at import time).
     from tracking.artifacts_io import listing
 
     try:

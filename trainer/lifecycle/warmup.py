@@ -40,6 +40,7 @@ def warm_up(training_config) -> float:
     A failure here is logged and never stops the worker (requests then pay the cost)."""
     started = time.perf_counter()
     try:
+        # Inside the try: an import that fails here is logged like any other warm-up failure.
         import mlflow.pyfunc  # noqa: F401 - imported on the first model log otherwise
         from mlflow.tracking.context.registry import resolve_tags
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map

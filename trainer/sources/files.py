@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from sluice_common import error_codes, settings
 from sluice_common.errors import ApiError
-from sluice_common.tables.parsing import parse_csv
+from sluice_common.tables.encoding import decode_text
+from sluice_common.tables.parsing import parse_csv, read_header, sniff_delimiter
 
 log = logging.getLogger(__name__)
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -605,9 +606,6 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
 
 def _empty_csv(raw: bytes) -> pa.Table:
     """A header-only file's columns with no rows; no columns for an empty file."""
-    from sluice_common.tables.encoding import decode_text
-    from sluice_common.tables.parsing import read_header, sniff_delimiter
-
     try:
         text, _ = decode_text(raw)
         names = read_header(text, sniff_delimiter(text)) if text.strip() else []
