@@ -35,8 +35,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import pytest
-
 from testkit.servers import HOST, Throwaway, free_port, listening
 from testkit.stack import ROOT
 
@@ -475,6 +473,7 @@ def dask_cluster(n_workers: int = 2, memory_limit: str = "1GiB", **kwargs) -> It
 def cluster_fixture(name: str = "dask_cluster", scope: str = "session", **kwargs):
     """A pytest fixture (named `name`) of a running DaskCluster(**kwargs); skipped, saying why,
     when distributed's CLI is missing. Assign it to a module-level name in a test module."""
+    import pytest  # the tests' only: bench uses the cluster without pytest
 
     @pytest.fixture(scope=scope, name=name)
     def fixture() -> Iterator[DaskCluster]:

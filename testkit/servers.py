@@ -19,8 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-import pytest
-
 HOST = "127.0.0.1"
 
 
@@ -156,6 +154,7 @@ class Throwaway:
 def session_fixture(name: str, make: Callable[[], Throwaway], unavailable: Callable[[], None]):
     """A session-scoped pytest fixture `name` of a started server made by make(); skipped,
     saying why, when unavailable() raises (binaries missing). Define it in a conftest.py."""
+    import pytest  # the tests' only: bench uses these servers without pytest
 
     @pytest.fixture(scope="session", name=name)
     def fixture() -> Iterator[Throwaway]:
