@@ -141,9 +141,13 @@ class JobStore:
             return conn.execute(jobs.update().where(where).values(**values)).rowcount > 0
 
     def start(self, job_id: str) -> bool:
-        """Mark it running; False when it was cancelled (or cut off) meanwhile."""
+        """Mark it running, its progress "starting" in the same write (a reader never sees a
+        running job still "queued"); False when it was cancelled (or cut off) meanwhile."""
         now = utcnow()
-        return self._update(job_id, state="running", started_at=now, heartbeat_at=now)
+        starting = json.dumps({"stage": "starting"})
+        return self._update(
+            job_id, state="running", started_at=now, heartbeat_at=now, progress=starting
+        )
 
     def set_progress(self, job_id: str, progress: dict) -> None:
         self._update(job_id, progress=json.dumps(progress), heartbeat_at=utcnow())
@@ -354,8 +358,8 @@ class JobRunner:
         if context.cancelled or not self.store.start(job_id):
             self._cancelled(job_id)
             return
+        context.progress_state["stage"] = "starting"  # as start() wrote it
         try:
-            context.progress(stage="starting")
             status, answer = work(context)
         except JobCancelled:
             self._cancelled(job_id)
