@@ -49,7 +49,10 @@ def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> N
                 "Send a smaller file or raise the limit."
             )
         elif status == 404:
-            message = "No such endpoint. See the README for the API: POST /analyze, GET /health."
+            message = (
+                "No such endpoint; the API is in docs/reference/api.md "
+                "(POST /analyze, GET /health)."
+            )
         elif status == 405:
             message = f"Method not allowed here; allowed: {', '.join(err.valid_methods or [])}."
         if status in HTTP_CODES:
