@@ -49,10 +49,7 @@ def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> N
                 "Send a smaller file or raise the limit."
             )
         elif status == 404:
-            message = (
-                "No such endpoint; the API is in docs/reference/api.md "
-                "(POST /analyze, GET /health)."
-            )
+            message = "No such endpoint; the API's routes are listed in docs/reference/api.md."
         elif status == 405:
             message = f"Method not allowed here; allowed: {', '.join(err.valid_methods or [])}."
         if status in HTTP_CODES:

@@ -58,6 +58,18 @@ def test_target_defaults_to_target_column_then_last():
     assert err.value.code == "unknown_target" and "'Label'" in err.value.message
 
 
+def test_an_unknown_target_lists_at_most_50_columns_each_cut_short():
+    columns = [f"{i:03d}" + "x" * 40_000 for i in range(60)]
+    with pytest.raises(ApiError) as err:
+        resolve_target(columns, "churn")
+    message = err.value.message
+    assert len(message) < 50 * 90 + 200 and message.endswith(" and 10 more.")
+    assert repr("049" + "x" * 77 + "…") in message and "050x" not in message
+    with pytest.raises(ApiError) as err:
+        resolve_target(["a", "b"], "c")
+    assert err.value.message.endswith("Columns: 'a', 'b'.")
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
