@@ -24,4 +24,6 @@ if ! NO_MKDOCS_2_WARNING=1 "$ROOT/.venv/bin/mkdocs" build --strict --site-dir "$
   exit 1
 fi
 rm -rf "$site" "$site.log"
-exec "$ROOT/.venv/bin/python" -m pytest ${args[@]+"${args[@]}"}
+# Both cores: two pytest workers, each taking whole modules (--dist loadfile), so a module's
+# shared stack and its tests stay in one process. Most of the suite waits on real services.
+exec "$ROOT/.venv/bin/python" -m pytest -n 2 --dist loadfile ${args[@]+"${args[@]}"}
