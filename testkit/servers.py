@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,11 +24,44 @@ from collections.abc import Callable, Iterator
 HOST = "127.0.0.1"
 
 
+# Ports come from below the kernel's ephemeral range (32768-60999 here), so no outgoing
+# connection takes one between free_port() and the server's bind, and from a slice of that
+# range of this process's own: each pytest-xdist worker (gw0, gw1, ...) has one, any other
+# process one picked by its pid. A process never hands out the same port twice, so a stack
+# asked for three ports gets three (port 0 could give one back twice: a run's only failure
+# was a preprocess URL that reached another service).
+PORT_RANGE = (10_000, 32_000)
+PORT_SLICES = 16
+_handed_out: set[int] = set()
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        index = int(worker[2:]) % (PORT_SLICES // 2)
+    else:
+        index = PORT_SLICES // 2 + os.getpid() % (PORT_SLICES // 2)
+    width = (PORT_RANGE[1] - PORT_RANGE[0]) // PORT_SLICES
+    start = PORT_RANGE[0] + index * width
+    return range(start, start + width)
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port nobody listens on now, not handed out before by this process."""
+    ports = _port_slice()
+    first = random.randrange(len(ports))
+    for step in range(len(ports)):
+        port = ports[(first + step) % len(ports)]
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {ports}")
 
 
 def listening(port: int, host: str = HOST) -> bool:
