@@ -231,6 +231,28 @@ def champion_version(model_name: str) -> str | None:
         raise
 
 
+# One page of the registry search (MLflow's most); a poll reads all pages.
+SEARCH_PAGE_SIZE = 1000
+
+
+def champion_versions() -> dict[str, str]:
+    """Every registered model's champion version, by name (models without the alias are left
+    out): one registry search per 1,000 models, however many a trainer serves."""
+    champions: dict[str, str] = {}
+    token = None
+    while True:
+        page = MlflowClient().search_registered_models(
+            max_results=SEARCH_PAGE_SIZE, page_token=token
+        )
+        for model in page:
+            version = (model.aliases or {}).get(CHAMPION_ALIAS)
+            if version is not None:
+                champions[model.name] = str(version)
+        token = page.token
+        if not token:
+            return champions
+
+
 def model_exists(model_name: str) -> bool:
     """Whether the registered model name exists."""
     try:

@@ -193,18 +193,27 @@ class ChampionCache:
                 self._poller.start()
 
     def _poll_forever(self) -> None:
+        # One registry search a poll for every model this process serves (a call per model
+        # each second kept MLflow busy once a trainer served a few hundred models).
         while True:
             time.sleep(self.poll_seconds)
+            if not self._entries:
+                continue
+            try:
+                champions = registry.champion_versions()
+            except Exception as err:  # keep polling through outages
+                log.debug("champion poll failed: %s", err)
+                continue
             for name in list(self._entries):
+                entry = self._entries.get(name)
+                if entry is not None and champions.get(name) == entry.version:
+                    continue
                 try:
                     with self._lock(name):
-                        entry = self._entries.get(name)
-                        version = registry.champion_version(name)
-                        if entry is None or version != entry.version:
-                            self._refresh(name, self._marker(name))
-                            log.info("champion of %r is now v%s", name, version)
-                except Exception as err:  # keep polling through outages
-                    log.debug("champion poll for %r failed: %s", name, err)
+                        self._refresh(name, self._marker(name))
+                    log.info("champion of %r is now v%s", name, champions.get(name))
+                except Exception as err:
+                    log.debug("champion refresh for %r failed: %s", name, err)
 
 
 def _tuned(model: SluiceModel) -> SluiceModel:
