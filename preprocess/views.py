@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -131,6 +132,22 @@ def feedback():
     """Labels for earlier prod rows, passed to the trainer as they were sent."""
     body = request.get_data(cache=False)
     return _to_trainer("POST", "/feedback", body, request.headers.get("Content-Type"))
+
+
+MODEL_METHODS = ["GET", "POST", "PUT", "DELETE"]
+
+
+@bp.route("/models", methods=MODEL_METHODS)
+@bp.route("/models/<path:rest>", methods=MODEL_METHODS)
+def models(rest: str | None = None):
+    """Every /models route (the catalogue, champions, challengers, retraining), relayed with
+    its body and media type: the trainer parses and checks it, so new model routes need no
+    change here."""
+    path = "/models" if rest is None else f"/models/{quote(rest, safe='/')}"
+    body = request.get_data(cache=False)
+    if not body and request.method in ("GET", "DELETE"):
+        body = None
+    return _to_trainer(request.method, path, body, request.headers.get("Content-Type"))
 
 
 @bp.get("/metrics/trainer")

@@ -121,7 +121,9 @@ DATA_URI_AND_FILE = ErrorCode(
     "data_uri_and_file", 400, "Both a data_uri and an uploaded data_file: give one."
 )
 INVALID_JOB_ID = ErrorCode("invalid_job_id", 400, "The job id is not the 32-character id.")
-INVALID_LIMIT = ErrorCode("invalid_limit", 400, "limit of GET /jobs is not a number 1-500.")
+INVALID_LIMIT = ErrorCode(
+    "invalid_limit", 400, "limit (GET /jobs, GET /models) is not a whole number in its range."
+)
 
 # -- the uploaded file ------------------------------------------------------------------------
 MISSING_FILE = ErrorCode("missing_file", 400, "No multipart field named data_file.")
@@ -294,6 +296,28 @@ UNREADABLE_LABELS = ErrorCode(
 )
 CONFLICTING_LABELS = ErrorCode(
     "conflicting_labels", 422, "One row of a batch has two different labels in the file."
+)
+
+# -- the model catalogue (/models) ------------------------------------------------------------
+UNKNOWN_MODEL = ErrorCode(
+    "unknown_model", 404, "No model of that name is registered by Sluice (GET /models lists them)."
+)
+UNKNOWN_VERSION = ErrorCode(
+    "unknown_version", 404, "The model has no version of that number (GET /models/<name>)."
+)
+UNTRUSTED_VERSION = ErrorCode(
+    "untrusted_version",
+    409,
+    "The version's files do not carry this trainer's signature: it cannot be made the champion.",
+)
+NOT_A_JSON_OBJECT = ErrorCode(
+    "not_a_json_object", 400, "The body is not a JSON object (send Content-Type: application/json)."
+)
+INVALID_REASON = ErrorCode(
+    "invalid_reason", 400, "reason is missing, not a string, empty, or over 1,000 characters."
+)
+INVALID_PAGE = ErrorCode(
+    "invalid_page", 400, "page is not a token a previous answer gave as next_page."
 )
 
 # -- jobs (async=true) ------------------------------------------------------------------------

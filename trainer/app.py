@@ -16,6 +16,7 @@ from sluice_common.tables.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 from sluice_common.web.app import build_app, install_admission
 from sluice_common.web.internal import ensure_secret_file, ensure_token
 from trainer.api.jobs import bp as jobs_bp
+from trainer.api.models import bp as models_bp
 from trainer.api.views import bp
 from trainer.fit.config import TrainingConfig
 from trainer.jobs.runner import JobRunner, JobStore
@@ -174,6 +175,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["sluice"].jobs = _jobs(app, state_dir)
     app.register_blueprint(bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(models_bp)
     if app.config["TRAINER_WARM_UP"]:
         warm_tracking()
         seconds = warm_up(app.extensions["sluice"].training)

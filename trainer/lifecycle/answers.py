@@ -90,6 +90,8 @@ def prod_answer(
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
+        "run_id": champion.run_id,
+        "digest": champion.digest,  # of the version's training data
         "n_rows": n_rows,
         "predictions": predictions.tolist() if predictions.dtype == object else predictions,
         **listed_ignored(ignored),

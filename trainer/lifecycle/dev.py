@@ -12,8 +12,10 @@ from trainer.fit.config import TrainingConfig
 from trainer.fit.metrics import PRIMARY_METRIC
 from trainer.lifecycle import registry, tracking_health
 from trainer.lifecycle.answers import dev_answer
+from trainer.lifecycle.champion import move_champion
 from trainer.lifecycle.comparison import champion_comparison
 from trainer.lifecycle.dependencies import dependency_errors
+from trainer.lifecycle.lineage import lineage_tags, mark_model
 from trainer.lifecycle.locks import promotion_lock
 from trainer.lifecycle.promotion import GateConfig, compare, decide, needs_ranking, ranking
 from trainer.lifecycle.serving import ChampionCache
@@ -49,9 +51,11 @@ def dev_run(
     cache: ChampionCache,
     state_dir: str,
     tags: dict[str, str],
+    by: str = "gate",
 ) -> dict:
     """Train with `engine` (in memory: pipeline/training.py; on a Dask cluster:
-    pipeline/dask_engine.py), log, register and decide promotion; the dev answer."""
+    pipeline/dask_engine.py), log, register and decide promotion; the dev answer. `by` names
+    who a promotion is recorded as made by in the model's history (gate, or retrain)."""
     lap = Laps()
     with dependency_errors():
         tracking_health.ping()  # fail fast: no point training what cannot be logged
@@ -67,7 +71,8 @@ def dev_run(
         ranked = ranking(validation.proba, validation.y, gate)
     cleaning = {**parsing, **trained.report}
     with dependency_errors():
-        run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags)
+        digest = registry.table_digest(trained.table)
+        run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags, digest)
         lap("log_run")
         staging, signature = _sign(model_uri, written, cache, model_name, run_id)
         lap("sign")
@@ -77,6 +82,7 @@ def dev_run(
                 "sluice.run_id": run_id,
                 SIGNATURE_TAG: signature,
                 **registry.inputs_tag(trained.model.required_columns),
+                **lineage_tags(digest, trained.n_train + trained.n_valid, trained.metrics),
             }
             try:
                 version = registry.register(model_uri, model_name, run_id, version_tags)
@@ -84,12 +90,13 @@ def dev_run(
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             registry.keep_local_copy(staging, signature, model_name, version, cache.models_dir)
+            mark_model(model_name)
             lap("register")
             current = registry.champion_version(model_name)
             decision = _decide(
                 trained, model_name, version, current, promote, gate, cache, baseline, ranked
             )
-            _promote(trained, model_name, version, current, decision, cache)
+            _promote(trained, model_name, version, current, decision, cache, by)
             lap("promotion")
     return dev_answer(
         trained, model_name, run_id, version, current, decision, cleaning, lap.timings
@@ -150,14 +157,13 @@ def _decide(trained, model_name, version, current, promote, gate, cache, baselin
     )
 
 
-def _promote(trained, model_name, version, current, decision, cache: ChampionCache) -> None:
+def _promote(trained, model_name, version, current, decision, cache: ChampionCache, by) -> None:
     """The decision recorded on the version and acted on: the alias, the served model, and
     the local copies kept."""
     registry.record_decision(model_name, version, decision.to_dict())
     if decision.promoted:
-        registry.set_champion(model_name, version)
-        cache.adopt(model_name, version, trained.model)
-        cache.notify_promoted(model_name, version)
+        cache.adopt(model_name, version, trained.model)  # this worker serves it at once
+        move_champion(model_name, version, current, decision.reason, by, cache)
     champion_now = version if decision.promoted else current
     cache.forget_others(model_name, keep={champion_now})
     keep = {v for v in (champion_now, version, cache.last_known(model_name)) if v}

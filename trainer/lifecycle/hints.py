@@ -106,9 +106,9 @@ def _candidate_hint(model_name: str, version: str, decision: dict | None, exact:
     return (
         f"Version {version} of {model_name!r} (not the champion) {reads}.{why} To make it the "
         f"champion, train on its data again with phase=dev and promote=always (client: "
-        f"--promote always), or point the alias 'champion' of {model_name!r} at version "
-        f"{version} in the MLflow UI (MlflowClient().set_registered_model_alias("
-        f"{model_name!r}, 'champion', '{version}'))."
+        f"--promote always), or make version {version} the champion with POST "
+        f"/models/{model_name}/champion and the JSON body "
+        f'{{"version": "{version}", "reason": "<why>"}}.'
     )
 
 
@@ -146,7 +146,8 @@ def no_champion(model_name: str) -> ApiError:
         state = f"its latest version v{version} was not promoted" + (f" ({why})" if why else "")
     return ApiError(
         error_codes.NO_CHAMPION,
-        f"Model {model_name!r} has no champion: {state}. {todo} Or point the alias 'champion' "
-        "at a version in the MLflow UI.",
+        f"Model {model_name!r} has no champion: {state}. {todo} Or make a version the "
+        f"champion with POST /models/{model_name}/champion (GET /models/{model_name} lists "
+        "the versions and why each was not promoted).",
         **details,
     )

@@ -127,9 +127,11 @@ def log_run(
     model_name: str,
     cleaning: dict,
     tags: dict[str, str],
+    digest: str | None = None,
 ) -> tuple[str, str, dict[str, str]]:
-    """Log params, metrics, dataset, reports and the model; return the run id, the model's
-    URI and the SHA-256 of each code and artifact file as Sluice wrote it (for signing)."""
+    """Log params, metrics, dataset (with `digest`, the table's when None), reports and the
+    model; return the run id, the model's URI and the SHA-256 of each code and artifact file as
+    Sluice wrote it (for signing)."""
     experiment = mlflow.set_experiment(experiment_name(model_name))
     # The tags (the owner's among them) are set as the run is created: a run never exists
     # without its owner, so one cut off at any moment is found at the next start.
@@ -155,7 +157,7 @@ def log_run(
             frame,
             targets=trained.spec["target"],
             name=model_name,
-            digest=table_digest(trained.table),
+            digest=digest or table_digest(trained.table),
         )
         # PandasDataset.schema is a cached_property that MLflow infers cell by cell (~2 s per
         # 100k rows of text); the dtypes say the same thing.
@@ -223,8 +225,15 @@ def register(model_uri: str, model_name: str, run_id: str, tags: dict[str, str])
 
 def champion_version(model_name: str) -> str | None:
     """The version the champion alias points at, or None (no model or no alias)."""
+    record = champion_record(model_name)
+    return None if record is None else str(record.version)
+
+
+def champion_record(model_name: str):
+    """The registered version the champion alias points at (with its run and tags), or None
+    (no model or no alias)."""
     try:
-        return str(MlflowClient().get_model_version_by_alias(model_name, CHAMPION_ALIAS).version)
+        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION_ALIAS)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
@@ -391,6 +400,16 @@ def keep_local_copy(staging: str, signature: str, model_name: str, version: str,
             os.rename(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def has_verified_copy(model_name: str, version: str, models_dir: str, signature: str) -> bool:
+    """Whether this trainer verified `version` against `signature` and kept its copy."""
+    marker = os.path.join(_copy_path(model_name, version, models_dir), SIGNED_MARKER)
+    try:
+        with open(marker, encoding="ascii") as handle:
+            return handle.read() == signature
+    except OSError:
+        return False
 
 
 def local_copy(model_name: str, version: str, models_dir: str, key: bytes) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import requests
 
-from trainer.lifecycle import registry, tracking_health
+from trainer.lifecycle import lineage, registry, tracking_health
 from trainer.lifecycle.signing import UntrustedVersion
 from trainer.model.sluice_model import SluiceModel
 
@@ -32,6 +32,9 @@ class Champion:
     version: str
     model: SluiceModel
     marker: tuple | None
+    # Lineage named in every prod answer, read with the alias (no MLflow call per request).
+    run_id: str | None = None
+    digest: str | None = None
 
 
 class ChampionCache:
@@ -105,11 +108,16 @@ class ChampionCache:
     def last_known(self, name: str) -> str | None:
         """The last champion version this trainer served for `name` (its local copy is kept
         for restarts while MLflow is down)."""
+        return self._known(name)[0]
+
+    def _known(self, name: str) -> list:
+        """The last champion's [version, run_id, digest] (None where not recorded)."""
         try:
             with open(self._known_path(name), encoding="utf-8") as handle:
-                return handle.read().strip() or None
+                lines = handle.read().split("\n")
         except OSError:
-            return None
+            lines = []
+        return [(lines[i].strip() or None) if i < len(lines) else None for i in range(3)]
 
     def untrusted_aliases(self) -> list[dict]:
         """Champion aliases this process found pointing at versions it refused."""
@@ -155,26 +163,30 @@ class ChampionCache:
         return self._marker_path(name) + ".known"
 
     def _last_known(self, name: str, marker: tuple | None) -> Champion | None:
+        version, run_id, digest = self._known(name)
+        if version is None:
+            return None
         try:
-            with open(self._known_path(name), encoding="utf-8") as handle:
-                version = handle.read().strip()
-            entry = Champion(version, self.model(name, version), marker)
+            entry = Champion(version, self.model(name, version), marker, run_id, digest)
         except Exception:
             return None
         self._entries[name] = entry
         return entry
 
-    def _remember(self, name: str, version: str) -> None:
-        _write_atomically(self._known_path(name), version)
+    def _remember(self, name: str, version: str, run_id=None, digest=None) -> None:
+        _write_atomically(self._known_path(name), f"{version}\n{run_id or ''}\n{digest or ''}")
 
     def _refresh(self, name: str, marker: tuple | None) -> Champion | None:
-        version = registry.champion_version(name)
-        if version is None:
+        record = registry.champion_record(name)
+        if record is None:
             self._entries.pop(name, None)
             return None
-        entry = Champion(version, self.model(name, version), marker)
+        version = str(record.version)
+        model = self.model(name, version)  # verified before any lineage is trusted
+        digest = lineage.facts(record)["digest"]
+        entry = Champion(version, model, marker, record.run_id or None, digest)
         self._entries[name] = entry
-        self._remember(name, version)
+        self._remember(name, version, entry.run_id, digest)
         self._drop_old_versions(name, keep=version)
         return entry
 
@@ -206,7 +218,13 @@ class ChampionCache:
                 continue
             for name in list(self._entries):
                 entry = self._entries.get(name)
-                if entry is not None and champions.get(name) == entry.version:
+                # A champion served from the last known one after a restart may lack its
+                # lineage: it is read once with the alias.
+                if (
+                    entry is not None
+                    and champions.get(name) == entry.version
+                    and entry.run_id is not None
+                ):
                     continue
                 try:
                     with self._lock(name):

@@ -315,6 +315,8 @@ def prod_answer(
         "phase": "prod",
         "model": model_name,
         "version": champion.version,
+        "run_id": champion.run_id,
+        "digest": champion.digest,  # of the version's training data
         "n_rows": rows,
         "output": output,
         **listed_ignored(ignored),

@@ -151,7 +151,7 @@ def test_a_named_model_keeps_its_columns_and_prod_names_the_newer_version(stack,
     assert f"Version {second['version']} of {model_name!r} (not the champion)" in message
     assert "reads exactly these columns" in message
     assert "schema differs" in message  # why it was not promoted
-    assert "promote=always" in message and "set_registered_model_alias" in message
+    assert "promote=always" in message and f"POST /models/{model_name}/champion" in message
     assert message.count("promote=always") == 1  # the reason is quoted without its advice
 
     # Prod by reference says the same (the job fails with the 422 and its hint).

@@ -1,0 +1,90 @@
+"""The catalogue's and the champion history's pure parts: history entries and their order,
+which registered models are Sluice's, challengers, lineage tags read back."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from trainer.lifecycle import catalogue, champion, lineage
+
+
+def test_history_keys_sort_in_time_order_and_entries_read_back_oldest_first():
+    instants = [1_700_000_000_000_000_000, 999_999_999, 1_700_000_000_000_000_001]
+    tags = {"sluice.model": "true", "other": "x"}
+    for at_ns, (before, after) in zip(instants, [("1", "2"), (None, "1"), ("2", "1")], strict=True):
+        entry = champion.history_entry(at_ns, before, after, f"to {after}", "api")
+        tags[champion.history_key(at_ns)] = json.dumps(entry)
+    tags[champion.history_key(5)] = "{not json"  # written by hand: skipped
+    history = champion.history_of(tags)
+    assert [(h["from"], h["to"]) for h in history] == [(None, "1"), ("1", "2"), ("2", "1")]
+    assert history[0]["at"] == "1970-01-01T00:00:00.999Z"
+    assert history[1]["at"] == "2023-11-14T22:13:20.000Z"  # 1.7e9 s, by hand
+
+
+def test_a_history_entry_keeps_a_reason_a_tag_can_hold_and_names_who():
+    entry = champion.history_entry(0, "1", "2", "x" * 5000, "gate")
+    assert len(entry["reason"]) == champion.REASON_MAX_CHARS and entry["reason"].endswith("…")
+    assert len(json.dumps(entry)) < 5000  # MLflow's tag limit
+    with pytest.raises(ValueError):
+        champion.history_entry(0, "1", "2", "why", "someone")
+
+
+def _model(tags=None, aliases=None, latest=()):
+    versions = [SimpleNamespace(version=str(v), tags=t) for v, t in latest]
+    return SimpleNamespace(
+        name="m", tags=tags or {}, aliases=aliases or {}, latest_versions=versions
+    )
+
+
+def test_sluice_models_are_known_by_their_tag_or_a_signed_version():
+    assert catalogue.is_sluice(_model(tags={lineage.MODEL_TAG: "true"}))
+    assert catalogue.is_sluice(_model(latest=[(3, {"sluice.signature": "sig"})]))
+    assert not catalogue.is_sluice(_model(latest=[(3, {"other": "x"})]))
+    assert not catalogue.is_sluice(_model())
+
+
+def test_a_summary_names_champion_challenger_and_versions_registered():
+    model = _model(
+        tags={catalogue.CHALLENGER_TAG: json.dumps({"mode": "shadow", "at": "..."})},
+        aliases={"champion": "2", "challenger": "3"},
+        latest=[(7, {}), (5, {})],  # the newest version of each stage
+    )
+    assert catalogue.summary(model) == {
+        "name": "m",
+        "champion": "2",
+        "challenger": {"version": "3", "mode": "shadow"},
+        "versions": 7,
+    }
+    bare = _model(aliases={"challenger": "3"}, tags={catalogue.CHALLENGER_TAG: "[broken"})
+    assert catalogue.summary(bare)["challenger"] == {"version": "3", "mode": None}
+    assert catalogue.summary(_model())["champion"] is None
+
+
+def test_lineage_tags_read_back_and_older_versions_fall_back_to_their_run():
+    tags = lineage.lineage_tags("ab" * 8, 150, {"accuracy": 0.9, "log_loss": 0.2})
+    facts = lineage.facts_of(SimpleNamespace(tags=tags))
+    assert facts == {
+        "digest": "ab" * 8,
+        "rows": 150,
+        "metrics": {"valid_accuracy": 0.9, "valid_log_loss": 0.2},
+    }
+    assert lineage.facts_of(SimpleNamespace(tags={})) is None
+    dataset = SimpleNamespace(
+        dataset=SimpleNamespace(digest="cd" * 8),
+        tags=[SimpleNamespace(key="mlflow.data.context", value="training")],
+    )
+    run = SimpleNamespace(
+        inputs=SimpleNamespace(dataset_inputs=[dataset]),
+        data=SimpleNamespace(
+            params={"n_train": "120", "n_valid": "30"},
+            metrics={"valid_rmse": 1.5, "train_seconds": 0.3},
+        ),
+    )
+    assert lineage.facts_of_run(run) == {
+        "digest": "cd" * 8,
+        "rows": 150,
+        "metrics": {"valid_rmse": 1.5},
+    }

@@ -1,0 +1,195 @@
+"""The model catalogue (reads only): Sluice's registered models, each version with its
+evidence (metrics, the gate's decision, its signature checked, its training data), and the
+history of champion changes. Every answer is one page: a model with thousands of versions
+costs what a page costs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
+from trainer.lifecycle import lineage, registry, signing
+from trainer.lifecycle.champion import CHAMPION_TAG, history_of, iso
+from trainer.lifecycle.serving import ChampionCache
+
+CHALLENGER_ALIAS = "challenger"
+# A registered-model tag the challenger routes write: JSON with at least {"mode": ...}.
+CHALLENGER_TAG = "sluice.challenger"
+MODELS_LIMIT = (100, 500)  # default and largest page of GET /models
+VERSIONS_LIMIT = (20, 100)  # of GET /models/<name>: each version's signature is checked
+HISTORY_LIMIT = 100  # the newest champion changes answered (history_total counts them all)
+
+# Signature verdicts of this process, by (name, version, claimed signature): a registered
+# version's files do not change under the same signature, and checking costs a download.
+_verdicts: dict[tuple[str, str, str], str | None] = {}
+_verdicts_guard = threading.Lock()
+
+
+def is_sluice(model) -> bool:
+    """A registered model Sluice made: tagged so, or (registered before the tag) its newest
+    version carries a Sluice signature."""
+    if lineage.MODEL_TAG in (model.tags or {}):
+        return True
+    return any(signing.SIGNATURE_TAG in (v.tags or {}) for v in model.latest_versions or [])
+
+
+def registered_count(model) -> int:
+    """Versions registered: the newest version's number (MLflow never reuses a number)."""
+    return max((int(v.version) for v in model.latest_versions or []), default=0)
+
+
+def challenger_of(model) -> dict | None:
+    """The challenger alias's version and its mode (when the challenger routes set it)."""
+    version = (model.aliases or {}).get(CHALLENGER_ALIAS)
+    if version is None:
+        return None
+    try:
+        info = json.loads((model.tags or {}).get(CHALLENGER_TAG) or "{}")
+    except ValueError:
+        info = {}
+    mode = info.get("mode") if isinstance(info, dict) else None
+    return {"version": str(version), "mode": mode}
+
+
+def summary(model) -> dict:
+    """One model in GET /models."""
+    champion = (model.aliases or {}).get(registry.CHAMPION_ALIAS)
+    return {
+        "name": model.name,
+        "champion": None if champion is None else str(champion),
+        "challenger": challenger_of(model),
+        "versions": registered_count(model),
+    }
+
+
+def _paged(call, what: str):
+    try:
+        return call()
+    except MlflowException as err:
+        if err.error_code == "INVALID_PARAMETER_VALUE":
+            raise ApiError(
+                error_codes.INVALID_PAGE,
+                f"page must be the next_page token of an earlier answer of {what}.",
+            ) from err
+        raise
+
+
+def list_models(limit: int, page: str | None) -> dict:
+    """One page of Sluice's models, by name; `next_page` when there are more."""
+    found = _paged(
+        lambda: MlflowClient().search_registered_models(
+            max_results=limit, order_by=["name ASC"], page_token=page
+        ),
+        "GET /models",
+    )
+    models = [summary(model) for model in found if is_sluice(model)]
+    return {"models": models, "next_page": found.token or None}
+
+
+def registered_model(name: str):
+    """The registered model of a Sluice model; 404 unknown_model otherwise."""
+    try:
+        model = MlflowClient().get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        model = None
+    if model is None or not is_sluice(model):
+        raise ApiError(
+            error_codes.UNKNOWN_MODEL,
+            f"No model named {name!r} is registered by Sluice; GET /models lists the models, "
+            f"and phase=dev with model={name} trains one.",
+        )
+    return model
+
+
+def model_detail(name: str, limit: int, page: str | None, cache: ChampionCache) -> dict:
+    """A model's champion, challenger, one page of versions (newest first) and its history."""
+    model = registered_model(name)
+    found = _paged(
+        lambda: MlflowClient().search_model_versions(
+            f"name = '{name}'",
+            max_results=limit,
+            order_by=["version_number DESC"],
+            page_token=page,
+        ),
+        f"GET /models/{name}",
+    )
+    history = history_of(model.tags or {})
+    return {
+        **summary(model),
+        "versions": [version_entry(name, version, cache) for version in found],
+        "versions_total": registered_count(model),
+        "next_page": found.token or None,
+        "history": history[-HISTORY_LIMIT:],
+        "history_total": len(history),
+    }
+
+
+def version_entry(name: str, version, cache: ChampionCache) -> dict:
+    """A version's evidence: metrics, the gate's decision, whether its signature holds, its
+    training data, and its last champion change."""
+    facts = lineage.facts(version)
+    untrusted = verdict(name, version, cache)
+    try:
+        change = json.loads((version.tags or {}).get(CHAMPION_TAG) or "null")
+    except ValueError:
+        change = None
+    return {
+        "version": str(version.version),
+        "created": iso(int(version.creation_timestamp) * 1_000_000),
+        "run_id": version.run_id or None,
+        "metrics": facts["metrics"],
+        "promotion": registry.decision_of(version),
+        "trusted": untrusted is None,
+        **({"untrusted_reason": untrusted} if untrusted else {}),
+        "data": {"digest": facts["digest"], "rows": facts["rows"]},
+        "last_champion_change": change,
+    }
+
+
+def verdict(name: str, version, cache: ChampionCache) -> str | None:
+    """None when the version's files carry this trainer's signature, else why not. A verified
+    local copy answers at once; otherwise the files are downloaded and checked once per
+    process."""
+    number = str(version.version)
+    claimed = (version.tags or {}).get(signing.SIGNATURE_TAG)
+    if not claimed:
+        return "the version carries no Sluice signature"
+    if (name, number) in cache.untrusted:
+        return cache.untrusted[(name, number)]
+    key = (name, number, claimed)
+    with _verdicts_guard:
+        if key in _verdicts:
+            return _verdicts[key]
+    if registry.has_verified_copy(name, number, cache.models_dir, claimed):
+        found = None
+    else:
+        found = _check(name, number, claimed, version.run_id or "", cache.key)
+    with _verdicts_guard:
+        _verdicts[key] = found
+    return found
+
+
+def _check(name: str, version: str, claimed: str, run_id: str, key: bytes) -> str | None:
+    """Download a version's files to a scratch folder and check its signature there."""
+    scratch = tempfile.mkdtemp(prefix="sluice-verify-")
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=scratch
+        )
+        signing.verify(scratch, key, claimed, registry.binding(name, run_id))
+        return None
+    except signing.UntrustedVersion as err:
+        return str(err)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
