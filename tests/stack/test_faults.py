@@ -162,6 +162,9 @@ def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
         answer = prod(guarded, name, query)
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == expected["predictions"]
+        # Its lineage too, from the last known champion: prod reads nothing from MLflow.
+        lineage = {k: answer.json()[k] for k in ("version", "run_id", "digest")}
+        assert lineage == {k: expected[k] for k in lineage} and all(lineage.values())
         assert time.monotonic() - started < 3, "prod waited on the hung tracking server"
         started = time.monotonic()
         failed = post_csv(
@@ -184,6 +187,19 @@ def test_hung_mlflow_fails_dev_fast_and_prod_serves_at_once(guarded):
         os.killpg(mlflow_group, signal.SIGCONT)
     wait_healthy(guarded, "mlflow")
     assert dev(guarded, name, iris())["version"] == "2"
+
+
+def test_model_routes_are_relayed_under_the_api_token(guarded):
+    name = "token-models"
+    dev(guarded, name, iris())
+    base = guarded.url("preprocess")
+    body = {"version": "1", "reason": "again"}
+    for method, path in [("GET", "/models"), ("GET", f"/models/{name}"), ("POST", "/champion")]:
+        url = f"{base}/models/{name}/champion" if path == "/champion" else f"{base}{path}"
+        refused = requests.request(method, url, json=body, timeout=30)
+        assert refused.status_code == 401, refused.text
+        allowed = requests.request(method, url, json=body, headers=AUTH, timeout=30)
+        assert allowed.status_code == 200, allowed.text
 
 
 def test_an_arrow_body_with_more_rows_than_the_limit_allows_is_refused_before_decoding(guarded):

@@ -169,14 +169,20 @@ def test_the_list_names_sluice_models_only(stack, two_versions):
 
 def test_a_schema_change_is_allowed_and_said(stack, model_name):
     frame = iris()
-    train(stack, model_name, frame)
+    first = train(stack, model_name, frame)
+    # The very first prod answers (each worker loads the champion now) name its lineage.
+    for _ in range(4):
+        answer = predict(stack, model_name, frame.drop(columns="target").head(2))
+        assert (answer["version"], answer["run_id"]) == ("1", first["run_id"])
+        assert re.fullmatch(r"[0-9a-f]{16}", answer["digest"])
     narrower = frame.drop(columns=["petal width (cm)"])
-    train(stack, model_name, narrower, promote="never")
+    second = train(stack, model_name, narrower, promote="never")
     answer = champion(stack, model_name, {"version": "2", "reason": "drop the broken sensor"})
     assert answer["columns_changed"] is True
     assert "petal width (cm)" in answer["schema_change"]
     query = narrower.drop(columns="target").head(4)
     assert served_everywhere(stack, model_name, query, "2") < SWAP_SECONDS
+    assert predict(stack, model_name, query)["run_id"] == second["run_id"]
 
 
 def test_a_version_failing_its_signature_is_refused_with_409(stack, model_name):

@@ -20,6 +20,7 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.lifecycle import registry
 from trainer.lifecycle.dependencies import dependency_errors
+from trainer.lifecycle.lineage import facts
 from trainer.lifecycle.locks import promotion_lock
 from trainer.lifecycle.promotion import schema_difference, schema_of
 from trainer.lifecycle.serving import ChampionCache
@@ -83,13 +84,18 @@ def move_champion(
     reason: str,
     by: str,
     cache: ChampionCache,
+    lineage: tuple[str | None, str | None] | None = None,
 ) -> dict:
     """Record the change (history, then the version's tag) and only then move the alias and
-    tell every worker. Call under the model's promotion lock. A failed alias move takes its
-    history entry back, so no history names a change that did not happen."""
+    tell every worker, with the version's `lineage` (run id, data digest; read from the
+    registry when not given), so that even the first prod answer names it. Call under the
+    model's promotion lock. A failed alias move takes its history entry back, so no history
+    names a change that did not happen."""
     at_ns = time.time_ns()
     entry = history_entry(at_ns, previous, version, reason, by)
     client = MlflowClient()
+    if lineage is None:
+        lineage = lineage_of(client.get_model_version(name, version))
     key = history_key(at_ns)
     client.set_registered_model_tag(name, key, json.dumps(entry))
     try:
@@ -103,8 +109,13 @@ def move_champion(
         except Exception:  # noqa: BLE001 - the first error is the one to answer
             log.exception("could not take back history entry %s of %r", key, name)
         raise
-    cache.notify_promoted(name, version)
+    cache.notify_promoted(name, version, *lineage)
     return entry
+
+
+def lineage_of(record) -> tuple[str | None, str | None]:
+    """A registered version's run id and training data digest."""
+    return record.run_id or None, facts(record)["digest"]
 
 
 def _unknown(name: str, version: str) -> ApiError:
@@ -177,7 +188,7 @@ def change_champion(
     version = str(version)
     version = str(int(version)) if VERSION.match(version) else version  # "007" is v7
     with dependency_errors(), promotion_lock(state_dir, name):
-        _registered(name, version)
+        record = _registered(name, version)
         path = _verified_copy(name, version, cache)
         previous = registry.champion_version(name)
         change = _schema_change(name, version, path, previous, cache)
@@ -191,7 +202,7 @@ def change_champion(
         }
         if previous == version:
             return {**answer, "history": None}
-        entry = move_champion(name, version, previous, reason, by, cache)
+        entry = move_champion(name, version, previous, reason, by, cache, lineage_of(record))
         keep = {version, previous, cache.last_known(name)}
         registry.prune_local_copies(name, {v for v in keep if v}, cache.models_dir)
     return {**answer, "history": entry}

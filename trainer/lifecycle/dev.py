@@ -96,7 +96,8 @@ def dev_run(
             decision = _decide(
                 trained, model_name, version, current, promote, gate, cache, baseline, ranked
             )
-            _promote(trained, model_name, version, current, decision, cache, by)
+            lineage = (run_id, digest)
+            _promote(trained, model_name, version, current, decision, cache, by, lineage)
             lap("promotion")
     return dev_answer(
         trained, model_name, run_id, version, current, decision, cleaning, lap.timings
@@ -157,13 +158,13 @@ def _decide(trained, model_name, version, current, promote, gate, cache, baselin
     )
 
 
-def _promote(trained, model_name, version, current, decision, cache: ChampionCache, by) -> None:
-    """The decision recorded on the version and acted on: the alias, the served model, and
-    the local copies kept."""
+def _promote(trained, model_name, version, current, decision, cache, by, lineage) -> None:
+    """The decision recorded on the version and acted on: the alias (history first, by `by`),
+    the served model with its `lineage` (run id, data digest), and the local copies kept."""
     registry.record_decision(model_name, version, decision.to_dict())
     if decision.promoted:
         cache.adopt(model_name, version, trained.model)  # this worker serves it at once
-        move_champion(model_name, version, current, decision.reason, by, cache)
+        move_champion(model_name, version, current, decision.reason, by, cache, lineage)
     champion_now = version if decision.promoted else current
     cache.forget_others(model_name, keep={champion_now})
     keep = {v for v in (champion_now, version, cache.last_known(model_name)) if v}

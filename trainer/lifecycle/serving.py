@@ -68,10 +68,10 @@ class ChampionCache:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def notify_promoted(self, name: str, version: str) -> None:
+    def notify_promoted(self, name: str, version: str, run_id=None, digest=None) -> None:
         """Tell every worker of this trainer that `name` has a new champion (also the one a
-        worker that never served `name` starts from)."""
-        self._remember(name, version)
+        worker that never served `name` starts from), with its lineage when known."""
+        self._remember(name, version, run_id, digest)
         _write_atomically(self._marker_path(name), f"{version} {time.time_ns()}\n")
 
     def adopt(self, name: str, version: str, model: SluiceModel) -> None:
