@@ -329,6 +329,27 @@ JOB_INTERRUPTED = ErrorCode(
     "job_interrupted", 503, "A job's error: the trainer restarted or lost it while it ran."
 )
 
+# -- retraining (POST /models/<name>/retrain) --------------------------------------------------
+INVALID_RETRAIN_OPTIONS = ErrorCode(
+    "invalid_retrain_options",
+    400,
+    'The retrain body has keys other than "promote", or promote is not "auto" or "never".',
+)
+TRAINING_ROWS_NOT_KEPT = ErrorCode(
+    "training_rows_not_kept",
+    409,
+    "The champion's training rows are not in the artifact store (too large, trained on a "
+    "cluster, or trained before Sluice kept them): train a version with phase=dev first.",
+)
+NO_LABELS = ErrorCode(
+    "no_labels",
+    409,
+    "No prod row of the model has both a label (POST /feedback) and its kept cells.",
+)
+RETRAIN_RUNNING = ErrorCode(
+    "retrain_running", 409, "A retrain of the model is queued or running; follow its job."
+)
+
 # -- the Dask cluster -------------------------------------------------------------------------
 CLUSTER_TASK_FAILED = ErrorCode(
     "cluster_task_failed", 500, "A task failed on the Dask cluster (the message has its error)."

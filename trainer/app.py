@@ -17,6 +17,7 @@ from sluice_common.web.app import build_app, install_admission
 from sluice_common.web.internal import ensure_secret_file, ensure_token
 from trainer.api.jobs import bp as jobs_bp
 from trainer.api.models import bp as models_bp
+from trainer.api.retrain import bp as retrain_bp
 from trainer.api.views import bp
 from trainer.fit.config import TrainingConfig
 from trainer.jobs.runner import JobRunner, JobStore
@@ -28,6 +29,7 @@ from trainer.lifecycle.signing import load_key
 from trainer.lifecycle.warmup import warm_tracking, warm_up
 from trainer.monitoring.drift import METHODS, DriftSettings
 from trainer.monitoring.monitor import Monitor, PerformanceSettings, ScrapeCollector
+from trainer.monitoring.prod_rows import ProdRows
 from trainer.monitoring.store import MonitoringStore
 
 # The settings the trainer reads, with their defaults (declared in sluice_common/settings).
@@ -110,7 +112,10 @@ def _monitor(config: dict, state_dir: str):
         min_labels=int(config["MONITORING_MIN_LABELS"]),
         tolerance=float(config["MONITORING_METRIC_TOLERANCE"]),
     )
-    return Monitor(store, settings, perf)
+    monitor = Monitor(store, settings, perf)
+    if int(config["PROD_ROWS_KEPT"]) > 0:
+        monitor.prod_rows = ProdRows(store.engine, int(config["PROD_ROWS_KEPT"]))
+    return monitor
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -176,6 +181,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(models_bp)
+    app.register_blueprint(retrain_bp)
     if app.config["TRAINER_WARM_UP"]:
         warm_tracking()
         seconds = warm_up(app.extensions["sluice"].training)

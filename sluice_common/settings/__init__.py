@@ -59,12 +59,19 @@ class Setting:
 def _registry() -> dict[str, Setting]:
     # Imported here: the declarations import Setting from this module (cycle).
     from sluice_common.settings.monitoring import MONITORING_SETTINGS
+    from sluice_common.settings.retraining import RETRAINING_SETTINGS
     from sluice_common.settings.services import SERVICE_SETTINGS
     from sluice_common.settings.stack import STACK_SETTINGS
     from sluice_common.settings.stores import STORE_SETTINGS
 
     registry: dict[str, Setting] = {}
-    every = (*STACK_SETTINGS, *SERVICE_SETTINGS, *MONITORING_SETTINGS, *STORE_SETTINGS)
+    every = (
+        *STACK_SETTINGS,
+        *SERVICE_SETTINGS,
+        *MONITORING_SETTINGS,
+        *STORE_SETTINGS,
+        *RETRAINING_SETTINGS,
+    )
     for setting in every:
         if setting.name in registry:
             raise RuntimeError(f"{setting.name} is declared twice")

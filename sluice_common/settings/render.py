@@ -25,6 +25,10 @@ SECTIONS = {
         "The trainer's record of prod batches and labels, and its judgement of drift (see "
         "[Monitoring](../monitoring.md))."
     ),
+    "Retraining": (
+        "What is kept for retraining (each version's training rows, prod rows' cells) and "
+        "when the trainer retrains by itself (see [Retraining](../retraining.md))."
+    ),
     "MLflow": "The tracking server and the account the trainer signs in with.",
     "Stores": (
         "Where MLflow's runs and registry, the monitoring tables, the jobs table and the "

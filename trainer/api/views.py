@@ -23,6 +23,7 @@ from sluice_common.web.params import (
 )
 from sluice_common.web.upload import parse_upload, read_form_upload
 from trainer.api.jobs import accepted, job_runner
+from trainer.api.retrain import after_labels
 from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
 from trainer.lifecycle import tracking_health
 from trainer.lifecycle.dependencies import storage_unavailable
@@ -143,6 +144,7 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
             cache=state.cache,
             state_dir=state.state_dir,
             tags=state.tags,
+            rows_max_mb=current_app.config["TRAINING_ROWS_MAX_MB"],
         )
     else:
         answer = prod_run(
@@ -214,7 +216,8 @@ def feedback():
         del raw
         if table_rows(cells) == 0:
             raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
-        return jsonify(monitor.feedback(model, cells))
+        answer = monitor.feedback(model, cells)
+    return jsonify({**answer, **after_labels(model, answer)})
 
 
 @bp.get("/livez")

@@ -203,6 +203,18 @@ class JobStore:
             self._cut_off(job_id, "the trainer restarted while it was queued or running")
         return len(orphans)
 
+    def unfinished_of(self, phase: str, model: str) -> list[str]:
+        """Ids of the model's queued or running jobs of `phase` whose process still beats."""
+        alive = utcnow() - timedelta(seconds=self.stale_seconds)
+        query = sa.select(jobs.c.job_id).where(
+            jobs.c.phase == phase,
+            jobs.c.model == model,
+            jobs.c.state.in_(("queued", "running")),
+            jobs.c.heartbeat_at >= alive,
+        )
+        with self.engine.connect() as conn:
+            return [row.job_id for row in conn.execute(query)]
+
     def unfinished(self) -> set[str]:
         """Ids of the jobs queued or running (any process)."""
         with self.engine.connect() as conn:

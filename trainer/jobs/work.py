@@ -117,6 +117,7 @@ def _dev(app, params, files, settings, address, context) -> dict:
         cache=state.cache,
         state_dir=state.state_dir,
         tags={**state.tags, "sluice.data_uri": params.data_uri[:250]},
+        rows_max_mb=app.config["TRAINING_ROWS_MAX_MB"],
     )
     if address is not None:
         # Here: distributed and xgboost.dask are imported only when a cluster is used.

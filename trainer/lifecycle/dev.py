@@ -6,11 +6,11 @@ import logging
 import shutil
 import time
 
-from sluice_common import error_codes
+from sluice_common import error_codes, settings
 from sluice_common.errors import ApiError
 from trainer.fit.config import TrainingConfig
 from trainer.fit.metrics import PRIMARY_METRIC
-from trainer.lifecycle import registry, tracking_health
+from trainer.lifecycle import registry, tracking_health, training_rows
 from trainer.lifecycle.answers import dev_answer
 from trainer.lifecycle.champion import move_champion
 from trainer.lifecycle.comparison import champion_comparison
@@ -52,10 +52,12 @@ def dev_run(
     state_dir: str,
     tags: dict[str, str],
     by: str = "gate",
+    rows_max_mb: float | None = None,
 ) -> dict:
     """Train with `engine` (in memory: pipeline/training.py; on a Dask cluster:
-    pipeline/dask_engine.py), log, register and decide promotion; the dev answer. `by` names
-    who a promotion is recorded as made by in the model's history (gate, or retrain)."""
+    pipeline/dask_engine.py), log, keep the training rows (up to `rows_max_mb`, default
+    TRAINING_ROWS_MAX_MB), register and decide promotion; the dev answer. `by` names who a
+    promotion is recorded as made by in the model's history (gate, or retrain)."""
     lap = Laps()
     with dependency_errors():
         tracking_health.ping()  # fail fast: no point training what cannot be logged
@@ -74,6 +76,8 @@ def dev_run(
         digest = registry.table_digest(trained.table)
         run_id, model_uri, written = registry.log_run(trained, model_name, cleaning, tags, digest)
         lap("log_run")
+        data, data_tags = _keep_rows(trained, digest, rows_max_mb)
+        lap("keep_rows")
         staging, signature = _sign(model_uri, written, cache, model_name, run_id)
         lap("sign")
         engine.checkpoint()  # the run is logged, but nothing is registered or promoted
@@ -83,6 +87,7 @@ def dev_run(
                 SIGNATURE_TAG: signature,
                 **registry.inputs_tag(trained.model.required_columns),
                 **lineage_tags(digest, trained.n_train + trained.n_valid, trained.metrics),
+                **data_tags,
             }
             try:
                 version = registry.register(model_uri, model_name, run_id, version_tags)
@@ -99,9 +104,22 @@ def dev_run(
             lineage = (run_id, digest)
             _promote(trained, model_name, version, current, decision, cache, by, lineage)
             lap("promotion")
-    return dev_answer(
+    answer = dev_answer(
         trained, model_name, run_id, version, current, decision, cleaning, lap.timings
     )
+    answer["data"] = data
+    return answer
+
+
+def _keep_rows(trained, digest: str, max_mb: float | None) -> tuple[dict, dict[str, str]]:
+    """The training rows stored under their digest (unless too large, or on a cluster): what
+    the answer says about them, and the version's tags."""
+    if max_mb is None:
+        max_mb = settings.declared("TRAINING_ROWS_MAX_MB").default
+    reason = training_rows.not_kept_reason(trained, max_mb)
+    uri = training_rows.keep(trained.table, digest) if reason is None else None
+    data = training_rows.data_of(trained, digest, uri, reason)
+    return data, training_rows.version_tags(data, uri)
 
 
 def _sign(model_uri: str, written, cache: ChampionCache, model_name: str, run_id: str):

@@ -7,6 +7,7 @@ import time
 import pyarrow as pa
 
 from sluice_common import error_codes
+from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from sluice_common.web import metrics
 from trainer.lifecycle import registry
@@ -113,4 +114,7 @@ def score_upload(
         answer["batch_id"] = monitor.observe(
             model_name, champion.version, champion.model, scored, n_rows
         )
+        kept = getattr(monitor, "prod_rows", None)
+        if kept is not None:  # the cells as they arrived, for labelled retraining
+            kept.keep(answer["batch_id"], model_name, utcnow(), table, n_rows)
     return answer

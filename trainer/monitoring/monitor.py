@@ -99,6 +99,7 @@ class Monitor:
         self.store = store
         self.settings = settings
         self.perf = perf
+        self.prod_rows = None  # a ProdRows keeping prod cells for retraining (PROD_ROWS_KEPT)
         self._compiled: dict[int, tuple[dict, profiles.Compiled]] = {}
         self._guard = threading.Lock()
 

@@ -1,0 +1,145 @@
+"""Retraining from labels with the real services, through the public port: a version keeps
+its training rows, prod rows are labelled through /feedback, and POST /models/<name>/retrain
+trains on the champion's rows plus the labelled rows (a job whose dev answer counts both)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from testkit.stack import post_csv, wait_job
+from tests.datasets import shop, to_csv
+from trainer.lifecycle import training_rows
+
+
+def public(stack) -> str:
+    return stack.url("preprocess")
+
+
+def dev(stack, model: str, frame) -> dict:
+    answer = post_csv(stack.analyze_url, to_csv(frame), phase="dev", model=model)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def prod(stack, model: str, frame) -> dict:
+    answer = post_csv(
+        stack.analyze_url, to_csv(frame.drop(columns="bought")), phase="prod", model=model
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def label(stack, model: str, batch_id: str, rows: list[int], labels: list[str]) -> dict:
+    text = "batch_id,row,bought\n" + "".join(
+        f"{batch_id},{r},{v}\n" for r, v in zip(rows, labels, strict=True)
+    )
+    answer = post_csv(f"{public(stack)}/feedback", text.encode(), model=model)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def retrain(stack, model: str, **kwargs) -> requests.Response:
+    return requests.post(f"{public(stack)}/models/{model}/retrain", timeout=60, **kwargs)
+
+
+def error_of(answer: requests.Response, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    return answer.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def account(stack):
+    """MLflow's client, signed in with the session's account (tests/conftest.py)."""
+    return MlflowClient(stack.tracking_uri)
+
+
+def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
+    stack, model_name, account
+):
+    first = dev(stack, model_name, shop(400, 1))
+    assert first["promoted"], first["reason"]
+    data = first["data"]
+    assert data["kept"] is True and data["rows"] == 400 and len(data["digest"]) == 16
+    tags = account.get_model_version(model_name, first["version"]).tags
+    assert tags[training_rows.DATA_DIGEST] == data["digest"]
+    assert tags[training_rows.DATA_ROWS] == "400"
+    # The stored rows are the table MLflow's dataset record names, by digest.
+    run = account.get_run(first["run_id"])
+    assert run.inputs.dataset_inputs[0].dataset.digest == data["digest"]
+
+    # No labels yet: 409 saying to send them.
+    error = error_of(retrain(stack, model_name), 409)
+    assert error["code"] == "no_labels" and "/feedback" in error["message"]
+
+    frame_a, frame_b = shop(30, 2), shop(20, 3)
+    batch_a = prod(stack, model_name, frame_a)["batch_id"]
+    batch_b = prod(stack, model_name, frame_b)["batch_id"]
+    rows_a = list(range(0, 30, 2))  # 15 labelled rows of 30
+    rows_b = list(range(20))  # all 20
+    label(stack, model_name, batch_a, rows_a, frame_a["bought"].iloc[rows_a].tolist())
+    label(stack, model_name, batch_b, rows_b, frame_b["bought"].iloc[rows_b].tolist())
+
+    accepted = retrain(stack, model_name)
+    assert accepted.status_code == 202, accepted.text
+    # A second one while the first is queued or running: 409 naming it.
+    again = retrain(stack, model_name)
+    if again.status_code == 409:
+        assert again.json()["error"]["code"] == "retrain_running"
+        assert again.json()["error"]["location"] == accepted.headers["Location"]
+    job = wait_job(public(stack), accepted)
+    assert job["state"] == "succeeded", job
+    assert job["phase"] == "retrain" and job["model"] == model_name
+    answer = job["answer"]
+    assert answer["phase"] == "dev" and answer["version"] != first["version"]
+    assert answer["data"]["rows"] == 400 + 15 + 20
+    assert answer["training"]["rows_train"] + answer["training"]["rows_validation"] == 435
+    sources = answer["data"]["sources"]
+    assert sources["champion"] == {
+        "version": first["version"],
+        "digest": data["digest"],
+        "rows": 400,
+    }
+    assert sources["labelled"] == {"rows": 35, "batches": 2, "skipped": {}}
+    assert "decision" in answer["promotion"] or "rule" in answer["promotion"]
+    new_tags = account.get_model_version(model_name, answer["version"]).tags
+    assert new_tags[training_rows.DATA_ROWS] == "435"
+    assert account.get_run(answer["run_id"]).data.tags["sluice.retrain.from"] == first["version"]
+
+
+def test_versions_trained_on_the_same_rows_share_one_stored_table(stack, model_name, account):
+    frame = shop(300, 7)
+    first, second = dev(stack, model_name, frame), dev(stack, model_name, frame)
+    assert first["data"]["digest"] == second["data"]["digest"]
+    uri = [
+        account.get_model_version(model_name, a["version"]).tags[training_rows.DATA_URI]
+        for a in (first, second)
+    ]
+    assert uri[0] == uri[1]
+    experiment = account.get_experiment_by_name(training_rows.EXPERIMENT)
+    runs = account.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{training_rows.DIGEST_TAG}` = '{first['data']['digest']}'",
+    )
+    assert len(runs) == 1
+
+
+def test_retrain_refuses_what_it_cannot_do_saying_what_to_do(stack, model_name):
+    error = error_of(retrain(stack, "never-trained-retrain"), 404)
+    assert error["code"] == "unknown_model" and "phase=dev" in error["message"]
+    answer = post_csv(
+        stack.analyze_url, to_csv(shop(300, 4)), phase="dev", model=model_name, promote="never"
+    )
+    assert answer.status_code == 200, answer.text
+    assert error_of(retrain(stack, model_name), 409)["code"] == "no_champion"
+    dev(stack, model_name, shop(300, 5))
+    for body, code in (
+        (b"[1]", "not_a_json_object"),
+        (b"not json", "not_a_json_object"),
+        (b'{"promote": "always"}', "invalid_retrain_options"),
+        (b'{"reason": "x"}', "invalid_retrain_options"),
+    ):
+        error = error_of(retrain(stack, model_name, data=body), 400)
+        assert error["code"] == code, body
+    assert error_of(retrain(stack, model_name), 409)["code"] == "no_labels"

@@ -1,0 +1,109 @@
+"""POST /models/<name>/retrain, and the retrain triggers run as labels arrive (views parse,
+check, queue the job and answer 202)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, request
+
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
+from sluice_common.web.params import model_name
+from trainer.api.jobs import accepted, job_runner
+from trainer.jobs.retraining import retrain_work
+from trainer.lifecycle import retrain
+from trainer.lifecycle.locks import promotion_lock
+
+bp = Blueprint("retrain", __name__)
+log = logging.getLogger(__name__)
+PHASE = "retrain"  # the jobs' phase
+
+
+@bp.post("/models/<name>/retrain")
+def retrain_model(name: str):
+    """Queue a retrain of `name` on its champion's rows plus its labelled prod rows."""
+    name = model_name({"model": name}, "")
+    state = current_app.extensions["sluice"]
+    promote = retrain.options(_body())
+    plan = retrain.plan(name, state.cache, state.monitor, promote)
+    return accepted(start(plan, "api"))
+
+
+def _body():
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ApiError(
+            error_codes.NOT_A_JSON_OBJECT,
+            'The body is not JSON: send none, or an object such as {"promote": "never"}.',
+        ) from err
+
+
+def start(plan: retrain.Plan, trigger: str) -> str:
+    """Queue the retrain job unless one of the model runs already (409 naming it); its id."""
+    state = current_app.extensions["sluice"]
+    runner = job_runner()
+    # One retrain per model: the check and the job's row are one step across workers.
+    with promotion_lock(state.state_dir, f"retrain\0{plan.model}"):
+        running = runner.store.unfinished_of(PHASE, plan.model)
+        if running:
+            raise ApiError(
+                error_codes.RETRAIN_RUNNING,
+                f"A retrain of {plan.model!r} is queued or running: follow /jobs/{running[0]}, "
+                "and retrain again once it has finished.",
+                job_id=running[0],
+                location=f"/jobs/{running[0]}",
+            )
+        described = {
+            "champion": plan.champion,
+            "labels": plan.labels,
+            "promote": plan.promote,
+            "trigger": trigger,
+        }
+        return runner.submit(PHASE, plan.model, described, retrain_work(plan))
+
+
+def after_labels(model: str, saved: dict) -> dict:
+    """The triggers, off by default, run once labels are stored: RETRAIN_AFTER_LABELS (that
+    many labels since the last retrain) and RETRAIN_ON_ALERT (the model's status is alert and
+    labels arrived since). What was started (or why not), for the feedback answer."""
+    every = int(current_app.config["RETRAIN_AFTER_LABELS"])
+    on_alert = bool(current_app.config["RETRAIN_ON_ALERT"])
+    if not (every > 0 or on_alert) or not (saved.get("new") or saved.get("changed")):
+        return {}
+    state = current_app.extensions["sluice"]
+    try:
+        if state.monitor.prod_rows is None:
+            return {}
+        since = state.monitor.prod_rows.label_count(model) - retrain.labels_at_last_retrain(model)
+        trigger = None
+        if every > 0 and since >= every:
+            trigger = f"{since} labels since the last retrain (RETRAIN_AFTER_LABELS={every})"
+        elif on_alert and since > 0:
+            summary = state.monitor.summary(model)
+            if summary.get("status") == "alert":
+                trigger = f"monitoring alert: {'; '.join(summary.get('alerts', [])[:3])}"[:500]
+        if trigger is None:
+            return {}
+        plan = retrain.plan(model, state.cache, state.monitor)
+        job_id = start(plan, trigger)
+    except ApiError as err:  # the labels are stored; the retrain says why it did not start
+        return {"retrain": {"started": False, "code": err.code, "message": err.message}}
+    except Exception as err:  # noqa: BLE001 - the labels are stored: never a 500 for them
+        log.exception("the retrain trigger of %r failed", model)
+        message = f"the retrain trigger failed ({err!r:.200}); the labels are stored"
+        code = error_codes.INTERNAL_ERROR.code
+        return {"retrain": {"started": False, "code": code, "message": message}}
+    return {
+        "retrain": {
+            "started": True,
+            "job_id": job_id,
+            "location": f"/jobs/{job_id}",
+            "trigger": trigger,
+        }
+    }
