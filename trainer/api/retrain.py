@@ -81,13 +81,7 @@ def after_labels(model: str, saved: dict) -> dict:
         if state.monitor.prod_rows is None:
             return {}
         since = state.monitor.prod_rows.label_count(model) - retrain.labels_at_last_retrain(model)
-        trigger = None
-        if every > 0 and since >= every:
-            trigger = f"{since} labels since the last retrain (RETRAIN_AFTER_LABELS={every})"
-        elif on_alert and since > 0:
-            summary = state.monitor.summary(model)
-            if summary.get("status") == "alert":
-                trigger = f"monitoring alert: {'; '.join(summary.get('alerts', [])[:3])}"[:500]
+        trigger = retrain.trigger(every, on_alert, since, lambda: state.monitor.summary(model))
         if trigger is None:
             return {}
         plan = retrain.plan(model, state.cache, state.monitor)

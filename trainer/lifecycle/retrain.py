@@ -192,6 +192,19 @@ def _as(values, kind: pa.DataType):
     return pc.cast(values, kind)
 
 
+def trigger(every: int, on_alert: bool, since: int, summary) -> str | None:
+    """Why labels that just arrived start a retrain, or None: `since` labels arrived since the
+    last retrain; RETRAIN_AFTER_LABELS=`every` (0: off); RETRAIN_ON_ALERT=`on_alert` asks
+    `summary()` (the monitoring summary, read only then) whether the status is alert."""
+    if every > 0 and since >= every:
+        return f"{since} labels since the last retrain (RETRAIN_AFTER_LABELS={every})"
+    if on_alert and since > 0:
+        found = summary()
+        if found.get("status") == "alert":
+            return f"monitoring alert: {'; '.join(found.get('alerts', [])[:3])}"[:500]
+    return None
+
+
 def record(model_name: str, labels: int) -> None:
     """How many labels the model's latest retrain used (the label trigger counts from it)."""
     with dependency_errors():

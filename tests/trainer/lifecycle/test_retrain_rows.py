@@ -191,3 +191,25 @@ def test_cells_of_batches_monitoring_no_longer_keeps_go_once_they_are_old(stores
         recorded,
         unrecorded_new,
     }
+
+
+def test_triggers_start_a_retrain_only_when_turned_on_and_labels_arrived_since_the_last():
+    alert = {"status": "alert", "alerts": ["live log_loss 0.9 vs 0.4", "'size' drifted"]}
+    asked = []
+
+    def summary(found=alert):
+        asked.append(1)
+        return found
+
+    assert retrain.trigger(0, False, 500, summary) is None
+    assert retrain.trigger(100, False, 99, summary) is None
+    assert retrain.trigger(100, False, 100, summary) == (
+        "100 labels since the last retrain (RETRAIN_AFTER_LABELS=100)"
+    )
+    assert asked == []  # the summary is read only for the alert trigger
+    assert retrain.trigger(0, True, 0, summary) is None and asked == []
+    assert retrain.trigger(0, True, 3, summary) == (
+        "monitoring alert: live log_loss 0.9 vs 0.4; 'size' drifted"
+    )
+    assert retrain.trigger(0, True, 3, lambda: {"status": "warning", "alerts": ["x"]}) is None
+    assert retrain.trigger(100, True, 3, summary).startswith("monitoring alert")

@@ -1,0 +1,75 @@
+"""The retrain trigger and the prod rows' bound with the real services, on a stack of this
+module's own (the settings differ from the session's): RETRAIN_AFTER_LABELS=20 starts a retrain
+from /feedback, and with PROD_ROWS_KEPT=50 the oldest batch's cells go, which the retrain
+answer reports as labelled rows it could not use."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from testkit.stack import LocalStack, post_csv
+from tests.datasets import shop, to_csv
+
+
+@pytest.fixture(scope="module")
+def triggered(tmp_path_factory):
+    local = LocalStack(
+        home=str(tmp_path_factory.mktemp("sluice-retrain-triggers")),
+        extra_env={"RETRAIN_AFTER_LABELS": "20", "PROD_ROWS_KEPT": "50", "TRAINER_WORKERS": "1"},
+    )
+    local.start()
+    yield local
+    local.stop()
+
+
+def feedback(stack, model: str, batch_id: str, frame, rows: list[int]) -> dict:
+    text = "batch_id,row,bought\n" + "".join(
+        f"{batch_id},{r},{frame['bought'].iloc[r]}\n" for r in rows
+    )
+    answer = post_csv(f"{stack.url('preprocess')}/feedback", text.encode(), model=model)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_labels_past_the_threshold_start_one_retrain_and_unkept_cells_are_reported(triggered):
+    stack, model = triggered, "triggered"
+    dev = post_csv(stack.analyze_url, to_csv(shop(300, 21)), phase="dev", model=model)
+    assert dev.status_code == 200 and dev.json()["promoted"], dev.text
+    frames, batches = (shop(30, 22), shop(30, 23)), []
+    for frame in frames:
+        scored = post_csv(
+            stack.analyze_url, to_csv(frame.drop(columns="bought")), phase="prod", model=model
+        )
+        assert scored.status_code == 200, scored.text
+        batches.append(scored.json()["batch_id"])
+    time.sleep(1.5)  # the cells' writer: 60 rows > 50 kept, so the first batch's go
+
+    first = feedback(stack, model, batches[0], frames[0], list(range(10)))
+    assert first["new"] == 10 and "retrain" not in first  # 10 < 20
+    second = feedback(stack, model, batches[1], frames[1], list(range(15)))
+    started = second["retrain"]
+    assert started["started"] is True, second
+    assert started["trigger"] == "25 labels since the last retrain (RETRAIN_AFTER_LABELS=20)"
+
+    base = stack.url("preprocess")
+    deadline = time.monotonic() + 240
+    while True:
+        job = requests.get(base + started["location"], timeout=30).json()
+        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert job["state"] == "succeeded", job
+    assert job["request"]["trigger"] == started["trigger"]
+    data = job["answer"]["data"]
+    assert data["rows"] == 300 + 15
+    labelled = data["sources"]["labelled"]
+    assert labelled["rows"] == 15 and labelled["batches"] == 1
+    assert labelled["skipped"]["cells_not_kept"]["rows"] == 10
+    assert "PROD_ROWS_KEPT" in labelled["skipped"]["cells_not_kept"]["why"]
+
+    # Counted from the labels that retrain used: 5 more are not 20.
+    third = feedback(stack, model, batches[1], frames[1], list(range(15, 20)))
+    assert third["new"] == 5 and "retrain" not in third
