@@ -367,6 +367,24 @@ CLUSTER_TRAINING_STALLED = ErrorCode(
     "cluster_training_stalled", 503, "Training on the cluster made no progress for too long."
 )
 
+# -- shadow challengers (/models/<name>/challenger) --------------------------------------------
+NO_CHALLENGER = ErrorCode("no_challenger", 404, "The model has no challenger running.")
+CHALLENGER_IS_CHAMPION = ErrorCode(
+    "challenger_is_champion", 409, "The version asked to be the challenger is the champion."
+)
+CHALLENGER_RUNNING = ErrorCode(
+    "challenger_running",
+    409,
+    "Another version is already the challenger: DELETE it first (a challenge is never replaced).",
+)
+CHALLENGER_INCOMPARABLE = ErrorCode(
+    "challenger_incomparable",
+    409,
+    "The version predicts another target or task than the champion: no paired comparison.",
+)
+INVALID_MODE = ErrorCode("invalid_mode", 400, 'mode is not one Sluice runs ("shadow").')
+INVALID_METRIC = ErrorCode("invalid_metric", 400, "metric is not one of the model's task.")
+
 # -- preprocess in front of the trainer -------------------------------------------------------
 TRAINER_UNAVAILABLE = ErrorCode(
     "trainer_unavailable", 503, "Preprocess cannot reach the trainer service."

@@ -15,6 +15,7 @@ from sluice_common.database import jobs_url, monitoring_url
 from sluice_common.tables.transport import ARROW_MEDIA_TYPE, ARROW_PER_CSV_BYTE
 from sluice_common.web.app import build_app, install_admission
 from sluice_common.web.internal import ensure_secret_file, ensure_token
+from trainer.api.challenger import bp as challenger_bp
 from trainer.api.jobs import bp as jobs_bp
 from trainer.api.models import bp as models_bp
 from trainer.api.retrain import bp as retrain_bp
@@ -23,6 +24,7 @@ from trainer.fit.config import TrainingConfig
 from trainer.jobs.runner import JobRunner, JobStore
 from trainer.jobs.work import remove_dead_bodies
 from trainer.lifecycle import unfinished_runs
+from trainer.lifecycle.challenger_shadow import Shadow
 from trainer.lifecycle.promotion import GateConfig
 from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import load_key
@@ -60,6 +62,7 @@ class TrainerState:
     tags: dict
     monitor: object | None = None
     jobs: object | None = None
+    shadow: object | None = None  # shadow challengers (with monitoring only)
 
 
 def _git_commit() -> str | None:
@@ -178,10 +181,18 @@ def create_app(test_config: dict | None = None) -> Flask:
             )
         )
     app.extensions["sluice"].jobs = _jobs(app, state_dir)
+    if monitor is not None:
+        app.extensions["sluice"].shadow = Shadow(
+            state_dir,
+            app.extensions["sluice"].cache,
+            monitor.store,
+            app.config["CHALLENGER_QUEUE_BATCHES"],
+        )
     app.register_blueprint(bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(models_bp)
     app.register_blueprint(retrain_bp)
+    app.register_blueprint(challenger_bp)
     if app.config["TRAINER_WARM_UP"]:
         warm_tracking()
         seconds = warm_up(app.extensions["sluice"].training)

@@ -185,6 +185,25 @@ SERVICE_SETTINGS = [
         ("how often to check for an alias moved outside Sluice (e.g. in the MLflow UI)"),
         env_example=True,
     ),
+    _trainer(
+        "CHALLENGER_AUTO_PROMOTE",
+        bool,
+        False,
+        (
+            "a shadow challenger decided `promote` (better beyond the noise on labelled rows)"
+            " becomes the champion by itself; off: promotion stays a call to /champion"
+        ),
+        env_example=True,
+    ),
+    _trainer(
+        "CHALLENGER_QUEUE_BATCHES",
+        int,
+        16,
+        (
+            "prod batches each trainer worker holds for its shadow challenger (besides those"
+            " being scored); when full, a batch is skipped (counted), never waited for"
+        ),
+    ),
     _trainer("TRAIN_SEED", int, 42, "seeds the split and XGBoost", env_example=True),
     _trainer(
         "TRAIN_VALIDATION_FRACTION",

@@ -22,6 +22,7 @@ from sluice_common.web.params import (
     parse_params,
 )
 from sluice_common.web.upload import parse_upload, read_form_upload
+from trainer.api.challenger import after_labels as challenger_after_labels
 from trainer.api.jobs import accepted, job_runner
 from trainer.api.retrain import after_labels
 from trainer.jobs.work import JOB_BODIES, reference_work, upload_work
@@ -155,6 +156,7 @@ def _run(params, raw: bytes, media_type: str, on_round=None) -> dict:
             cache=state.cache,
             monitor=state.monitor,
             max_flagged_rows=max_flagged_rows(),
+            shadow=state.shadow,
         )
     return answer
 
@@ -217,7 +219,7 @@ def feedback():
         if table_rows(cells) == 0:
             raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
         answer = monitor.feedback(model, cells)
-    return jsonify({**answer, **after_labels(model, answer)})
+    return jsonify({**answer, **after_labels(model, answer), **challenger_after_labels(model)})
 
 
 @bp.get("/livez")

@@ -18,6 +18,7 @@ from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import UntrustedVersion
 from trainer.model import row_flags
 from trainer.model.sluice_model import SMALL_ROWS, column_names, table_rows
+from trainer.monitoring.monitor import new_batch_id
 
 
 def prod_run(
@@ -29,6 +30,7 @@ def prod_run(
     cache: ChampionCache,
     monitor=None,
     max_flagged_rows: int = row_flags.DEFAULT_MAX_FLAGGED_ROWS,
+    shadow=None,
 ) -> dict:
     """Score every row with the champion, in input order; the prod answer (listing at most
     `max_flagged_rows` flagged rows).
@@ -45,13 +47,22 @@ def prod_run(
         raise missing_columns_error(model_name, champion.version, missing, present)
     reads = set(required)
     ignored = [name for name in names if name not in reads]
-    table = _read_columns(table, required if ignored else None)
+    cells = table  # all columns: a shadow challenger may read others
+    table = read_columns(table, required if ignored else None)
     return score_upload(
-        table, parsing, model_name, proba, champion, monitor, ignored, max_flagged_rows
+        table,
+        parsing,
+        model_name,
+        proba,
+        champion,
+        monitor,
+        ignored,
+        max_flagged_rows,
+        shadow=(shadow, cells) if shadow is not None else None,
     )
 
 
-def _read_columns(table, required: list[str] | None):
+def read_columns(table, required: list[str] | None):
     """The `required` columns of the table (all when None) as the model takes them: a dict
     of lists for a few rows, else Arrow. Columns the model ignores are never converted: they
     were most of a wide upload's cost."""
@@ -89,10 +100,11 @@ def champion_for(model_name: str, cache: ChampionCache):
 
 
 def score_upload(
-    table, parsing, model_name, proba, champion, monitor, ignored, max_flagged_rows
+    table, parsing, model_name, proba, champion, monitor, ignored, max_flagged_rows, shadow=None
 ) -> dict:
     """The champion's scores of an upload's rows, timed and counted for monitoring; the
-    prod answer."""
+    prod answer. `shadow`: (challenger_shadow.Shadow, the batch's cells) when a shadow
+    challenger may score the batch after the champion answered."""
     if getattr(champion.model, "rules", None) is None and isinstance(table, pa.Table):
         table = table.to_pandas()  # a model logged before cell rules took DataFrames only
     # Checked by name: the champion runs its own logged copy of sluice_model, so its
@@ -101,11 +113,14 @@ def score_upload(
     try:
         scored = champion.model.score_frame(table)
     except (ValueError, TypeError) as err:
+        if shadow is not None:  # counted as the champion's error while a challenge runs
+            shadow[0].champion_failed(model_name, new_batch_id(), table_rows(table))
         raise ApiError(
             error_codes.INVALID_VALUES, f"Some values could not be scored: {str(err)[:300]}"
         ) from err
     n_rows = table_rows(table)
-    metrics.record_prediction(model_name, champion.version, n_rows, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    metrics.record_prediction(model_name, champion.version, n_rows, seconds)
     answer = prod_answer(
         model_name, champion, n_rows, scored, parsing, ignored, proba, max_flagged_rows
     )
@@ -117,4 +132,8 @@ def score_upload(
         kept = getattr(monitor, "prod_rows", None)
         if kept is not None:  # the cells as they arrived, for labelled retraining
             kept.keep(answer["batch_id"], model_name, utcnow(), table, n_rows)
+        if shadow is not None:
+            shadow[0].offer(
+                model_name, champion.version, answer["batch_id"], shadow[1], n_rows, seconds
+            )
     return answer

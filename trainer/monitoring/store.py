@@ -7,7 +7,10 @@ Tables:
 - monitoring_windows: counts summed per model, version, minute (and hour) and writer process,
   so a window's drift reads a few rows per minute or hour, not every batch; additive across
   processes;
-- monitoring_labels: one label per (batch, row), as received.
+- monitoring_labels: one label per (batch, row), as received;
+- monitoring_shadow: a shadow challenger's side of a prod batch (its predictions, or that it
+  was skipped or failed), keyed like the batch plus the challenger's version
+  (trainer/monitoring/shadow_store.py reads and writes it).
 
 Requests never wait on it: `record` queues, a background thread writes every FLUSH_SECONDS.
 """
@@ -87,6 +90,23 @@ labels = sa.Table(
     sa.Column("row", sa.Integer, primary_key=True),
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
+)
+# Created by create_all like the others (a table added to an older store needs no migration).
+shadow = sa.Table(
+    "monitoring_shadow",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),  # the challenger's
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # scored, skipped, error, champion_error
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=True),  # the challenger's scoring time
+    sa.Column("champion_seconds", sa.Float, nullable=True),
+    sa.Column("classes", sa.Text, nullable=True),  # JSON: the challenger's class order
+    sa.Column("predictions", sa.LargeBinary, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_monitoring_shadow_model", "model", "version", "created_at"),
 )
 meta = sa.Table(
     "monitoring_schema",
@@ -397,6 +417,7 @@ class MonitoringStore:
         with self.engine.begin() as conn:
             old = sa.select(batches.c.batch_id).where(batches.c.created_at < cutoff)
             conn.execute(labels.delete().where(labels.c.batch_id.in_(old)))
+            conn.execute(shadow.delete().where(shadow.c.created_at < cutoff))
             conn.execute(batches.delete().where(batches.c.created_at < cutoff))
             conn.execute(windows.delete().where(windows.c.minute < floor_time(cutoff, HOUR)))
             kept = conn.execute(

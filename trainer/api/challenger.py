@@ -1,0 +1,117 @@
+"""Shadow challengers over HTTP: PUT, GET and DELETE /models/<name>/challenger."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
+from sluice_common.web.params import VERSION, model_name
+from trainer.lifecycle import challenger
+from trainer.lifecycle.dependencies import dependency_errors
+
+bp = Blueprint("challenger", __name__)
+
+
+def _shadow():
+    shadow = current_app.extensions["sluice"].shadow
+    if shadow is None:
+        raise ApiError(
+            error_codes.MONITORING_OFF,
+            "Shadow challengers keep their predictions beside the prod batches: turn "
+            "monitoring on (MONITORING_ENABLED=1) to run one.",
+        )
+    return shadow
+
+
+def _name(name: str) -> str:
+    return model_name({"model": name}, "")
+
+
+def _body() -> dict:
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(
+            error_codes.NOT_A_JSON_OBJECT,
+            'The body must be a JSON object, e.g. {"version": "3", "mode": "shadow"}.',
+        )
+    return body
+
+
+def _version(body: dict, name: str) -> str:
+    version = body.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not VERSION.match(version.strip()):
+        raise ApiError(
+            error_codes.INVALID_VERSION,
+            f'version must be a version number of {name!r} as a string, e.g. "3"; got '
+            f"{json.dumps(version)[:40]}.",
+        )
+    return str(int(version.strip()))  # "007" is v7
+
+
+@bp.put("/models/<name>/challenger")
+def put_challenger(name: str):
+    """Start a shadow challenger: 201 (200 when that version already runs)."""
+    name = _name(name)
+    shadow = _shadow()
+    body = _body()
+    version = _version(body, name)
+    mode = body.get("mode", "shadow")
+    if mode not in challenger.MODES:
+        raise ApiError(
+            error_codes.INVALID_MODE,
+            f'mode must be "shadow" (the challenger scores the same rows off the request '
+            f"path); got {json.dumps(mode)[:40]}.",
+        )
+    state = current_app.extensions["sluice"]
+    answer, created = challenger.start(
+        name, version, mode, cache=state.cache, shadow=shadow, state_dir=state.state_dir
+    )
+    return jsonify(answer), 201 if created else 200
+
+
+@bp.get("/models/<name>/challenger")
+def get_challenger(name: str):
+    """The comparison on labelled rows, skipped batches, each side's latency and errors."""
+    name = _name(name)
+    shadow = _shadow()
+    metric = request.args.get("metric") or None
+    state = current_app.extensions["sluice"]
+    with dependency_errors():
+        answer = challenger.status(name, shadow, metric)
+        if current_app.config["CHALLENGER_AUTO_PROMOTE"]:
+            answer["promoted"] = challenger.auto_promote(
+                name, answer, cache=state.cache, shadow=shadow, state_dir=state.state_dir
+            )
+    return jsonify(answer)
+
+
+@bp.delete("/models/<name>/challenger")
+def delete_challenger(name: str):
+    """End the challenge; the answer holds its last comparison."""
+    name = _name(name)
+    state = current_app.extensions["sluice"]
+    return jsonify(challenger.end(name, _shadow(), state.state_dir))
+
+
+def after_labels(model: str) -> dict:
+    """After /feedback stored labels: with CHALLENGER_AUTO_PROMOTE on, a challenger they decide
+    `promote` becomes the champion; the answer's `challenger_promoted`, or nothing."""
+    state = current_app.extensions["sluice"]
+    if not current_app.config["CHALLENGER_AUTO_PROMOTE"] or state.shadow is None:
+        return {}
+    try:  # the labels are stored whatever happens here
+        promoted = challenger.after_labels(
+            model, cache=state.cache, shadow=state.shadow, state_dir=state.state_dir
+        )
+    except Exception:  # noqa: BLE001 - GET /models/<name>/challenger answers why
+        current_app.logger.exception("auto-promotion of %r's challenger failed", model)
+        return {}
+    return {} if promoted is None else {"challenger_promoted": promoted}
