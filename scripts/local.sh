@@ -248,7 +248,7 @@ start() {
   for name in "${started[@]}"; do
     until answer=$(healthy "$(health_url "$name")"); do
       # Alive is enough here (we just started it): its /proc/PID/environ, which live_pid
-      # reads, is briefly unreadable while tracking/serve.py execs mlflow.
+      # reads, can be briefly unreadable while a service starts.
       if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || ((SECONDS > deadline)); then
         echo "sluice: $name did not become healthy (${answer:-no answer});" \
           "last lines of $LOGS/$name.log:" >&2

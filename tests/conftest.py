@@ -22,6 +22,10 @@ s3 = s3_server.s3_fixture  # `s3`: the session's S3 server
 # generated-password path has tests of its own (test_tracking_auth.py, test_compose.py).
 os.environ["MLFLOW_TRACKING_USERNAME"] = "sluice"
 os.environ["MLFLOW_TRACKING_PASSWORD"] = secrets.token_urlsafe(24)
+# The tests' throwaway stacks skip the trainer's warm-up (~5 s of CPU per worker at every start,
+# an optimisation of the first answer only); the session's stack keeps the default, so the
+# warmed path is tested too (and the bench, which does not read this file, keeps it).
+os.environ["TRAINER_WARM_UP"] = "0"
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +37,7 @@ def stack(tmp_path_factory):
         home=str(tmp_path_factory.mktemp("sluice-home")),
         extra_env={
             "TRAINER_WORKERS": "2",
+            "TRAINER_WARM_UP": "1",  # the default, which the throwaway stacks skip
             # Data by reference (tests/stack/test_jobs.py) reads and writes under this directory.
             "SLUICE_DATA_ROOT": str(tmp_path_factory.mktemp("data-root")),
         },

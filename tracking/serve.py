@@ -128,7 +128,6 @@ def main(argv: list[str]) -> None:
     config_path = os.path.join(state, "mlflow-auth.ini")
     with open(config_path, "w", encoding="utf-8") as handle:
         handle.write(auth_settings(database_uri, username))
-    set_admin(database_uri, username, password)
     env.update(
         # mlflow server reads these when --backend-store-uri / --artifacts-destination are not
         # given, which keeps the database password out of the process list.
@@ -140,7 +139,15 @@ def main(argv: list[str]) -> None:
         MLFLOW_FLASK_SERVER_SECRET_KEY=env.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
         or ensure_secret_file(os.path.join(state, "mlflow-flask.key")),
     )
-    os.execvpe("mlflow", ["mlflow", "server", "--app-name", "basic-auth", *argv], env)
+    # MLflow's own command, run in this process: an exec of `mlflow server` would import
+    # MLflow a second time (~3.5 s of CPU at every start) before it spawns its server. The
+    # environment is MLflow's before set_admin: its auth module reads the config on import.
+    os.environ.clear()
+    os.environ.update(env)
+    set_admin(database_uri, username, password)
+    from mlflow.cli import cli  # heavy (~3 s): tests import this module for its checks alone
+
+    sys.exit(cli.main(args=["server", "--app-name", "basic-auth", *argv], prog_name="mlflow"))
 
 
 if __name__ == "__main__":

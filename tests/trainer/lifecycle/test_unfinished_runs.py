@@ -197,7 +197,8 @@ def test_a_killed_trainers_run_is_marked_at_the_next_start_and_a_live_one_is_not
         os.killpg(b.pid, signal.SIGCONT)
         client.set_terminated(other, status="FINISHED")
 
-    b_request.join(timeout=120)
+    b_request.join(timeout=300)
+    assert "response" in b_result, b_result.get("error", "no answer after 300 s")
     assert b_result["response"].status_code == 200, b_result["response"].text
     finished = client.get_run(live.info.run_id)
     assert finished.info.status == "FINISHED"
