@@ -103,6 +103,11 @@ def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
     }
     assert sources["labelled"] == {"rows": 35, "batches": 2, "skipped": {}}
     assert "decision" in answer["promotion"] or "rule" in answer["promotion"]
+    # The gate decided; a promotion is in the model's history as made by the retrain.
+    detail = requests.get(f"{public(stack)}/models/{model_name}", timeout=60).json()
+    by_retrain = [e for e in detail["history"] if e["to"] == answer["version"]]
+    assert detail["champion"] == answer["champion_version"]
+    assert [e["by"] for e in by_retrain] == (["retrain"] if answer["promoted"] else [])
     new_tags = account.get_model_version(model_name, answer["version"]).tags
     assert new_tags[training_rows.DATA_ROWS] == "435"
     assert account.get_run(answer["run_id"]).data.tags["sluice.retrain.from"] == first["version"]
