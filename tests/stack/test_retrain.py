@@ -112,6 +112,28 @@ def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
     assert new_tags[training_rows.DATA_ROWS] == "435"
     assert account.get_run(answer["run_id"]).data.tags["sluice.retrain.from"] == first["version"]
 
+    # The retrained version as champion, 5 more labels: the next retrain starts from the rows
+    # its champion started from, and reads every labelled row again (none counted twice).
+    moved = requests.post(
+        f"{public(stack)}/models/{model_name}/champion",
+        json={"version": answer["version"], "reason": "serve the retrained version"},
+        timeout=60,
+    )
+    assert moved.status_code == 200, moved.text
+    more = [1, 3, 5, 7, 9]
+    label(stack, model_name, batch_a, more, frame_a["bought"].iloc[more].tolist())
+    job = wait_job(public(stack), retrain(stack, model_name))
+    assert job["state"] == "succeeded", job
+    again = job["answer"]["data"]
+    assert again["rows"] == 400 + 40
+    assert again["sources"]["champion"] == {
+        "version": answer["version"],
+        "digest": data["digest"],
+        "rows": 400,
+        "without_labelled_rows": True,
+    }
+    assert again["sources"]["labelled"]["rows"] == 40
+
 
 def test_versions_trained_on_the_same_rows_share_one_stored_table(stack, model_name, account):
     frame = shop(300, 7)

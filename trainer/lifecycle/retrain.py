@@ -104,16 +104,16 @@ def plan(model_name: str, cache, monitor, promote: str = "auto") -> Plan:
             "Retraining from labels needs prod rows and their labels: turn on "
             "MONITORING_ENABLED and PROD_ROWS_KEPT on the trainer.",
         )
-    with dependency_errors():
-        tags = MlflowClient().get_model_version(model_name, champion.version).tags
-    if not tags.get(training_rows.DATA_URI):
-        why = tags.get(training_rows.DATA_NOT_KEPT) or "trained before Sluice kept training rows"
+    try:
+        with dependency_errors():
+            training_rows.rows_source(model_name, champion.version)
+    except training_rows.RowsUnavailable as err:
         raise ApiError(
             error_codes.TRAINING_ROWS_NOT_KEPT,
             f"The training rows of {model_name!r} v{champion.version} (the champion) were not "
-            f"kept: {why}. Train a version with phase=dev (within TRAINING_ROWS_MAX_MB) and "
+            f"kept: {err}. Train a version with phase=dev (within TRAINING_ROWS_MAX_MB) and "
             "make it the champion, then retrain.",
-        )
+        ) from err
     labels = monitor.prod_rows.label_count(model_name)
     todo = (
         f"Score rows with phase=prod, then send their true values to /feedback "
@@ -225,7 +225,8 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
     gate decides); the dev answer, whose data says where the rows came from."""
     try:
         with dependency_errors():
-            base, digest = training_rows.version_rows(plan.model, plan.champion)
+            uri, digest, without_labelled = training_rows.rows_source(plan.model, plan.champion)
+            base = training_rows.load(uri, digest)
     except training_rows.RowsUnavailable as err:
         raise ApiError(
             error_codes.TRAINING_ROWS_NOT_KEPT,
@@ -239,13 +240,18 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
             f"None of the labelled prod rows of {plan.model!r} can be used: "
             f"{labelled.report()['skipped']}. Send labels of recent prod batches to /feedback.",
         )
-    sources = {
-        "champion": {"version": plan.champion, "digest": digest, "rows": base.num_rows},
-        "labelled": labelled.report(),
-    }
+    champion = {"version": plan.champion, "digest": digest, "rows": base.num_rows}
+    if without_labelled:  # the champion was retrained: its labelled rows are read again below
+        champion["without_labelled_rows"] = True
+    sources = {"champion": champion, "labelled": labelled.report()}
     table = combine(base, labelled.parts)
     del base, labelled
-    tags = {**common.pop("tags"), "sluice.retrain.from": plan.champion}
+    tags = {
+        **common.pop("tags"),
+        "sluice.retrain.from": plan.champion,
+        training_rows.BASE_URI: uri,
+        training_rows.BASE_DIGEST: digest,
+    }
     answer = dev_run(
         InMemory(table, ",", on_round, check),
         {"retrain": sources},

@@ -28,6 +28,9 @@ DATA_DIGEST = lineage.DIGEST_TAG  # digest and rows: written by lineage_tags at 
 DATA_ROWS = lineage.ROWS_TAG
 DATA_URI = "sluice.data.uri"
 DATA_NOT_KEPT = "sluice.data.not_kept"
+# On a retrain's run: the rows it started from (the champion's, without labelled prod rows).
+BASE_URI = "sluice.retrain.base_uri"
+BASE_DIGEST = "sluice.retrain.base_digest"
 
 
 class RowsUnavailable(Exception):
@@ -135,11 +138,20 @@ def load(uri: str, digest: str) -> pa.Table:
             return decode(handle.read(), digest)
 
 
-def version_rows(model_name: str, version: str) -> tuple[pa.Table, str]:
-    """A registered version's training rows and their digest; RowsUnavailable saying why not."""
-    tags = MlflowClient().get_model_version(model_name, version).tags
+def rows_source(model_name: str, version: str) -> tuple[str, str, bool]:
+    """Where a retrain of `version` reads its rows from: (artifact URI, digest, whether they
+    are the version's rows without the labelled prod rows it was retrained with). A retrained
+    version's run names the rows its retrain started from, so labelled rows, read again with
+    their current labels, are never counted twice. RowsUnavailable saying why not."""
+    client = MlflowClient()
+    registered = client.get_model_version(model_name, version)
+    run_tags = client.get_run(registered.run_id).data.tags if registered.run_id else {}
+    if run_tags.get(BASE_URI) and run_tags.get(BASE_DIGEST):
+        return run_tags[BASE_URI], run_tags[BASE_DIGEST], True
+    tags = registered.tags
     uri, digest = tags.get(DATA_URI), tags.get(DATA_DIGEST)
     if not uri or not digest:
-        why = tags.get(DATA_NOT_KEPT) or "it was trained before Sluice kept training rows"
-        raise RowsUnavailable(why)
-    return load(uri, digest), digest
+        raise RowsUnavailable(
+            tags.get(DATA_NOT_KEPT) or "it was trained before Sluice kept training rows"
+        )
+    return uri, digest, False
