@@ -14,7 +14,7 @@ from sluice_common.errors import ApiError
 from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
 from sluice_common.web.app import heavy_slot
 from sluice_common.web.internal import read_token
-from sluice_common.web.params import parse_params
+from sluice_common.web.params import parse_params, uploaded_files
 from sluice_common.web.upload import parse_upload, read_form_upload
 
 bp = Blueprint("preprocess", __name__)
@@ -28,7 +28,7 @@ def analyze():
     config = current_app.config
     params = parse_params(request.args, config["DEFAULT_MODEL_NAME"])
     if params.data_uri is not None:
-        if request.files or request.content_length:
+        if request.content_length or uploaded_files(request):
             raise ApiError(
                 error_codes.DATA_URI_AND_FILE,
                 "Give either data_uri=... or an uploaded data_file, not both.",

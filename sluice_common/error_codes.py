@@ -128,6 +128,9 @@ INVALID_LIMIT = ErrorCode(
 # -- the uploaded file ------------------------------------------------------------------------
 MISSING_FILE = ErrorCode("missing_file", 400, "No multipart field named data_file.")
 MULTIPLE_FILES = ErrorCode("multiple_files", 400, "More than one data_file field.")
+MALFORMED_MULTIPART = ErrorCode(
+    "malformed_multipart", 400, "A multipart body that is cut off or not multipart."
+)
 EMPTY_FILE = ErrorCode("empty_file", 400, "The file is empty or has no header row.")
 NO_ROWS = ErrorCode("no_rows", 400, "The file has a header but no data rows.")
 NOT_CSV = ErrorCode("not_csv", 400, "The upload is not text (an image, an archive, a binary).")

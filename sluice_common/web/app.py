@@ -6,7 +6,8 @@ import contextlib
 import logging
 import os
 
-from flask import Flask, current_app
+from flask import Flask, Request, current_app
+from werkzeug.formparser import FormDataParser
 
 from sluice_common import settings
 from sluice_common.web.admission import Admission, work_above
@@ -45,11 +46,28 @@ def warn_if_memory_is_short(heavy_slots: int, max_upload_mb: float) -> None:
         )
 
 
+class StrictFormRequest(Request):
+    """A request whose form parser raises ValueError on a multipart body it cannot read (one
+    cut off before its closing boundary, say): werkzeug's default parser drops it silently,
+    which answered a truncated upload with "no field named data_file"."""
+
+    def make_form_data_parser(self) -> FormDataParser:
+        return self.form_data_parser_class(
+            stream_factory=self._get_file_stream,
+            max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length,
+            max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class,
+            silent=False,
+        )
+
+
 def build_app(name: str, test_config: dict | None = None) -> Flask:
     """A Flask app with the settings of service `name` (trainer or preprocess) from the
     environment, fast JSON, one error shape, the upload limit, the optional API token and
     Prometheus metrics on GET /metrics."""
     app = Flask(name, static_folder=None)  # no static files to serve
+    app.request_class = StrictFormRequest
     app.config.from_mapping(settings.read(name))
     if test_config:
         app.config.update(test_config)

@@ -210,6 +210,21 @@ def _text(args, name: str, limit: int = 2048) -> str | None:
     return value
 
 
+def uploaded_files(request: Request):
+    """The request's file parts; a multipart body that cannot be read is a clear 400 (the app's
+    StrictFormRequest raises ValueError for it instead of dropping it)."""
+    try:
+        return request.files
+    except ValueError as err:
+        received = f" ({request.content_length:,} bytes received)" if request.content_length else ""
+        raise ApiError(
+            error_codes.MALFORMED_MULTIPART,
+            f"The multipart body cannot be read: {err}{received}. It is cut off (a client or "
+            "proxy that stopped mid-upload) or not multipart/form-data; send the whole file, "
+            "e.g. curl -F data_file=@data.csv.",
+        ) from err
+
+
 def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[bytes, str]:
     """The bytes and declared media type of the `data_file` field.
 
@@ -217,20 +232,21 @@ def read_upload(request: Request, raw_types: tuple[str, ...] = ()) -> tuple[byte
     """
     if request.mimetype in raw_types:
         return request.get_data(cache=False), request.mimetype
-    upload = request.files.get("data_file")
+    files = uploaded_files(request)
+    upload = files.get("data_file")
     if upload is None:
         hint = ""
-        if request.files:
-            hint = f" (got field(s): {', '.join(sorted(request.files)[:5])})"
+        if files:
+            hint = f" (got field(s): {', '.join(sorted(files)[:5])})"
         raise ApiError(
             error_codes.MISSING_FILE,
             "Send the CSV as a multipart form field named data_file, "
             f"e.g. curl -F data_file=@data.csv{hint}.",
         )
-    if len(request.files.getlist("data_file")) > 1:
+    if len(files.getlist("data_file")) > 1:
         raise ApiError(
             error_codes.MULTIPLE_FILES,
             "Send exactly one data_file field; this request has "
-            f"{len(request.files.getlist('data_file'))}.",
+            f"{len(files.getlist('data_file'))}.",
         )
     return upload.read(), (upload.mimetype or "")

@@ -408,6 +408,27 @@ def test_upload_in_another_field_or_as_json_is_missing_file(stack, champion, ser
     assert_error(raw_body, 400, "missing_file", "data_file")
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_multipart_body_cut_off_is_malformed_not_missing(stack, champion, service):
+    url = url_of(stack, service)
+    params = {"phase": "prod", "model": CHAMPION}
+    part = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="data_file"; filename="d.csv"\r\n'
+        b"Content-Type: text/csv\r\n\r\n" + to_csv(query_frame(3))
+    )
+    whole = part + b"\r\n--XyZ--\r\n"
+    multipart = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    # The same part, whole, is read (the oracle that the cut is what is refused).
+    assert requests.post(url, params=params, data=whole, headers=multipart, timeout=30).ok
+    cut = requests.post(url, params=params, data=part, headers=multipart, timeout=30)
+    error = assert_error(cut, 400, "malformed_multipart", "cut off")
+    assert f"{len(part)} bytes received" in error["message"]
+    no_boundary = requests.post(
+        url, params=params, data=whole, headers={"Content-Type": "multipart/form-data"}, timeout=30
+    )
+    assert_error(no_boundary, 400, "malformed_multipart", "multipart/form-data")
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("service", SERVICES)
 def test_wrong_method_is_a_json_405(stack, champion, service, method):
