@@ -101,8 +101,9 @@ def _check_names(args, known: tuple[str, ...] = KNOWN_PARAMS) -> None:
     if unknown:
         raise ApiError(
             error_codes.UNKNOWN_PARAMETER,
-            f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}; "
-            f"the known ones are {', '.join(known)}.",
+            f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}"
+            + (f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else "")
+            + f"; the known ones are {', '.join(known)}.",
         )
     repeated = [name for name in known if len(args.getlist(name)) > 1]
     if repeated:
