@@ -55,6 +55,7 @@ class RequestFraming:
         self._remaining = 0  # body bytes still expected (Content-Length, or of this chunk)
         self._chunked = False
         self._chunk_state = "size"  # size | data | data_end | trailer
+        self._declared = 0  # the chunk sizes announced so far
 
     # -- the head -------------------------------------------------------------------------
 
@@ -183,6 +184,12 @@ class RequestFraming:
                 )
                 return end + 1
             self._remaining = int(size, 16)
+            self._declared += self._remaining
+            if self.max_body is not None and self._declared > self.max_body:
+                # Refused when announced, as a Content-Length over the limit is: its bytes
+                # would be refused anyway, and a client that lies is held to 408's deadline.
+                self._refuse_too_large()
+                return end + 1
             self._chunk_state = "data" if self._remaining else "trailer"
         elif self._chunk_state == "data_end":
             if line:

@@ -83,6 +83,21 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_grows():
     assert framing.refusal.status == 413
 
 
+def test_a_chunk_announced_over_the_limit_is_refused_before_its_bytes():
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    huge = RequestFraming(max_body=1000)
+    huge.feed(head + b"10000000000\r\n")  # 1 TiB announced, nothing of it sent
+    assert huge.refusal.status == 413 and huge.body_received < 100
+    summed = RequestFraming(max_body=1000)
+    summed.feed(head + b"1f4\r\n" + b"x" * 500 + b"\r\n")
+    assert summed.refusal is None
+    summed.feed(b"1f5\r\n")  # 500 + 501 announced: over 1000
+    assert summed.refusal.status == 413
+    under = RequestFraming(max_body=1000)  # the limit counts the framing's bytes too
+    under.feed(head + b"384\r\n" + b"x" * 900 + b"\r\n0\r\n\r\n")
+    assert under.refusal is None and under.done
+
+
 def test_ambiguous_framing_is_refused():
     for head in (
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
