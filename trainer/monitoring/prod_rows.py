@@ -30,6 +30,7 @@ MAX_QUEUED_ROWS = 1_000_000  # a stalled database must not hold unbounded memory
 # A batch's monitoring record is written by another thread (maybe another worker): cells whose
 # batch is not recorded are removed only once it would have been.
 ORPHAN_AFTER = timedelta(minutes=10)
+PRUNE_SECONDS = 60.0
 
 metadata = sa.MetaData()
 prod_rows = sa.Table(
@@ -87,6 +88,8 @@ class ProdRows:
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._pid = None
+        self._estimate: int | None = None  # rows kept, as this process last counted them
+        self._last_prune = 0.0
         atexit.register(self.flush, 5.0)
 
     def keep(self, batch_id: str, model: str, created_at: datetime, cells, n_rows: int) -> None:
@@ -124,8 +127,13 @@ class ProdRows:
                 except queue.Empty:
                     break
             try:
-                self._write(entries)
-                self.prune()
+                written = self._write(entries)
+                # The whole-table checks run once a minute, or when this process's estimate of
+                # the rows kept passes the limit (other workers' writes are found at the former).
+                self._estimate = None if self._estimate is None else self._estimate + written
+                stale = time.monotonic() - self._last_prune > PRUNE_SECONDS
+                if self._estimate is None or self._estimate > self.max_rows or stale:
+                    self.prune()
             except Exception:  # the database is down: these cells are lost, and counted
                 log.exception("prod rows: %d batches not kept", len(entries))
                 with self._lock:
@@ -136,7 +144,7 @@ class ProdRows:
                 self._done += len(entries)
                 self._idle.notify_all()
 
-    def _write(self, entries: list) -> None:
+    def _write(self, entries: list) -> int:
         values = []
         for batch_id, model, created_at, cells, n_rows in entries:
             try:
@@ -159,12 +167,14 @@ class ProdRows:
         if values:
             with self.engine.begin() as conn:
                 conn.execute(prod_rows.insert(), values)
+        return sum(v["n_rows"] for v in values)
 
     def prune(self) -> int:
         """Retention: cells of batches monitoring no longer keeps go, then the oldest beyond
         max_rows; the batches removed."""
         batches = monitoring_store.batches
-        removed = 0
+        removed, expired = 0, []
+        self._last_prune = time.monotonic()
         with self.engine.begin() as conn:
             gone = sa.select(batches.c.batch_id).where(batches.c.predictions.is_not(None))
             orphans = prod_rows.delete().where(
@@ -175,11 +185,13 @@ class ProdRows:
                 sa.select(sa.func.coalesce(sa.func.sum(prod_rows.c.n_rows), 0))
             ).scalar_one()
             excess = int(kept) - self.max_rows
+            self._estimate = min(int(kept), self.max_rows)
             if excess <= 0:
                 return removed
-            expired = []
             oldest = conn.execute(
-                sa.select(prod_rows.c.batch_id, prod_rows.c.n_rows).order_by(prod_rows.c.created_at)
+                sa.select(prod_rows.c.batch_id, prod_rows.c.n_rows)
+                .order_by(prod_rows.c.created_at)
+                .limit(100_000)
             )
             for batch_id, n_rows in oldest:
                 if excess <= 0:
