@@ -10,6 +10,7 @@ import json
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 from mlflow import MlflowClient
@@ -26,12 +27,16 @@ CHALLENGER_ALIAS = "challenger"
 CHALLENGER_TAG = "sluice.challenger"
 MODELS_LIMIT = (100, 500)  # default and largest page of GET /models
 VERSIONS_LIMIT = (20, 100)  # of GET /models/<name>: each version's signature is checked
+CHECK_THREADS = 4  # versions of a page checked at once
 HISTORY_LIMIT = 100  # the newest champion changes answered (history_total counts them all)
 
 # Signature verdicts of this process, by (name, version, claimed signature): a registered
 # version's files do not change under the same signature, and checking costs a download.
 _verdicts: dict[tuple[str, str, str], str | None] = {}
 _verdicts_guard = threading.Lock()
+# Facts of finished runs read for versions registered before the lineage tags, by run id.
+_runs: dict[str, dict] = {}
+RUNS_KEPT = 10_000
 
 
 def is_sluice(model) -> bool:
@@ -127,7 +132,7 @@ def model_detail(name: str, limit: int, page: str | None, cache: ChampionCache) 
     history = history_of(model.tags or {})
     return {
         **summary(model),
-        "versions": [version_entry(name, version, cache) for version in found],
+        "versions": _entries(name, list(found), cache),
         "versions_total": registered_count(model),
         "next_page": found.token or None,
         "history": history[-HISTORY_LIMIT:],
@@ -135,11 +140,20 @@ def model_detail(name: str, limit: int, page: str | None, cache: ChampionCache) 
     }
 
 
+def _entries(name: str, versions: list, cache: ChampionCache) -> list[dict]:
+    """The page's version entries, a few at a time: a version not yet verified by this
+    process costs a download."""
+    if len(versions) <= 1:
+        return [version_entry(name, version, cache) for version in versions]
+    with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool:
+        return list(pool.map(lambda version: version_entry(name, version, cache), versions))
+
+
 def version_entry(name: str, version, cache: ChampionCache) -> dict:
     """A version's evidence: metrics, the gate's decision, whether its signature holds, its
     training data, and its last champion change."""
-    facts = lineage.facts(version)
     untrusted = verdict(name, version, cache)
+    facts = lineage.facts_of(version) or _run_facts(version)
     try:
         change = json.loads((version.tags or {}).get(CHAMPION_TAG) or "null")
     except ValueError:
@@ -155,6 +169,24 @@ def version_entry(name: str, version, cache: ChampionCache) -> dict:
         "data": {"digest": facts["digest"], "rows": facts["rows"]},
         "last_champion_change": change,
     }
+
+
+def _run_facts(version) -> dict:
+    """Digest, rows and metrics of a version without lineage tags: from its run when Sluice
+    signed it (registered before the tags), once per process; none for a version someone
+    else registered."""
+    run_id = version.run_id
+    if not run_id or signing.SIGNATURE_TAG not in (version.tags or {}):
+        return {"digest": None, "rows": None, "metrics": {}}
+    with _verdicts_guard:
+        known = _runs.get(run_id)
+    if known is None:
+        known = lineage.facts_of_run(MlflowClient().get_run(run_id))
+        with _verdicts_guard:
+            if len(_runs) >= RUNS_KEPT:
+                _runs.clear()  # a bound, not a policy: the next pages read their runs again
+            _runs[run_id] = known
+    return known
 
 
 def verdict(name: str, version, cache: ChampionCache) -> str | None:

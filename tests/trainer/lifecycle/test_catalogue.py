@@ -88,3 +88,58 @@ def test_lineage_tags_read_back_and_older_versions_fall_back_to_their_run():
         "rows": 150,
         "metrics": {"valid_rmse": 1.5},
     }
+
+
+class _Registry:
+    """MLflow's registry as far as a champion change uses it, failing where told."""
+
+    def __init__(self, fail_alias: bool):
+        self.model_tags, self.version_tags, self.alias = {}, {}, "1"
+        self.fail_alias = fail_alias
+
+    def __call__(self):  # stands in for MlflowClient()
+        return self
+
+    def set_registered_model_tag(self, name, key, value):
+        self.model_tags[key] = value
+
+    def delete_registered_model_tag(self, name, key):
+        del self.model_tags[key]
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.version_tags[(version, key)] = value
+
+    def set_registered_model_alias(self, name, alias, version):
+        self.recorded_first = bool(self.model_tags) and bool(self.version_tags)
+        if self.fail_alias:
+            raise ConnectionError("MLflow went away")
+        self.alias = version
+
+
+class _Cache:
+    def __init__(self):
+        self.notified = []
+
+    def notify_promoted(self, *args):
+        self.notified.append(args)
+
+
+@pytest.mark.parametrize("fail_alias", [False, True])
+def test_the_history_is_written_before_the_alias_and_taken_back_when_it_fails(
+    monkeypatch, fail_alias
+):
+    fake, cache = _Registry(fail_alias), _Cache()
+    monkeypatch.setattr(champion, "MlflowClient", fake)
+    monkeypatch.setattr(champion.registry, "MlflowClient", fake)
+    lineage_ = ("run-2", "ab" * 8)
+    if fail_alias:
+        with pytest.raises(ConnectionError):
+            champion.move_champion("m", "2", "1", "why", "api", cache, lineage_)
+        assert fake.alias == "1" and champion.history_of(fake.model_tags) == []
+        assert cache.notified == []  # no worker told of a change that did not happen
+    else:
+        entry = champion.move_champion("m", "2", "1", "why", "api", cache, lineage_)
+        assert fake.alias == "2" and champion.history_of(fake.model_tags) == [entry]
+        assert fake.recorded_first  # the alias moved only once both tags were written
+        assert json.loads(fake.version_tags[("2", champion.CHAMPION_TAG)])["reason"] == "why"
+        assert cache.notified == [("m", "2", "run-2", "ab" * 8)]
