@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import sys
+import types
 
 import pytest
 
@@ -24,7 +26,8 @@ def dag():
 
 
 def test_the_dag_file_imports_without_airflow_and_builds_no_dag(dag):
-    assert importlib.util.find_spec("airflow") is None  # the point of the guard
+    if importlib.util.find_spec("airflow") is not None:
+        pytest.skip("Airflow is installed here: the DAG is built")
     assert dag.DAG is None and not hasattr(dag, "dag")
 
 
@@ -88,3 +91,64 @@ def test_a_failing_task_says_what_sluice_answered(dag, stack, model_name):
         dag.retrain("never-trained-retrain", base)
     with pytest.raises(dag.SluiceError, match="invalid_job_id"):
         dag.wait_for_job("/jobs/not-a-job", base)
+
+
+def test_with_airflow_the_dag_chains_the_three_tasks(monkeypatch):
+    """The DAG's wiring, built against a stand-in for Airflow's DAG and PythonOperator (the
+    real one is not installed here): task ids, callables, the XCom template, the order."""
+    built = {}
+
+    class FakeDAG:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            built["dag"] = self
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class FakeOperator:
+        def __init__(self, task_id, python_callable, op_kwargs=None):
+            self.task_id, self.callable, self.op_kwargs = task_id, python_callable, op_kwargs
+            self.downstream = []
+            built[task_id] = self
+
+        def __rshift__(self, other):
+            self.downstream.append(other.task_id)
+            return other
+
+    airflow = types.ModuleType("airflow")
+    airflow.DAG = FakeDAG
+    operators = types.ModuleType("airflow.operators")
+    python = types.ModuleType("airflow.operators.python")
+    python.PythonOperator = FakeOperator
+    for name, module in (
+        ("airflow", airflow),
+        ("airflow.operators", operators),
+        ("airflow.operators.python", python),
+    ):
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("sluice_retrain_dag_built", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    assert built["dag"].kwargs["dag_id"] == "sluice_retrain"
+    assert built["dag"].kwargs["catchup"] is False
+    assert built["retrain"].callable is module.retrain
+    assert built["retrain"].downstream == ["wait_for_job"]
+    assert built["wait_for_job"].callable is module.wait_for_job
+    assert built["wait_for_job"].op_kwargs == {"location": "{{ ti.xcom_pull(task_ids='retrain') }}"}
+    assert built["wait_for_job"].downstream == ["check_decision"]
+    answer = {
+        "model": "m",
+        "version": "2",
+        "promoted": True,
+        "reason": "better",
+        "champion_version": "2",
+        "data": {"rows": 10},
+    }
+    pulled = {"wait_for_job": answer}
+    ti = types.SimpleNamespace(xcom_pull=lambda task_ids: pulled[task_ids])
+    assert built["check_decision"].callable(ti)["promoted"] is True
