@@ -254,3 +254,33 @@ def test_bad_model_requests_are_clear_4xx(stack, method, path, status, code):
     response = requests.request(method, f"{base(stack)}{path}", json=body, timeout=60)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+
+
+def listed(stack, name) -> dict:
+    """The model's entry in GET /models, following the pages."""
+    page = None
+    for _ in range(50):
+        params = {"limit": 500, **({"page": page} if page else {})}
+        listing = requests.get(f"{base(stack)}/models", params=params, timeout=60).json()
+        for model in listing["models"]:
+            if model["name"] == name:
+                return model
+        page = listing["next_page"]
+        if page is None:
+            break
+    raise AssertionError(f"{name} is not listed")
+
+
+def test_a_running_challenger_is_listed_with_its_mode(stack, model_name):
+    train(stack, model_name, iris())
+    train(stack, model_name, iris(), promote="never")
+    url = f"{base(stack)}/models/{model_name}/challenger"
+    started = requests.put(url, json={"version": "2", "mode": "shadow"}, timeout=60)
+    assert started.status_code in (200, 201), started.text
+    try:
+        expected = {"version": "2", "mode": "shadow"}
+        assert detail(stack, model_name)["challenger"] == expected
+        assert listed(stack, model_name)["challenger"] == expected
+    finally:
+        assert requests.delete(url, timeout=60).status_code == 200
+    assert detail(stack, model_name)["challenger"] is None
