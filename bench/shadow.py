@@ -1,12 +1,15 @@
 """What a shadow challenger costs a prod request: one stack, the same champion, blocks of
 requests with and without a challenger scoring the same rows in the background.
 
-    .venv/bin/python -m bench.shadow            # 100k-row batches x 6 per side, 400 single rows
-    .venv/bin/python -m bench.shadow --quick    # 20k x 4, 200
+    .venv/bin/python -m bench.shadow            # 8 blocks a side: 2 x 100k-row batches, 50 rows
+    .venv/bin/python -m bench.shadow --quick    # 4 blocks a side, 20k-row batches
 
-v1 is the champion, v2 (other rows, promote=never) the challenger. The challenger is started
-(PUT /models/bench_shadow/challenger) and ended (DELETE) between blocks ordered A-B, B-A, so
-the machine's noise falls on both sides alike. The issue's budget: single-row p50 must not
+v1 is the champion, v2 (other rows, promote=never) the challenger, started (PUT
+/models/bench_shadow/challenger) and ended (DELETE) between blocks ordered A-B, B-A. A block
+sends single rows one after another, then two batches back to back (the second runs while the
+challenger scores the first), then waits for the challenger to finish. Each on block is
+compared with the off block next to it (the machine's load of that moment falls on both): the
+medians of those differences are the result. The issue's budget: single-row p50 must not
 move beyond the noise. Writes bench/results/shadow.json.
 """
 
@@ -30,7 +33,7 @@ from testkit.stack import ROOT, LocalStack
 
 MODEL = "bench_shadow"
 RESULTS = os.path.join(ROOT, "bench", "results", "shadow.json")
-BLOCKS = 4  # per side
+SETTLE_SECONDS = 5.0
 
 
 def log(message: str) -> None:
@@ -81,10 +84,10 @@ def _block(client: Client, count: int) -> list[float]:
     return times
 
 
-def measure(workdir: str, batch_rows: int, batches: int, singles: int) -> dict:
+def measure(workdir: str, batch_rows: int, blocks: int, singles: int) -> dict:
     """Start the stack, train both versions, measure in alternating blocks, stop."""
     stack = LocalStack(home=os.path.join(workdir, "stack"), extra_env={"MONITORING_ENABLED": "1"})
-    times = {side: {"batch": [], "single": [], "shadow": []} for side in ("on", "off")}
+    measured, shadowed = [], []
     stack.start()
     try:
         _train(stack, 20_000)
@@ -99,47 +102,61 @@ def measure(workdir: str, batch_rows: int, batches: int, singles: int) -> dict:
             raise RuntimeError(f"{warm.errors} errors while warming up")
         batch.timed()
         running = False
-        for block in range(2 * BLOCKS):
+        for block in range(2 * blocks):
             side = ("on", "off")[(block + block // 2) % 2]  # on, off, off, on, on, off, ...
             if (side == "on") != running:
                 if running:  # what the challenger did in the blocks just measured
-                    time.sleep(1.0)
-                    times["on"]["shadow"].append(_shadowed(stack))
+                    shadowed.append(_shadowed(stack))
                 _challenger(stack, side == "on")
                 running = side == "on"
-            log(f"block {block + 1}/{2 * BLOCKS}: challenger {side}")
-            times[side]["single"] += _block(single, singles // BLOCKS)
-            times[side]["batch"] += _block(batch, max(1, batches // BLOCKS))
+            log(f"block {block + 1}/{2 * blocks}: challenger {side}")
+            # Single rows first (the challenger scores them meanwhile), then two batches back
+            # to back (the second runs while it scores the first); then, on either side, a
+            # pause for the challenger to finish, so no block pays for the one before.
+            rows = _block(single, singles)
+            measured.append((side, _block(batch, 2), rows))
+            time.sleep(SETTLE_SECONDS)
         if running:
-            time.sleep(1.0)
-            times["on"]["shadow"].append(_shadowed(stack))
+            shadowed.append(_shadowed(stack))
         batch.close()
         single.close()
     finally:
         stack.stop()
-    return _summary(times, batch_rows)
+    return _summary(measured, shadowed, batch_rows)
 
 
-def _summary(times: dict, batch_rows: int) -> dict:
-    def p50(values):
-        return statistics.median(values) * 1000
+def _summary(measured: list, shadowed: list, batch_rows: int) -> dict:
+    """Overall medians, and the median over adjacent on/off block pairs (the blocks run
+    A-B, B-A, so each pair shares the machine's load of its moment)."""
+    ms = 1000
 
-    on, off = times["on"], times["off"]
+    def side(name: str, index: int) -> list[float]:
+        return [t for s, *values in measured if s == name for t in values[index]]
+
+    pairs = [sorted(measured[i : i + 2], key=lambda b: b[0]) for i in range(0, len(measured), 2)]
+    single_added = [
+        (statistics.median(on[2]) - statistics.median(off[2])) * ms for off, on in pairs
+    ]
+    batch_ratio = [statistics.median(off[1]) / statistics.median(on[1]) for off, on in pairs]
+    on_single, off_single = side("on", 1), side("off", 1)
+    on_batch, off_batch = side("on", 0), side("off", 0)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "single": {
-            "on_p50_ms": p50(on["single"]),
-            "off_p50_ms": p50(off["single"]),
-            "added_ms": p50(on["single"]) - p50(off["single"]),
-            "requests_per_side": len(on["single"]),
+            "on_p50_ms": statistics.median(on_single) * ms,
+            "off_p50_ms": statistics.median(off_single) * ms,
+            "added_ms_paired_median": statistics.median(single_added),
+            "added_ms_per_pair": single_added,
+            "requests_per_side": len(on_single),
         },
         "batch": {
             "rows": batch_rows,
-            "on_rows_per_s": batch_rows / statistics.median(on["batch"]),
-            "off_rows_per_s": batch_rows / statistics.median(off["batch"]),
-            "batches_per_side": len(on["batch"]),
+            "on_rows_per_s": batch_rows / statistics.median(on_batch),
+            "off_rows_per_s": batch_rows / statistics.median(off_batch),
+            "on_over_off_paired_median": statistics.median(batch_ratio),
+            "batches_per_side": len(on_batch),
         },
-        "challenger_batches": on["shadow"],
+        "challenger_batches": shadowed,
     }
 
 
@@ -151,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="sluice-bench-shadow-")
     try:
         if args.quick:
-            result = measure(workdir, 20_000, 4, 200)
+            result = measure(workdir, 20_000, 4, 50)
         else:
-            result = measure(workdir, 100_000, 6, 400)
+            result = measure(workdir, 100_000, 8, 50)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -162,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     single, batch = result["single"], result["batch"]
     print(
         f"single row p50 (ms): with shadow {single['on_p50_ms']:.2f}, without "
-        f"{single['off_p50_ms']:.2f} ({single['added_ms']:+.3f} ms)"
+        f"{single['off_p50_ms']:.2f} (paired blocks: {single['added_ms_paired_median']:+.3f} ms)"
     )
     print(
         f"batch {batch['rows']:,} rows (rows/s): with shadow {batch['on_rows_per_s']:,.0f}, "
-        f"without {batch['off_rows_per_s']:,.0f}"
+        f"without {batch['off_rows_per_s']:,.0f} (paired blocks: with/without "
+        f"{batch['on_over_off_paired_median']:.3f})"
     )
     return 0
 

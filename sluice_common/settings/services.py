@@ -198,7 +198,7 @@ SERVICE_SETTINGS = [
     _trainer(
         "CHALLENGER_QUEUE_BATCHES",
         int,
-        16,
+        256,
         (
             "prod batches each trainer worker holds for its shadow challenger (besides those"
             " being scored); when full, a batch is skipped (counted), never waited for"

@@ -28,7 +28,12 @@ from trainer.monitoring.store import MonitoringStore
 
 log = logging.getLogger(__name__)
 QUEUED_ROWS = 2_000_000  # beyond this many queued rows a batch is skipped too (memory)
-WRITE_BATCHES = 64  # batches scored before one write to the store
+WRITE_BATCHES = 512  # batches scored before one write to the store
+GATHER_SECONDS = 0.2  # the thread waits this long for more batches to score together
+CHECK_SECONDS = 0.5  # how stale a worker's idea of a model's challenger may be
+# Rows of skipped batches kept for the next write; beyond, a stuck challenger (a download
+# that hangs) costs no more memory, and only the worker's own count (`counts`) sees them.
+MAX_PENDING = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,16 @@ class Job:
 
 
 class ShadowQueue:
-    """A bounded queue and the thread that empties it through `score(job) -> row`; rows of
+    """A bounded queue and the thread that empties it through `score(jobs) -> rows`; rows of
     skipped batches wait in memory for the thread's next write (a full queue means it is busy).
     `write(rows)` stores what the thread has. Fork-safe: the thread starts in the process that
     first offers a job (gunicorn forks workers after the app is built)."""
 
-    def __init__(self, score, write, max_batches: int, max_rows: int = QUEUED_ROWS):
+    def __init__(
+        self, score, write, max_batches: int, max_rows: int = QUEUED_ROWS, gather_seconds=0.0
+    ):
         self._score = score
+        self.gather_seconds = gather_seconds
         self._write = write
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_batches))
         self.max_rows = max_rows
@@ -84,13 +92,15 @@ class ShadowQueue:
                 except queue.Full:
                     pass
             self.counts["skipped"] += 1
-            self._skipped.append(_skipped_row(job))
+            if len(self._skipped) < MAX_PENDING:
+                self._skipped.append(_skipped_row(job))
             return False
 
     def note(self, row: dict) -> None:
         """Keep a row for the thread's next write (a champion error, say)."""
         with self._guard:
-            self._skipped.append(row)
+            if len(self._skipped) < MAX_PENDING:
+                self._skipped.append(row)
         self._ensure_thread()
         try:
             self._queue.put_nowait(None)  # wake the thread when idle; harmless when full
@@ -119,27 +129,27 @@ class ShadowQueue:
                 self._thread.start()
 
     def _run_forever(self) -> None:
+        _lower_priority()
         while True:
             jobs = [self._queue.get()]
-            # Whatever else is queued already goes into the same write (single rows come fast).
+            # Let what comes meanwhile join: scored together, many single rows cost about one
+            # (and the request threads wait less for the interpreter's lock).
+            time.sleep(self.gather_seconds)
             while len(jobs) < WRITE_BATCHES:
                 try:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            work = [job for job in jobs if job is not None]
             rows = []
-            for job in jobs:
-                if job is None:
-                    continue
-                try:
-                    row = self._score(job)
-                except Exception:  # noqa: BLE001 - the thread must outlive any batch
-                    log.exception("shadow scoring failed")
-                    continue
-                rows.append(row)
+            try:
+                rows = self._score(work) if work else []
+            except Exception:  # noqa: BLE001 - the thread must outlive any batch
+                log.exception("shadow scoring failed")
+            for row in rows:
                 self.counts["errors" if row["status"] == "error" else "scored"] += 1
             with self._guard:
-                self._queued_rows -= sum(job.n_rows for job in jobs if job is not None)
+                self._queued_rows -= sum(job.n_rows for job in work)
                 rows += self._skipped
                 self._skipped = []
             try:
@@ -149,6 +159,14 @@ class ShadowQueue:
             finally:
                 for _ in jobs:
                     self._queue.task_done()
+
+
+def _lower_priority() -> None:
+    """The shadow thread yields the CPU to request threads (Linux nices threads one by one)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # another system: the same thread, at normal priority
+        pass
 
 
 def _skipped_row(job: Job) -> dict:
@@ -184,22 +202,28 @@ class Shadow:
         self.store = store
         self.marker_dir = os.path.join(state_dir, "challengers")
         os.makedirs(self.marker_dir, exist_ok=True)
-        self.queue = ShadowQueue(self._score, self._write, size)
-        self._seen: dict[str, tuple] = {}  # name -> (stat, Challenger | None)
+        self.queue = ShadowQueue(self._score, self._write, size, gather_seconds=GATHER_SECONDS)
+        self._seen: dict[str, tuple] = {}  # name -> (stat, Challenger | None, checked at)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.marker_dir, hashlib.sha1(name.encode()).hexdigest())
 
     def current(self, name: str) -> Challenger | None:
-        """The running challenger of `name` (one stat() when unchanged)."""
+        """The running challenger of `name`: its marker is read at most every CHECK_SECONDS
+        per process (a stat() per request cost more than the rest of the shadow's path)."""
+        now = time.monotonic()
+        seen = self._seen.get(name)
+        if seen is not None and now - seen[2] < CHECK_SECONDS:
+            return seen[1]
         path = self._path(name)
         try:
             stat = os.stat(path)
         except FileNotFoundError:
+            self._seen[name] = (None, None, now)
             return None
         key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        seen = self._seen.get(name)
         if seen is not None and seen[0] == key:
+            self._seen[name] = (key, seen[1], now)
             return seen[1]
         try:
             with open(path, encoding="utf-8") as handle:
@@ -207,11 +231,13 @@ class Shadow:
             found = Challenger(str(data["version"]), str(data["mode"]), str(data["started"]))
         except (OSError, ValueError, KeyError, TypeError):
             found = None
-        self._seen[name] = (key, found)
+        self._seen[name] = (key, found, now)
         return found
 
     def mark(self, name: str, challenger: Challenger | None) -> None:
-        """Tell every worker of this trainer that `name` has this challenger (None: none)."""
+        """Tell every worker of this trainer that `name` has this challenger (None: none);
+        this process sees it at once, the others within CHECK_SECONDS."""
+        self._seen.pop(name, None)
         path = self._path(name)
         if challenger is None:
             try:
@@ -241,33 +267,58 @@ class Shadow:
                 )
             )
 
-    def _score(self, job: Job) -> dict:
+    def _score(self, jobs: list[Job]) -> list[dict]:
+        """The challenger's rows for `jobs`: small batches (cells as column lists) of the
+        same model and columns scored together, each larger one alone."""
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            if isinstance(job.cells, dict):
+                key = (job.model, job.version, tuple(job.cells))
+            else:
+                key = (id(job),)
+            groups.setdefault(key, []).append(job)
+        return [row for group in groups.values() for row in self._score_group(group)]
+
+    def _score_group(self, jobs: list[Job]) -> list[dict]:
+        first = jobs[0]
+        if len(jobs) == 1:
+            cells = first.cells
+        else:
+            cells = {name: [v for job in jobs for v in job.cells[name]] for name in first.cells}
         started = time.perf_counter()
         try:
-            model = self.cache.model(job.model, job.version)
-            kept, classes = score_cells(model, job.cells)
+            model = self.cache.model(first.model, first.version)
+            kept, classes = score_cells(model, cells)
         except Exception as err:  # noqa: BLE001 - a challenger's failure is its own, counted
-            return shadow_store.shadow_row(
-                job.batch_id,
-                job.model,
-                job.version,
-                utcnow(),
-                "error",
-                job.n_rows,
-                champion_seconds=job.champion_seconds,
-                error=f"{type(err).__name__}: {str(err)[:300]}",
+            error = f"{type(err).__name__}: {str(err)[:300]}"
+            return [self._row(job, "error", error=error) for job in jobs]
+        # Scored together, each batch takes its share of the time by its rows.
+        seconds = (time.perf_counter() - started) / max(1, sum(job.n_rows for job in jobs))
+        rows, at = [], 0
+        for job in jobs:
+            rows.append(
+                self._row(
+                    job,
+                    "scored",
+                    seconds=seconds * job.n_rows,
+                    classes=classes,
+                    predictions=kept[at : at + job.n_rows],
+                )
             )
+            at += job.n_rows
+        return rows
+
+    @staticmethod
+    def _row(job: Job, status: str, **more) -> dict:
         return shadow_store.shadow_row(
             job.batch_id,
             job.model,
             job.version,
             utcnow(),
-            "scored",
+            status,
             job.n_rows,
-            seconds=time.perf_counter() - started,
             champion_seconds=job.champion_seconds,
-            classes=classes,
-            predictions=kept,
+            **more,
         )
 
     def _write(self, rows: list[dict]) -> None:

@@ -39,9 +39,16 @@ def shadow_row(batch_id, model, version, created_at, status, n_rows, **more) -> 
 
 
 def write(engine: sa.Engine, rows: list[dict]) -> None:
-    """Insert rows; a row already there (a batch offered twice) is left as it is."""
+    """Insert rows in one statement; when some are there already (a batch offered twice),
+    row by row, leaving those as they are."""
     if not rows:
         return
+    try:
+        with engine.begin() as conn:
+            conn.execute(shadow.insert(), rows)
+        return
+    except sa.exc.IntegrityError:
+        pass
     with engine.begin() as conn:
         for row in rows:
             try:

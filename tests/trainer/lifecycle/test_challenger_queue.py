@@ -11,7 +11,15 @@ import pyarrow as pa
 import pytest
 import xgboost as xgb
 
-from trainer.lifecycle.challenger_shadow import Job, ShadowQueue, score_cells
+from trainer.lifecycle.challenger_shadow import (
+    CHECK_SECONDS,
+    Challenger,
+    Job,
+    Shadow,
+    ShadowQueue,
+    score_cells,
+)
+from trainer.monitoring.store import decode_array
 
 
 class SlowScorer:
@@ -29,11 +37,17 @@ class SlowScorer:
         self.gate = threading.Event()
         self.started = threading.Event()
 
-    def __call__(self, job: Job) -> dict:
+    def __call__(self, jobs: list[Job]) -> list[dict]:
         self.started.set()
         self.gate.wait(30)
-        values = self.booster.predict(xgb.DMatrix(np.asarray(job.cells)))
-        return {"batch_id": job.batch_id, "status": "scored", "values": values}
+        return [
+            {
+                "batch_id": job.batch_id,
+                "status": "scored",
+                "values": self.booster.predict(xgb.DMatrix(np.asarray(job.cells))),
+            }
+            for job in jobs
+        ]
 
 
 def _job(i: int, rows: int = 100) -> Job:
@@ -77,15 +91,16 @@ def test_queued_rows_are_bounded_too():
 def test_a_failing_scorer_does_not_stop_the_thread():
     calls = []
 
-    def score(job):
-        calls.append(job.batch_id)
+    def score(jobs):
+        calls.append(jobs)
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return {"batch_id": job.batch_id, "status": "scored"}
+        return [{"batch_id": job.batch_id, "status": "scored"} for job in jobs]
 
     written: list[dict] = []
     shadow = ShadowQueue(score, written.extend, max_batches=4)
     shadow.offer(_job(0))
+    assert shadow.drain(10)
     shadow.offer(_job(1))
     assert shadow.drain(10)
     assert [row["batch_id"] for row in written] == [f"{1:032x}"]
@@ -116,3 +131,40 @@ def test_score_cells_reads_the_challengers_columns_and_names_missing_ones():
     table = pa.table({"a": [0.0], "c": [1]})
     with pytest.raises(ValueError, match="lacks columns the challenger reads: \\['b'\\]"):
         score_cells(_Model(), table)
+
+
+def test_workers_see_a_challenger_within_the_check_interval(tmp_path):
+    ours = Shadow(str(tmp_path), cache=None, store=None, size=2)
+    theirs = Shadow(str(tmp_path), cache=None, store=None, size=2)  # another worker
+    assert theirs.current("m") is None  # remembered for CHECK_SECONDS
+    running = Challenger("2", "shadow", "2026-12-07T18:00:00Z")
+    ours.mark("m", running)
+    assert ours.current("m") == running  # its own change at once
+    deadline = time.monotonic() + CHECK_SECONDS + 1
+    while theirs.current("m") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert theirs.current("m") == running
+    ours.mark("m", None)
+    assert ours.current("m") is None
+
+
+def test_small_batches_are_scored_together_and_split_back_by_rows(tmp_path):
+    class Cache:
+        def model(self, name, version):
+            return _Model()
+
+    shadow = Shadow(str(tmp_path), cache=Cache(), store=None, size=4)
+    jobs = [
+        Job("m", "2", f"{i:032x}", {"a": values, "b": [0] * len(values)}, len(values), 0.001)
+        for i, values in enumerate([[0.0], [1.0, -1.0], [3.0]])
+    ]
+    wide = Job("m", "2", "f" * 32, pa.table({"a": [2.0], "b": [0]}), 1, 0.001)
+    missing = Job("m", "2", "e" * 32, {"a": [1.0]}, 1, 0.001)  # lacks b: its own error
+    rows = {row["batch_id"]: row for row in shadow._score([*jobs, wide, missing])}
+    for job in [*jobs, wide]:
+        a = np.asarray(job.cells["a"], dtype="float64")
+        expected = 1 / (1 + np.exp(-a))
+        kept = decode_array(rows[job.batch_id]["predictions"])
+        assert kept[:, 1] == pytest.approx(expected), job.batch_id
+        assert rows[job.batch_id]["status"] == "scored"
+    assert rows["e" * 32]["status"] == "error" and "['b']" in rows["e" * 32]["error"]
