@@ -101,7 +101,14 @@ def test_a_clearly_better_shadow_challenger_is_decided_promote(stack, contest):
     )
     body = _settled(stack, model, len(answers))
     assert body["batches"]["shadowed"] == 12 and body["batches"]["skipped"] == 0, body
-    posted = post_csv(f"{base(stack)}/feedback", to_csv(labels), model=model)
+    # The first 90 labels: however clear the gap, nothing is decided before 100.
+    posted = post_csv(f"{base(stack)}/feedback", to_csv(labels.iloc[:90]), model=model)
+    assert posted.status_code == 200, posted.text
+    early = challenger(stack, model).json()
+    assert early["labelled_rows"] == 90 and early["decision"] == "continue"
+    assert "no decision before 100" in early["reason"]
+    assert early["coverage"] == pytest.approx(90 / 600)
+    posted = post_csv(f"{base(stack)}/feedback", to_csv(labels.iloc[90:]), model=model)
     assert posted.status_code == 200, posted.text
 
     body = challenger(stack, model).json()
