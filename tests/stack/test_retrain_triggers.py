@@ -64,7 +64,10 @@ def test_labels_past_the_threshold_start_one_retrain_and_unkept_cells_are_report
 
     first = feedback(stack, model, batches[0], frames[0], list(range(10)))
     assert first["new"] == 10 and "retrain" not in first  # 10 < 20
+    # The first batch's cells are gone: its labels are counted, not usable.
+    assert first["retraining"] == {"labelled_rows": 10, "with_cells_kept": 0}
     second = feedback(stack, model, batches[1], frames[1], list(range(15)))
+    assert second["retraining"] == {"labelled_rows": 25, "with_cells_kept": 15}
     started = second["retrain"]
     assert started["started"] is True, second
     assert started["trigger"] == "25 labels since the last retrain (RETRAIN_AFTER_LABELS=20)"

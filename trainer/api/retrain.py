@@ -69,35 +69,44 @@ def start(plan: retrain.Plan, trigger: str) -> str:
 
 
 def after_labels(model: str, saved: dict) -> dict:
-    """The triggers, off by default, run once labels are stored: RETRAIN_AFTER_LABELS (that
-    many labels since the last retrain) and RETRAIN_ON_ALERT (the model's status is alert and
-    labels arrived since). What was started (or why not), for the feedback answer."""
+    """Run once labels are stored: how many labelled rows of the model a retrain could use
+    (their cells kept), and the triggers, off by default: RETRAIN_AFTER_LABELS (that many
+    labels since the last retrain) and RETRAIN_ON_ALERT (the model's status is alert and labels
+    arrived since). What was started (or why not), for the feedback answer."""
+    state = current_app.extensions["sluice"]
+    kept = state.monitor.prod_rows if state.monitor is not None else None
+    if kept is None:
+        return {}
     every = int(current_app.config["RETRAIN_AFTER_LABELS"])
     on_alert = bool(current_app.config["RETRAIN_ON_ALERT"])
-    if not (every > 0 or on_alert) or not (saved.get("new") or saved.get("changed")):
-        return {}
-    state = current_app.extensions["sluice"]
+    found: dict = {}
     try:
-        if state.monitor.prod_rows is None:
-            return {}
-        since = state.monitor.prod_rows.label_count(model) - retrain.labels_at_last_retrain(model)
+        total = kept.label_count(model)
+        found["retraining"] = {
+            "labelled_rows": total,
+            "with_cells_kept": kept.label_count(model, with_cells=True),
+        }
+        if not (every > 0 or on_alert) or not (saved.get("new") or saved.get("changed")):
+            return found
+        since = total - retrain.labels_at_last_retrain(model)
         trigger = retrain.trigger(every, on_alert, since, lambda: state.monitor.summary(model))
         if trigger is None:
-            return {}
+            return found
         plan = retrain.plan(model, state.cache, state.monitor)
         job_id = start(plan, trigger)
     except ApiError as err:  # the labels are stored; the retrain says why it did not start
-        return {"retrain": {"started": False, "code": err.code, "message": err.message}}
+        found["retrain"] = {"started": False, "code": err.code, "message": err.message}
+        return found
     except Exception as err:  # noqa: BLE001 - the labels are stored: never a 500 for them
         log.exception("the retrain trigger of %r failed", model)
         message = f"the retrain trigger failed ({err!r:.200}); the labels are stored"
         code = error_codes.INTERNAL_ERROR.code
-        return {"retrain": {"started": False, "code": code, "message": message}}
-    return {
-        "retrain": {
-            "started": True,
-            "job_id": job_id,
-            "location": f"/jobs/{job_id}",
-            "trigger": trigger,
-        }
+        found["retrain"] = {"started": False, "code": code, "message": message}
+        return found
+    found["retrain"] = {
+        "started": True,
+        "job_id": job_id,
+        "location": f"/jobs/{job_id}",
+        "trigger": trigger,
     }
+    return found
