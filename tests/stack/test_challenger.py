@@ -128,16 +128,24 @@ def test_a_clearly_better_shadow_challenger_is_decided_promote(stack, contest):
     assert body["latency_ms"]["challenger"]["p50"] > 0
     assert body["errors"] == {"champion": 0, "challenger": 0, "last_challenger_error": None}
 
-    squared = challenger(stack, model, params={"metric": "log_loss"}).json()
-    assert squared["metric"] == "log_loss" and squared["difference"] < 0
+    log_loss = challenger(stack, model, params={"metric": "log_loss"}).json()
+    assert log_loss["metric"] == "log_loss" and log_loss["difference"] < 0
 
-    ended = challenger(stack, model, "DELETE")
-    assert ended.status_code == 200, ended.text
-    assert ended.json()["ended"]["decision"] == "promote"
-    gone = challenger(stack, model)
-    assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_challenger"
     # Promotion stays a call to /champion (CHALLENGER_AUTO_PROMOTE is off).
     assert prod(stack, model, shop(5, 40))["version"] == "1"
+    moved = requests.post(
+        f"{base(stack)}/models/{model}/champion",
+        json={"version": "2", "reason": f"shadow challenger: {body['reason'][:200]}"},
+        timeout=120,
+    )
+    assert moved.status_code == 200, moved.text
+    assert "is the champion now" in challenger(stack, model).json()["note"]
+    ended = challenger(stack, model, "DELETE")
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["ended"]["version"] == "2"
+    gone = challenger(stack, model)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_challenger"
+    assert prod(stack, model, shop(5, 41))["version"] == "2"
 
 
 def _error(response: requests.Response, status: int, code: str) -> str:

@@ -174,6 +174,11 @@ def status(name: str, shadow: Shadow, metric: str | None = None) -> dict:
     answer = _described(name, challenger, champion)
     started = parse_time(challenger.started, "since")
     answer.update(report(shadow.store, name, champion, challenger.version, started, metric))
+    if champion == challenger.version:  # promoted by /champion while the challenge ran
+        answer["note"] = (
+            f"v{champion} is the champion now and scores nothing in the shadow; DELETE "
+            f"/models/{name}/challenger to end this challenge"
+        )
     return answer
 
 
