@@ -89,8 +89,7 @@ def move_champion(
     """Record the change (history, then the version's tag) and only then move the alias and
     tell every worker, with the version's `lineage` (run id, data digest; read from the
     registry when not given), so that even the first prod answer names it. Call under the
-    model's promotion lock. A failed alias move takes its history entry back, so no history
-    names a change that did not happen."""
+    model's promotion lock. A failed alias move takes back what was written."""
     at_ns = time.time_ns()
     entry = history_entry(at_ns, previous, version, reason, by)
     client = MlflowClient()
@@ -98,19 +97,29 @@ def move_champion(
         lineage = lineage_of(client.get_model_version(name, version))
     key = history_key(at_ns)
     client.set_registered_model_tag(name, key, json.dumps(entry))
+    tagged = False
     try:
         client.set_model_version_tag(
             name, version, CHAMPION_TAG, json.dumps({k: entry[k] for k in entry if k != "to"})
         )
+        tagged = True
         registry.set_champion(name, version)
     except BaseException:
-        try:
-            client.delete_registered_model_tag(name, key)
-        except Exception:  # noqa: BLE001 - the first error is the one to answer
-            log.exception("could not take back history entry %s of %r", key, name)
+        _take_back(client, name, version, key, tagged)
         raise
     cache.notify_promoted(name, version, *lineage)
     return entry
+
+
+def _take_back(client, name: str, version: str, key: str, tagged: bool) -> None:
+    """Remove what a failed change wrote (its history entry, the version's tag), so neither
+    names a change that did not happen."""
+    try:
+        client.delete_registered_model_tag(name, key)
+        if tagged:
+            client.delete_model_version_tag(name, version, CHAMPION_TAG)
+    except Exception:  # noqa: BLE001 - the first error is the one to answer
+        log.exception("could not take back champion change %s of %r", key, name)
 
 
 def lineage_of(record) -> tuple[str | None, str | None]:

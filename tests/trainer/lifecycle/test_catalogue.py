@@ -109,6 +109,9 @@ class _Registry:
     def set_model_version_tag(self, name, version, key, value):
         self.version_tags[(version, key)] = value
 
+    def delete_model_version_tag(self, name, version, key):
+        del self.version_tags[(version, key)]
+
     def set_registered_model_alias(self, name, alias, version):
         self.recorded_first = bool(self.model_tags) and bool(self.version_tags)
         if self.fail_alias:
@@ -136,6 +139,7 @@ def test_the_history_is_written_before_the_alias_and_taken_back_when_it_fails(
         with pytest.raises(ConnectionError):
             champion.move_champion("m", "2", "1", "why", "api", cache, lineage_)
         assert fake.alias == "1" and champion.history_of(fake.model_tags) == []
+        assert fake.version_tags == {}
         assert cache.notified == []  # no worker told of a change that did not happen
     else:
         entry = champion.move_champion("m", "2", "1", "why", "api", cache, lineage_)
