@@ -313,6 +313,9 @@ UNTRUSTED_VERSION = ErrorCode(
     409,
     "The version's files do not carry this trainer's signature: it cannot be made the champion.",
 )
+JSON_BODY_TOO_LARGE = ErrorCode(
+    "json_body_too_large", 413, "A JSON request body (the /models routes) over 64 KiB."
+)
 NOT_A_JSON_OBJECT = ErrorCode(
     "not_a_json_object", 400, "The body is not a JSON object (send Content-Type: application/json)."
 )

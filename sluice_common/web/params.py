@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -209,6 +210,49 @@ def _text(args, name: str, limit: int = 2048) -> str | None:
     if not value or len(value) > limit:
         raise ApiError(_INVALID[name], f"{name} must be 1-{limit} characters.")
     return value
+
+
+# The JSON bodies of the /models routes are a few fields: a larger one is refused unparsed.
+JSON_BODY_MAX_BYTES = 64 * 1024
+
+
+def json_object(request: Request, example: str, optional: bool = False) -> dict:
+    """The request's body as a JSON object (`example` shows one in the error); with
+    `optional`, no body at all is {}. Anything else is a 400, also JSON nested deeper than
+    the parser follows (a RecursionError, which would otherwise be a 500)."""
+    raw = request.get_data(cache=False)
+    if len(raw) > JSON_BODY_MAX_BYTES:
+        raise ApiError(
+            error_codes.JSON_BODY_TOO_LARGE,
+            f"The body is {len(raw):,} bytes; these requests take a JSON object of at most "
+            f"{JSON_BODY_MAX_BYTES:,} bytes, e.g. {example}.",
+        )
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(
+            error_codes.NOT_A_JSON_OBJECT,
+            f"The body must be a JSON object{' or nothing' if optional else ''}, e.g. {example}.",
+        )
+    return body
+
+
+def version_field(body: dict, model: str, example: str) -> str:
+    """The body's "version" of `model`, as MLflow names it ("007" and 7 are "7")."""
+    version = body.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not VERSION.match(version.strip()):
+        raise ApiError(
+            error_codes.INVALID_VERSION,
+            f"version must be a version number of {model!r}, e.g. {json.dumps(example)}; got "
+            f"{json.dumps(version)[:40]}.",
+        )
+    return str(int(version.strip()))
 
 
 def uploaded_files(request: Request):

@@ -167,6 +167,8 @@ def test_bad_challenger_requests_are_clear_4xx_and_change_nothing(stack, model_n
     assert "champion" in message
     _error(challenger(stack, model_name, put, data="[1]"), 400, "not_a_json_object")
     _error(challenger(stack, model_name, put, data="{"), 400, "not_a_json_object")
+    deep = "[" * 30_000 + "]" * 30_000  # past the JSON parser's recursion limit
+    _error(challenger(stack, model_name, put, data=deep), 400, "not_a_json_object")
     _error(challenger(stack, model_name, put, json={"version": True}), 400, "invalid_version")
     _error(
         challenger(stack, model_name, put, json={"version": "2", "mode": "canary"}),

@@ -215,6 +215,20 @@ BAD_BODIES = [
     ("no version", b'{"reason": "why"}', 400, "invalid_version"),
     ("bad version", b'{"version": "v2x", "reason": "why"}', 400, "invalid_version"),
     ("unknown version", b'{"version": "99", "reason": "why"}', 404, "unknown_version"),
+    ("deeply nested", b"[" * 30_000 + b"]" * 30_000, 400, "not_a_json_object"),
+    (
+        "over 64 KiB",
+        b'{"version": "1", "reason": "' + b"x" * 70_000 + b'"}',
+        413,
+        "json_body_too_large",
+    ),
+    ("reason with a newline", b'{"version": "1", "reason": "a\\nb"}', 400, "invalid_reason"),
+    (
+        "reason with a bidi override",
+        b'{"version": "1", "reason": "\\u202eok"}',
+        400,
+        "invalid_reason",
+    ),
 ]
 
 

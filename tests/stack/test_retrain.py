@@ -164,6 +164,8 @@ def test_retrain_refuses_what_it_cannot_do_saying_what_to_do(stack, model_name):
     for body, code in (
         (b"[1]", "not_a_json_object"),
         (b"not json", "not_a_json_object"),
+        (b"null", "not_a_json_object"),
+        (b"[" * 30_000 + b"]" * 30_000, "not_a_json_object"),
         (b'{"promote": "always"}', "invalid_retrain_options"),
         (b'{"reason": "x"}', "invalid_retrain_options"),
     ):

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.web.params import VERSION, model_name
+from sluice_common.web.params import json_object, model_name, version_field
 from trainer.lifecycle import challenger
 from trainer.lifecycle.dependencies import dependency_errors
 
@@ -30,39 +30,13 @@ def _name(name: str) -> str:
     return model_name({"model": name}, "")
 
 
-def _body() -> dict:
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError(
-            error_codes.NOT_A_JSON_OBJECT,
-            'The body must be a JSON object, e.g. {"version": "3", "mode": "shadow"}.',
-        )
-    return body
-
-
-def _version(body: dict, name: str) -> str:
-    version = body.get("version")
-    if isinstance(version, int) and not isinstance(version, bool):
-        version = str(version)
-    if not isinstance(version, str) or not VERSION.match(version.strip()):
-        raise ApiError(
-            error_codes.INVALID_VERSION,
-            f'version must be a version number of {name!r} as a string, e.g. "3"; got '
-            f"{json.dumps(version)[:40]}.",
-        )
-    return str(int(version.strip()))  # "007" is v7
-
-
 @bp.put("/models/<name>/challenger")
 def put_challenger(name: str):
     """Start a shadow challenger: 201 (200 when that version already runs)."""
     name = _name(name)
     shadow = _shadow()
-    body = _body()
-    version = _version(body, name)
+    body = json_object(request, '{"version": "3", "mode": "shadow"}')
+    version = version_field(body, name, "3")
     mode = body.get("mode", "shadow")
     if mode not in challenger.MODES:
         raise ApiError(

@@ -4,12 +4,13 @@ POST /models/<name>/champion (a promotion or a rollback, with its reason)."""
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from flask import Blueprint, current_app, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.web.params import VERSION, model_name
+from sluice_common.web.params import json_object, model_name, version_field
 from trainer.lifecycle import catalogue
 from trainer.lifecycle.champion import REASON_MAX_CHARS, change_champion
 from trainer.lifecycle.dependencies import dependency_errors
@@ -62,47 +63,41 @@ def show_model(name: str):
         return jsonify(catalogue.model_detail(name, limit, page, cache))
 
 
-def _json_object() -> dict:
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError(
-            error_codes.NOT_A_JSON_OBJECT,
-            'The body must be a JSON object, e.g. {"version": "2", "reason": "rollback: v3 '
-            'mislabels returns"}.',
-        )
-    return body
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
 
 
 @bp.post("/models/<name>/champion")
 def set_champion(name: str):
     """Make a version the champion (promotion or rollback); the reason goes to the history."""
     name = _name(name)
-    body = _json_object()
-    version = body.get("version")
-    if isinstance(version, int) and not isinstance(version, bool):
-        version = str(version)
-    if not isinstance(version, str) or not VERSION.match(version.strip()):
-        raise ApiError(
-            error_codes.INVALID_VERSION,
-            f'version must be a version number of {name!r} as a string, e.g. "2"; got '
-            f"{json.dumps(version)[:40]}.",
-        )
+    body = json_object(request, '{"version": "2", "reason": "rollback: v3 mislabels returns"}')
+    version = version_field(body, name, "2")
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_MAX_CHARS:
         raise ApiError(
             error_codes.INVALID_REASON,
             f"reason must be a non-empty string of at most {REASON_MAX_CHARS} characters "
-            "saying why (it is kept in the model's history); got "
-            f"{json.dumps(reason)[:40]}.",
+            f"saying why (it is kept in the model's history); got {json.dumps(reason)[:40]}.",
+        )
+    hidden = sorted({f"U+{ord(c):04X}" for c in reason if _hidden(c)})
+    if hidden:
+        # Kept in the history, shown in the MLflow UI and the console: no control characters
+        # or bidirectional overrides that would make it read otherwise than it was written.
+        raise ApiError(
+            error_codes.INVALID_REASON,
+            f"reason contains control or direction characters ({', '.join(hidden[:5])}); "
+            "write it as plain text on one line.",
         )
     state = current_app.extensions["sluice"]
     answer = change_champion(
         name,
-        version.strip(),
+        version,
         reason.strip(),
         "api",
         cache=state.cache,

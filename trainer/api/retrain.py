@@ -3,14 +3,13 @@ check, queue the job and answer 202)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, current_app, request
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.web.params import model_name
+from sluice_common.web.params import json_object, model_name
 from trainer.api.jobs import accepted, job_runner
 from trainer.jobs.retraining import retrain_work
 from trainer.lifecycle import retrain
@@ -26,22 +25,9 @@ def retrain_model(name: str):
     """Queue a retrain of `name` on its champion's rows plus its labelled prod rows."""
     name = model_name({"model": name}, "")
     state = current_app.extensions["sluice"]
-    promote = retrain.options(_body())
+    promote = retrain.options(json_object(request, '{"promote": "never"}', optional=True))
     plan = retrain.plan(name, state.cache, state.monitor, promote)
     return accepted(start(plan, "api"))
-
-
-def _body():
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as err:
-        raise ApiError(
-            error_codes.NOT_A_JSON_OBJECT,
-            'The body is not JSON: send none, or an object such as {"promote": "never"}.',
-        ) from err
 
 
 def start(plan: retrain.Plan, trigger: str) -> str:
