@@ -241,6 +241,18 @@ def json_object(request: Request, example: str, optional: bool = False) -> dict:
     return body
 
 
+def shown(value, limit: int = 40) -> str:
+    """A JSON body's value as an error quotes it: a string cut to `limit` characters and then
+    quoted (so the quotes stay whole), anything else as JSON, a long one by its kind."""
+    if isinstance(value, str):
+        return json.dumps(value[:limit]) + ("…" if len(value) > limit else "")
+    text = json.dumps(value)
+    if len(text) <= limit:
+        return text
+    kind = {dict: "an object", list: "an array"}.get(type(value), "a value")
+    return f"{kind} of {len(text):,} characters"
+
+
 def version_field(body: dict, model: str, example: str) -> str:
     """The body's "version" of `model`, as MLflow names it ("007" and 7 are "7")."""
     version = body.get("version")
@@ -250,7 +262,7 @@ def version_field(body: dict, model: str, example: str) -> str:
         raise ApiError(
             error_codes.INVALID_VERSION,
             f"version must be a version number of {model!r}, e.g. {json.dumps(example)}; got "
-            f"{json.dumps(version)[:40]}.",
+            f"{shown(version)}.",
         )
     return str(int(version.strip()))
 

@@ -4,6 +4,9 @@ workers), lineage in prod answers, and every bad input as a 4xx that changes not
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import time
 
@@ -259,6 +262,7 @@ def test_bad_champion_requests_change_nothing(stack, two_versions, case, body, s
         ("GET", "/models?limit=0", 400, "invalid_limit"),
         ("GET", "/models?limt=5", 400, "unknown_parameter"),
         ("GET", "/models?page=nonsense", 400, "invalid_page"),
+        ("POST", "/models/never-registered/champion?force=1", 400, "unknown_parameter"),
         ("DELETE", "/models", 405, "method_not_allowed"),  # relayed: every method reaches it
         ("PUT", "/models/x/nowhere", 404, "not_found"),
     ],
@@ -298,3 +302,61 @@ def test_a_running_challenger_is_listed_with_its_mode(stack, model_name):
     finally:
         assert requests.delete(url, timeout=60).status_code == 200
     assert detail(stack, model_name)["challenger"] is None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# Tokens no answer gave: MLflow used to decode them (a 503 for the first two, a quiet answer
+# for the rest).
+FORGED_PAGES = {
+    "empty_list": "W10=",
+    "huge_offset": _b64('{"offset": 1e308}'),
+    "negative_offset": _b64('{"offset": -1}'),
+    "true": _b64('{"offset": true}'),
+    "fraction": _b64('{"offset": 1.5}'),
+    "mlflow_style": _b64('{"offset": 1}'),
+}
+
+
+@pytest.mark.parametrize("listing", ["/models", "/models/models-two-versions"])
+@pytest.mark.parametrize("token", FORGED_PAGES.values(), ids=FORGED_PAGES.keys())
+def test_a_forged_page_token_is_a_400_invalid_page(stack, two_versions, listing, token):
+    response = requests.get(f"{base(stack)}{listing}", params={"page": token}, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_page" and "next_page" in error["message"]
+
+
+def test_a_page_token_pages_only_the_listing_that_gave_it(stack, two_versions):
+    name, _, _ = two_versions
+    token = detail(stack, name, limit=1)["next_page"]
+    assert token is not None
+    assert detail(stack, name, limit=1, page=token)["versions"][0]["version"] == "1"
+    response = requests.get(f"{base(stack)}/models", params={"page": token}, timeout=60)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_page"
+
+
+def test_requests_for_unknown_models_leave_no_lock_file(stack):
+    locks = os.path.join(stack.home, "trainer", "locks")
+    before = set(os.listdir(locks)) if os.path.isdir(locks) else set()
+    for n in range(20):
+        url = f"{base(stack)}/models/ghost{n}-{time.time_ns()}"
+        answers = [
+            requests.post(f"{url}/champion", json={"version": "1", "reason": "x"}, timeout=60),
+            requests.put(f"{url}/challenger", json={"version": "1", "mode": "shadow"}, timeout=60),
+        ]
+        assert [a.status_code for a in answers] == [404, 404], [a.text for a in answers]
+    after = set(os.listdir(locks)) if os.path.isdir(locks) else set()
+    assert after - before == set()
+
+
+def test_a_refused_reason_is_quoted_whole(stack, two_versions):
+    name, _, _ = two_versions
+    error = champion(stack, name, {"version": "1", "reason": "y" * 1001}, 400)["error"]
+    assert error["code"] == "invalid_reason"
+    assert error["message"].endswith(f"got {json.dumps('y' * 40)}….")
+    error = champion(stack, name, {"version": "x" * 60, "reason": "why"}, 400)["error"]
+    assert error["code"] == "invalid_version"
+    assert error["message"].endswith(f"got {json.dumps('x' * 40)}….")

@@ -3,14 +3,13 @@ POST /models/<name>/champion (a promotion or a rollback, with its reason)."""
 
 from __future__ import annotations
 
-import json
 import unicodedata
 
 from flask import Blueprint, current_app, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.web.params import json_object, model_name, version_field
+from sluice_common.web.params import json_object, model_name, shown, version_field
 from trainer.lifecycle import catalogue
 from trainer.lifecycle.champion import REASON_MAX_CHARS, change_champion
 from trainer.lifecycle.dependencies import dependency_errors
@@ -41,7 +40,10 @@ def _page(allowed: tuple[int, int]) -> tuple[int, str | None]:
         )
     page = request.args.get("page") or None
     if page is not None and len(page) > 1000:
-        raise ApiError(error_codes.INVALID_PAGE, "page must be the next_page of an answer.")
+        raise ApiError(
+            error_codes.INVALID_PAGE,
+            "page must be the next_page value of the previous answer, passed as it is.",
+        )
     return int(text), page
 
 
@@ -49,8 +51,9 @@ def _page(allowed: tuple[int, int]) -> tuple[int, str | None]:
 def list_models():
     """Sluice's models: champion, challenger and versions registered, a page at a time."""
     limit, page = _page(catalogue.MODELS_LIMIT)
+    key = current_app.extensions["sluice"].cache.key
     with dependency_errors():
-        return jsonify(catalogue.list_models(limit, page))
+        return jsonify(catalogue.list_models(limit, page, key))
 
 
 @bp.get("/models/<name>")
@@ -76,6 +79,12 @@ def _hidden(char: str) -> bool:
 def set_champion(name: str):
     """Make a version the champion (promotion or rollback); the reason goes to the history."""
     name = _name(name)
+    if request.args:
+        raise ApiError(
+            error_codes.UNKNOWN_PARAMETER,
+            f"Unknown parameter {sorted(request.args)[0][:40]!r}: this request takes no query "
+            'parameters, only a JSON body such as {"version": "2", "reason": "..."}.',
+        )
     body = json_object(request, '{"version": "2", "reason": "rollback: v3 mislabels returns"}')
     version = version_field(body, name, "2")
     reason = body.get("reason")
@@ -83,7 +92,7 @@ def set_champion(name: str):
         raise ApiError(
             error_codes.INVALID_REASON,
             f"reason must be a non-empty string of at most {REASON_MAX_CHARS} characters "
-            f"saying why (it is kept in the model's history); got {json.dumps(reason)[:40]}.",
+            f"saying why (it is kept in the model's history); got {shown(reason)}.",
         )
     hidden = sorted({f"U+{ord(c):04X}" for c in reason if _hidden(c)})
     if hidden:

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from trainer.lifecycle import lineage, registry, signing
+from trainer.lifecycle import lineage, pages, registry, signing
 from trainer.lifecycle.champion import CHAMPION_TAG, history_of, iso
 from trainer.lifecycle.serving import ChampionCache
 
@@ -88,16 +88,19 @@ def _paged(call, what: str):
         raise
 
 
-def list_models(limit: int, page: str | None) -> dict:
-    """One page of Sluice's models, by name; `next_page` when there are more."""
+def list_models(limit: int, page: str | None, key: bytes) -> dict:
+    """One page of Sluice's models, by name; `next_page` when there are more (`page` is one
+    an earlier answer gave, checked with `key`)."""
+    listing = "GET /models"
+    token = pages.unwrap(page, listing, key)
     found = _paged(
         lambda: MlflowClient().search_registered_models(
-            max_results=limit, order_by=["name ASC"], page_token=page
+            max_results=limit, order_by=["name ASC"], page_token=token
         ),
-        "GET /models",
+        listing,
     )
     models = [summary(model) for model in found if is_sluice(model)]
-    return {"models": models, "next_page": found.token or None}
+    return {"models": models, "next_page": pages.wrap(found.token, listing, key)}
 
 
 def registered_model(name: str):
@@ -119,22 +122,24 @@ def registered_model(name: str):
 
 def model_detail(name: str, limit: int, page: str | None, cache: ChampionCache) -> dict:
     """A model's champion, challenger, one page of versions (newest first) and its history."""
+    listing = f"GET /models/{name}"
+    token = pages.unwrap(page, listing, cache.key)
     model = registered_model(name)
     found = _paged(
         lambda: MlflowClient().search_model_versions(
             f"name = '{name}'",
             max_results=limit,
             order_by=["version_number DESC"],
-            page_token=page,
+            page_token=token,
         ),
-        f"GET /models/{name}",
+        listing,
     )
     history = history_of(model.tags or {})
     return {
         **summary(model),
         "versions": _entries(name, list(found), cache),
         "versions_total": registered_count(model),
-        "next_page": found.token or None,
+        "next_page": pages.wrap(found.token, listing, cache.key),
         "history": history[-HISTORY_LIMIT:],
         "history_total": len(history),
     }

@@ -3,12 +3,17 @@ which registered models are Sluice's, challengers, lineage tags read back."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
 
-from trainer.lifecycle import catalogue, champion, lineage
+from sluice_common import error_codes
+from sluice_common.errors import ApiError
+from sluice_common.web import params
+from trainer.lifecycle import catalogue, champion, lineage, pages
 
 
 def test_history_keys_sort_in_time_order_and_entries_read_back_oldest_first():
@@ -147,3 +152,62 @@ def test_the_history_is_written_before_the_alias_and_taken_back_when_it_fails(
         assert fake.recorded_first  # the alias moved only once both tags were written
         assert json.loads(fake.version_tags[("2", champion.CHAMPION_TAG)])["reason"] == "why"
         assert cache.notified == [("m", "2", "run-2", "ab" * 8)]
+
+
+KEY = b"k" * 32
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_page_token_goes_out_wrapped_and_comes_back_as_mlflow_gave_it():
+    inner = _b64(json.dumps({"offset": 100}))
+    token = pages.wrap(inner, "GET /models", KEY)
+    assert inner not in token and re.fullmatch(r"[A-Za-z0-9_-]+\.[0-9a-f]{32}", token)
+    assert pages.unwrap(token, "GET /models", KEY) == inner
+    assert pages.wrap(inner.encode(), "GET /models", KEY) == token  # bytes, as some stores give
+    assert pages.wrap(None, "GET /models", KEY) is None and pages.wrap("", "x", KEY) is None
+    assert pages.unwrap(None, "GET /models", KEY) is None
+
+
+def _signed_by_someone_else(inner: str) -> str:
+    return pages.wrap(inner, "GET /models", b"another trainer's key")
+
+
+def _changed(token: str) -> str:
+    return ("A" if token[0] != "A" else "B") + token[1:]
+
+
+FORGED = {
+    "mlflow_token_as_is": _b64(json.dumps({"offset": 100})),
+    "empty_list": "W10=",
+    "huge_offset": _b64('{"offset": 1e308}'),
+    "negative_offset": _b64('{"offset": -1}'),
+    "true": _b64('{"offset": true}'),
+    "fraction": _b64('{"offset": 1.5}'),
+    "nonsense": "nonsense",
+    "no_mac": pages.wrap(_b64('{"offset": 5}'), "GET /models", KEY).split(".")[0],
+    "mac_of_another_listing": pages.wrap(_b64('{"offset": 5}'), "GET /models/m", KEY),
+    "mac_of_another_key": _signed_by_someone_else(_b64('{"offset": 5}')),
+    "inner_changed": _changed(pages.wrap(_b64('{"offset": 5}'), "GET /models", KEY)),
+    "not_ascii": "é.0123",
+    "dot_only": ".",
+}
+
+
+@pytest.mark.parametrize("token", FORGED.values(), ids=FORGED.keys())
+def test_a_page_token_no_answer_gave_is_an_invalid_page(token):
+    with pytest.raises(ApiError) as raised:
+        pages.unwrap(token, "GET /models", KEY)
+    assert raised.value.error_code is error_codes.INVALID_PAGE
+    assert "next_page" in raised.value.message
+
+
+def test_an_error_quotes_a_value_cut_before_it_is_quoted():
+    assert params.shown("x" * 100) == json.dumps("x" * 40) + "…"
+    assert params.shown('say "hi"') == '"say \\"hi\\""'
+    assert params.shown(None) == "null" and params.shown(3.5) == "3.5"
+    assert (
+        params.shown(list(range(100))) == "an array of 390 characters"
+    )  # 190 digits, 99 ", ", 2 brackets
