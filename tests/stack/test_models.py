@@ -360,3 +360,12 @@ def test_a_refused_reason_is_quoted_whole(stack, two_versions):
     error = champion(stack, name, {"version": "x" * 60, "reason": "why"}, 400)["error"]
     assert error["code"] == "invalid_version"
     assert error["message"].endswith(f"got {json.dumps('x' * 40)}….")
+
+
+@pytest.mark.parametrize("path", ["/models", "/models/never-registered"])
+def test_an_unknown_parameter_is_named_cut_short(stack, path):
+    response = requests.get(f"{base(stack)}{path}", params={"z" * 5000: "1"}, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_parameter" and repr("z" * 40) in error["message"]
+    assert "z" * 41 not in error["message"]

@@ -27,7 +27,8 @@ def _page(allowed: tuple[int, int]) -> tuple[int, str | None]:
     if unknown:
         raise ApiError(
             error_codes.UNKNOWN_PARAMETER,
-            f"Unknown parameter {unknown[0]!r}: this listing takes limit=N and page=<next_page>.",
+            f"Unknown parameter {unknown[0][:40]!r}: this listing takes limit=N and "
+            "page=<next_page>.",
         )
     repeated = [k for k in ("limit", "page") if len(request.args.getlist(k)) > 1]
     if repeated:
