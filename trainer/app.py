@@ -25,6 +25,7 @@ from trainer.jobs.runner import JobRunner, JobStore
 from trainer.jobs.work import remove_dead_bodies
 from trainer.lifecycle import unfinished_runs
 from trainer.lifecycle.challenger_shadow import Shadow
+from trainer.lifecycle.locks import sweep_in_background
 from trainer.lifecycle.promotion import GateConfig
 from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import load_key
@@ -132,6 +133,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     state_dir = app.config["TRAINER_STATE_DIR"]
     os.makedirs(state_dir, exist_ok=True)
+    sweep_in_background(state_dir)  # lock files earlier trainers left behind
     install_admission(app, os.path.join(state_dir, "admission"))
     app.config["INTERNAL_TOKEN"] = ensure_token(
         app.config["SLUICE_INTERNAL_TOKEN"],

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 
 
 def lock_path(state_dir: str, model_name: str) -> str:
@@ -53,3 +54,32 @@ def promotion_lock(state_dir: str, model_name: str):
         with contextlib.suppress(OSError):  # a file left behind is only a file
             os.unlink(path)  # still held: nobody can take this file's lock in between
         os.close(fd)  # releases the lock
+
+
+def sweep(state_dir: str) -> int:
+    """Remove the lock files nobody holds (earlier trainers left one per name ever locked,
+    also names that never became models); how many. A file held now is left to its holder."""
+    lock_dir = os.path.join(state_dir, "locks")
+    removed = 0
+    for entry in os.listdir(lock_dir) if os.path.isdir(lock_dir) else []:
+        path = os.path.join(lock_dir, entry)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue  # gone since listed, or not a file of ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held, now = os.fstat(fd), os.stat(path)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                os.unlink(path)  # held by us, as a holder removes it
+                removed += 1
+        except OSError:
+            pass  # held by someone (or replaced meanwhile): theirs to remove
+        finally:
+            os.close(fd)
+    return removed
+
+
+def sweep_in_background(state_dir: str) -> None:
+    """sweep() in a thread: a directory grown large never delays a worker's start."""
+    threading.Thread(target=sweep, args=(state_dir,), name="lock-sweep", daemon=True).start()

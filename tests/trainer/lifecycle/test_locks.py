@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from trainer.lifecycle.locks import promotion_lock
+from trainer.lifecycle.locks import lock_path, promotion_lock, sweep
 
 ROUNDS = 40
 THREADS = 3
@@ -78,3 +78,17 @@ def test_a_failure_under_the_lock_releases_it_and_removes_the_file(tmp_path):
     worker.start()
     worker.join(timeout=10)
     assert taken.is_set()
+
+
+def test_the_sweep_removes_lock_files_left_behind_but_not_a_held_one(tmp_path):
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    for n in range(50):  # as earlier trainers left them: one per name ever locked
+        (locks / f"{n:040x}.lock").touch()
+    assert sweep(str(tmp_path)) == 50 and os.listdir(locks) == []
+    assert sweep(str(tmp_path / "never-made")) == 0
+    with promotion_lock(str(tmp_path), "busy"):
+        (locks / "left.lock").touch()
+        assert sweep(str(tmp_path)) == 1
+        assert os.listdir(locks) == [os.path.basename(lock_path(str(tmp_path), "busy"))]
+    assert os.listdir(locks) == []
