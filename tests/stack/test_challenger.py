@@ -5,6 +5,7 @@ rows off the request path, labels pairing both, and the decision."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
@@ -139,10 +140,7 @@ def test_a_clearly_better_shadow_challenger_is_decided_promote(stack, contest):
         timeout=120,
     )
     assert moved.status_code == 200, moved.text
-    assert "is the champion now" in challenger(stack, model).json()["note"]
-    ended = challenger(stack, model, "DELETE")
-    assert ended.status_code == 200, ended.text
-    assert ended.json()["ended"]["version"] == "2"
+    assert moved.json()["history"]["challenge_ended"]  # the champion challenges no more
     gone = challenger(stack, model)
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_challenger"
     assert prod(stack, model, shop(5, 41))["version"] == "2"
@@ -236,3 +234,63 @@ def test_auto_promote_makes_a_decided_challenger_the_champion(tmp_path):
         assert "challenger" not in (client.get_registered_model(model).aliases or {})
     finally:
         local.stop()
+
+
+def test_concurrent_deletes_end_the_challenge_once(stack, model_name):
+    dev(stack, model_name, shop(400, 81), promote="always")
+    dev(stack, model_name, shop(400, 82), promote="never")
+    assert challenger(stack, model_name, "PUT", json={"version": "2"}).status_code == 201
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: challenger(stack, model_name, "DELETE"), range(3)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 404, 404], [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 404:
+            assert answer.json()["error"]["code"] == "no_challenger"
+
+    # Query parameters: only metric, once (as /models refuses what it does not take).
+    assert challenger(stack, model_name, "PUT", json={"version": "2"}).status_code == 201
+    both = {"metric": ["log_loss", "accuracy"]}
+    assert "metric" in _error(challenger(stack, model_name, params=both), 400, "repeated_parameter")
+    message = _error(challenger(stack, model_name, params={"metrc": "x"}), 400, "unknown_parameter")
+    assert "'metrc'" in message and "metric" in message
+    _error(challenger(stack, model_name, "DELETE", params={"force": "1"}), 400, "unknown_parameter")
+    assert challenger(stack, model_name).json()["version"] == "2"  # nothing ended
+
+
+def _champion(stack, model: str, version: str) -> dict:
+    moved = requests.post(
+        f"{base(stack)}/models/{model}/champion",
+        json={"version": version, "reason": "test"},
+        timeout=120,
+    )
+    assert moved.status_code == 200, moved.text
+    return moved.json()
+
+
+def test_a_champion_change_ends_or_flags_the_challenge(stack, model_name):
+    dev(stack, model_name, shop(400, 91), promote="always")
+    dev(stack, model_name, shop(400, 92), promote="never")
+    other = post_csv(
+        stack.analyze_url, to_csv(shop(400, 93)), phase="dev", model=model_name,
+        target="color", promote="never",
+    )  # fmt: skip
+    assert other.status_code == 200 and other.json()["version"] == "3", other.text
+    assert challenger(stack, model_name, "PUT", json={"version": "2"}).status_code == 201
+
+    # The champion now predicts another target: labels cannot compare the two.
+    _champion(stack, model_name, "3")
+    body = challenger(stack, model_name).json()
+    assert body["decision"] == "incomparable", body
+    assert "target 'bought', the champion 'color'" in body["reason"]
+
+    # The challenger made the champion: the challenge ends, and the history says so.
+    moved = _champion(stack, model_name, "2")
+    assert "challenge ended" in moved["history"]["challenge_ended"]
+    gone = challenger(stack, model_name)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_challenger"
+    seen = requests.get(f"{base(stack)}/models/{model_name}", timeout=60).json()
+    assert seen["champion"] == "2" and seen["challenger"] is None
+    assert "challenge_ended" in seen["history"][-1]
+    aliases = MlflowClient(stack.tracking_uri).get_registered_model(model_name).aliases or {}
+    assert aliases == {"champion": "2"}

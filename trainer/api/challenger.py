@@ -26,7 +26,22 @@ def _shadow():
     return shadow
 
 
-def _name(name: str) -> str:
+def _name(name: str, known: tuple[str, ...] = ()) -> str:
+    """The model's name; 400 for a query parameter the route does not take or one repeated
+    (it would be ignored, or only its first value used)."""
+    unknown = sorted(set(request.args) - set(known))
+    if unknown:
+        takes = f"the known ones are {', '.join(known)}" if known else "this route takes none"
+        raise ApiError(
+            error_codes.UNKNOWN_PARAMETER,
+            f"Unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}; {takes}.",
+        )
+    repeated = [key for key in known if len(request.args.getlist(key)) > 1]
+    if repeated:
+        raise ApiError(
+            error_codes.REPEATED_PARAMETER,
+            f"Give each parameter once; repeated: {', '.join(repeated)}.",
+        )
     return model_name({"model": name}, "")
 
 
@@ -54,7 +69,7 @@ def put_challenger(name: str):
 @bp.get("/models/<name>/challenger")
 def get_challenger(name: str):
     """The comparison on labelled rows, skipped batches, each side's latency and errors."""
-    name = _name(name)
+    name = _name(name, ("metric",))
     shadow = _shadow()
     metric = request.args.get("metric") or None
     state = current_app.extensions["sluice"]

@@ -19,12 +19,15 @@ from mlflow.exceptions import MlflowException
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.lifecycle import lineage, pages, registry, signing
-from trainer.lifecycle.champion import CHAMPION_TAG, history_of, iso
+from trainer.lifecycle.champion import (
+    CHALLENGER_ALIAS,
+    CHALLENGER_TAG,
+    CHAMPION_TAG,
+    history_of,
+    iso,
+)
 from trainer.lifecycle.serving import ChampionCache
 
-CHALLENGER_ALIAS = "challenger"
-# A registered-model tag the challenger routes write: JSON with at least {"mode": ...}.
-CHALLENGER_TAG = "sluice.challenger"
 MODELS_LIMIT = (100, 500)  # default and largest page of GET /models
 VERSIONS_LIMIT = (20, 100)  # of GET /models/<name>: each version's signature is checked
 CHECK_THREADS = 4  # versions of a page checked at once

@@ -17,10 +17,14 @@ from sluice_common import error_codes
 from sluice_common.database import iso_utc, utcnow
 from sluice_common.errors import ApiError
 from trainer.lifecycle import registry
-from trainer.lifecycle.catalogue import CHALLENGER_ALIAS, CHALLENGER_TAG
 from trainer.lifecycle.challenger_report import check_metric, report
 from trainer.lifecycle.challenger_shadow import Challenger, Shadow
-from trainer.lifecycle.champion import change_champion
+from trainer.lifecycle.champion import (
+    CHALLENGER_ALIAS,
+    CHALLENGER_TAG,
+    change_champion,
+    end_challenge,
+)
 from trainer.lifecycle.dependencies import dependency_errors
 from trainer.lifecycle.hints import no_champion
 from trainer.lifecycle.locks import promotion_lock
@@ -78,17 +82,31 @@ def _now() -> str:
     return iso_utc(utcnow())
 
 
-def _comparable(champion, challenger, name: str, version: str) -> None:
-    """409 when the two models do not answer the same question (target, task, classes)."""
+def difference(champion, challenger) -> str | None:
+    """Why the two models' predictions cannot be compared on the same labels (another target
+    or task; a challenger reading the champion's target, which prod rows lack, says so), or
+    None."""
     ours = getattr(challenger, "profile", None) or {}
     theirs = getattr(champion, "profile", None) or {}
     for key in ("target", "task"):
         if ours.get(key) != theirs.get(key):
-            raise ApiError(
-                error_codes.CHALLENGER_INCOMPARABLE,
-                f"v{version} of {name!r} predicts {key} {ours.get(key)!r}, the champion "
-                f"{theirs.get(key)!r}: their predictions cannot be compared on the same labels.",
-            )
+            why = f"it predicts {key} {ours.get(key)!r}, the champion {theirs.get(key)!r}"
+            target = theirs.get("target")
+            if target in list(getattr(challenger, "required_columns", None) or []):
+                why += f", and it reads columns [{target!r}], which prod rows lack"
+            return why
+    return None
+
+
+def _comparable(champion, challenger, name: str, version: str) -> None:
+    """409 when the two models do not answer the same question."""
+    why = difference(champion, challenger)
+    if why is not None:
+        raise ApiError(
+            error_codes.CHALLENGER_INCOMPARABLE,
+            f"v{version} of {name!r} cannot challenge the champion: {why}; their predictions "
+            "cannot be compared on the same labels.",
+        )
 
 
 def start(name: str, version: str, mode: str, *, cache, shadow: Shadow, state_dir: str):
@@ -174,29 +192,45 @@ def status(name: str, shadow: Shadow, metric: str | None = None) -> dict:
     answer = _described(name, challenger, champion)
     started = parse_time(challenger.started, "since")
     answer.update(report(shadow.store, name, champion, challenger.version, started, metric))
-    if champion == challenger.version:  # promoted by /champion while the challenge ran
+    if champion == challenger.version:  # the alias set by hand on the champion (MLflow UI)
         answer["note"] = (
             f"v{champion} is the champion now and scores nothing in the shadow; DELETE "
             f"/models/{name}/challenger to end this challenge"
         )
+    why = _incomparable(shadow, name, champion, challenger.version)
+    if why is not None:
+        answer["decision"] = "incomparable"
+        answer["reason"] = (
+            f"v{challenger.version} cannot be compared with the champion v{champion}: {why}. "
+            f"Labels cannot decide it; DELETE /models/{name}/challenger to end this challenge."
+        )
     return answer
 
 
+def _incomparable(shadow: Shadow, name: str, champion, version: str) -> str | None:
+    """How the challenger differs from the champion (which changed since the start), or None."""
+    if champion is None or champion == version:
+        return None
+    try:
+        return difference(shadow.cache.model(name, champion), shadow.cache.model(name, version))
+    except UntrustedVersion as err:
+        return f"a signature check fails ({err})"
+
+
 def end(name: str, shadow: Shadow, state_dir: str) -> dict:
-    """End the challenge: the last comparison, then the alias and its tag go."""
-    final = status(name, shadow)
-    _clear(name, shadow, state_dir)
+    """End the challenge: the last comparison, then the alias and its tag go. Under the lock
+    PUT takes: of concurrent calls one ends it, the others find none (404)."""
+    with promotion_lock(state_dir, name):
+        final = status(name, shadow)
+        with dependency_errors():
+            end_challenge(MlflowClient(), name)
+        shadow.mark(name, None)
     return {"model": name, "ended": final}
 
 
 def _clear(name: str, shadow: Shadow, state_dir: str) -> None:
     with dependency_errors(), promotion_lock(state_dir, name):
-        client = MlflowClient()
-        client.delete_registered_model_alias(name, CHALLENGER_ALIAS)
-        try:
-            client.delete_registered_model_tag(name, CHALLENGER_TAG)
-        except MlflowException:
-            pass  # an alias set by hand has no tag
+        end_challenge(MlflowClient(), name)
         shadow.mark(name, None)
 
 

@@ -34,6 +34,9 @@ HISTORY_PREFIX = "sluice.history."
 # On the version: its latest champion change ({at, from, reason, by}).
 CHAMPION_TAG = "sluice.champion"
 BY = ("gate", "api", "retrain", "challenger")
+# The shadow challenger's alias and its tag (a champion that was the challenger ends it).
+CHALLENGER_ALIAS = "challenger"
+CHALLENGER_TAG = "sluice.challenger"
 REASON_MAX_CHARS = registry.REASON_MAX_CHARS
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 VERSION = re.compile(r"^[0-9]{1,12}$")
@@ -95,6 +98,9 @@ def move_champion(
     client = MlflowClient()
     if lineage is None:
         lineage = lineage_of(client.get_model_version(name, version))
+    ends = _runs_as_challenger(client, name, version)
+    if ends:  # said in the history: the challenge ends with this change
+        entry["challenge_ended"] = f"v{version} was the challenger; the challenge ended"
     key = history_key(at_ns)
     client.set_registered_model_tag(name, key, json.dumps(entry))
     tagged = False
@@ -107,8 +113,29 @@ def move_champion(
     except BaseException:
         _take_back(client, name, version, key, tagged)
         raise
+    if ends:
+        end_challenge(client, name)
     cache.notify_promoted(name, version, *lineage)
     return entry
+
+
+def _runs_as_challenger(client, name: str, version: str) -> bool:
+    """Whether `version` is the model's challenger (a champion cannot challenge itself)."""
+    aliases = client.get_registered_model(name).aliases or {}
+    return str(aliases.get(CHALLENGER_ALIAS)) == str(version)
+
+
+def end_challenge(client, name: str) -> None:
+    """Remove the challenger alias and its tag (either may be gone already)."""
+    for remove, key in (
+        (client.delete_registered_model_alias, CHALLENGER_ALIAS),
+        (client.delete_registered_model_tag, CHALLENGER_TAG),
+    ):
+        try:
+            remove(name, key)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
 
 
 def _take_back(client, name: str, version: str, key: str, tagged: bool) -> None:

@@ -117,6 +117,9 @@ class _Registry:
     def delete_model_version_tag(self, name, version, key):
         del self.version_tags[(version, key)]
 
+    def get_registered_model(self, name):
+        return SimpleNamespace(aliases={"champion": self.alias}, tags=self.model_tags)
+
     def set_registered_model_alias(self, name, alias, version):
         self.recorded_first = bool(self.model_tags) and bool(self.version_tags)
         if self.fail_alias:
