@@ -355,6 +355,12 @@ NO_LABELS = ErrorCode(
 RETRAIN_RUNNING = ErrorCode(
     "retrain_running", 409, "A retrain of the model is queued or running; follow its job."
 )
+NO_NEW_LABELS = ErrorCode(
+    "no_new_labels",
+    409,
+    "No label arrived since the champion's training rows were read: a retrain would train on "
+    "the same rows. Send labels to /feedback first.",
+)
 
 # -- the Dask cluster -------------------------------------------------------------------------
 CLUSTER_TASK_FAILED = ErrorCode(

@@ -172,3 +172,41 @@ def test_retrain_refuses_what_it_cannot_do_saying_what_to_do(stack, model_name):
         error = error_of(retrain(stack, model_name, data=body), 400)
         assert error["code"] == code, body
     assert error_of(retrain(stack, model_name), 409)["code"] == "no_labels"
+
+
+def test_a_champion_change_during_a_retrain_wins_and_no_new_labels_is_refused(stack, model_name):
+    first = dev(stack, model_name, shop(300, 11))
+    assert first["promoted"], first["reason"]
+    answer = post_csv(
+        stack.analyze_url, to_csv(shop(300, 12)), phase="dev", model=model_name, promote="never"
+    )
+    assert answer.status_code == 200, answer.text
+    second = answer.json()["version"]
+    frame = shop(40, 13)
+    batch = prod(stack, model_name, frame)["batch_id"]
+    label(stack, model_name, batch, list(range(30)), frame["bought"].iloc[:30].tolist())
+
+    # A rollback while the retrain of v1 runs: the gate leaves the rollback in place.
+    accepted = retrain(stack, model_name)
+    assert accepted.status_code == 202, accepted.text
+    flip = {"version": second, "reason": "flip during retrain"}
+    url = f"{public(stack)}/models/{model_name}/champion"
+    assert requests.post(url, json=flip, timeout=60).status_code == 200
+    job = wait_job(public(stack), accepted)
+    assert job["state"] == "succeeded", job
+    made = job["answer"]
+    assert made["promoted"] is False and made["promotion"]["rule"] == "champion_changed"
+    assert made["reason"].startswith(
+        f"the champion changed from v{first['version']} to v{second} while this retrain"
+    )
+    assert made["champion_version"] == second
+    detail = requests.get(f"{public(stack)}/models/{model_name}", timeout=60).json()
+    assert detail["champion"] == second
+    assert [e["by"] for e in detail["history"]] == ["gate", "api"]
+
+    # The retrained version made champion by hand: no label since it read them, so no retrain.
+    reason = {"version": made["version"], "reason": "serve the retrained version"}
+    assert requests.post(url, json=reason, timeout=60).status_code == 200
+    error = error_of(retrain(stack, model_name), 409)
+    assert error["code"] == "no_new_labels" and "/feedback" in error["message"]
+    assert f"v{made['version']}" in error["message"]

@@ -17,7 +17,14 @@ from trainer.lifecycle.comparison import champion_comparison
 from trainer.lifecycle.dependencies import dependency_errors
 from trainer.lifecycle.lineage import lineage_tags, mark_model
 from trainer.lifecycle.locks import promotion_lock
-from trainer.lifecycle.promotion import GateConfig, compare, decide, needs_ranking, ranking
+from trainer.lifecycle.promotion import (
+    Decision,
+    GateConfig,
+    compare,
+    decide,
+    needs_ranking,
+    ranking,
+)
 from trainer.lifecycle.serving import ChampionCache
 from trainer.lifecycle.signing import SIGNATURE_TAG, UntrustedVersion
 from trainer.pipeline import stages
@@ -53,11 +60,13 @@ def dev_run(
     tags: dict[str, str],
     by: str = "gate",
     rows_max_mb: float | None = None,
+    started_from: str | None = None,
 ) -> dict:
     """Train with `engine` (in memory: pipeline/training.py; on a Dask cluster:
     pipeline/dask_engine.py), log, keep the training rows (up to `rows_max_mb`, default
     TRAINING_ROWS_MAX_MB), register and decide promotion; the dev answer. `by` names who a
-    promotion is recorded as made by in the model's history (gate, or retrain)."""
+    promotion is recorded as made by in the model's history (gate, or retrain);
+    `started_from`: the champion a retrain started from (the gate promotes only if it still is)."""
     lap = Laps()
     with dependency_errors():
         tracking_health.ping()  # fail fast: no point training what cannot be logged
@@ -98,9 +107,11 @@ def dev_run(
             mark_model(model_name)
             lap("register")
             current = registry.champion_version(model_name)
-            decision = _decide(
-                trained, model_name, version, current, promote, gate, cache, baseline, ranked
-            )
+            decision = champion_moved(model_name, started_from, current, promote, trained)
+            if decision is None:
+                decision = _decide(
+                    trained, model_name, version, current, promote, gate, cache, baseline, ranked
+                )
             lineage = (run_id, digest)
             _promote(trained, model_name, version, current, decision, cache, by, lineage)
             lap("promotion")
@@ -139,6 +150,26 @@ def _sign(model_uri: str, written, cache: ChampionCache, model_name: str, run_id
             f"The logged model did not hold exactly what Sluice wrote ({err}); it was not "
             "registered. Someone may be writing to the tracking server's artifacts.",
         ) from err
+
+
+def champion_moved(model_name, started_from, current, promote, trained) -> Decision | None:
+    """A retrain whose champion changed while it ran (a rollback, a promotion) is not
+    promoted over that change: the decision saying so, or None. Read under the promotion lock,
+    so a change made after this check waits for the decision."""
+    if started_from is None or current == started_from or promote != "auto":
+        return None
+    metric = PRIMARY_METRIC[trained.task]
+    now = f"v{current}" if current is not None else "none"
+    return Decision(
+        False,
+        f"the champion changed from v{started_from} to {now} while this retrain of "
+        f"v{started_from} ran: registered without promotion; retrain again, compare it with "
+        f"PUT /models/{model_name}/challenger, or promote it with POST "
+        f"/models/{model_name}/champion",
+        metric,
+        challenger_score=trained.metrics.get(metric),
+        rule="champion_changed",
+    )
 
 
 def _decide(trained, model_name, version, current, promote, gate, cache, baseline, ranked):

@@ -5,22 +5,29 @@ its promotion gate."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from mlflow import MlflowClient
 
 from sluice_common import error_codes
+from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from trainer.lifecycle import registry, training_rows
 from trainer.lifecycle.dependencies import dependency_errors
 from trainer.lifecycle.dev import dev_run
 from trainer.lifecycle.prod import champion_for
+from trainer.lifecycle.retrain_rows import Labelled, combine, fit_columns
 from trainer.monitoring.prod_rows import take
 from trainer.pipeline.training import InMemory
 
 # On the registered model: how many labels its last retrain used (the trigger counts from it).
 LABELS_AT_TAG = "sluice.retrain.labels_at"
+# On a retrain's run: when it read the labels (UTC, whole seconds), and the digest of the table
+# it trained on, so that a retrain of it with no label since is refused (no_new_labels).
+LABELS_READ_AT = "sluice.retrain.labels_read_at"
+INPUT_DIGEST = "sluice.retrain.input_digest"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 PROMOTE = ("auto", "never")
 
 
@@ -34,32 +41,8 @@ class Plan:
     task: str
     labels: int
     promote: str = "auto"
-
-
-@dataclass
-class Labelled:
-    """The labelled prod rows, and those that cannot be used (with why)."""
-
-    parts: list[pa.Table] = field(default_factory=list)
-    rows: int = 0
-    batches: int = 0
-    not_kept: int = 0
-    other_target: int = 0
-
-    def report(self) -> dict:
-        skipped = {}
-        if self.not_kept:
-            skipped["cells_not_kept"] = {
-                "rows": self.not_kept,
-                "why": "their cells were not kept (PROD_ROWS_KEPT, the monitoring retention, "
-                "prod by data_uri, or scored before Sluice kept them)",
-            }
-        if self.other_target:
-            skipped["other_target"] = {
-                "rows": self.other_target,
-                "why": "labelled for a version with another target column",
-            }
-        return {"rows": self.rows, "batches": self.batches, "skipped": skipped}
+    columns: list[str] = field(default_factory=list)  # the champion's inputs
+    input_digest: str | None = None  # of the rows the champion was retrained on, if it was
 
 
 def options(body) -> str:
@@ -115,33 +98,80 @@ def plan(model_name: str, cache, monitor, promote: str = "auto") -> Plan:
             "make it the champion, then retrain.",
         ) from err
     labels = monitor.prod_rows.label_count(model_name)
+    spec = champion.model.spec
+    found = Plan(model_name, champion.version, spec["target"], spec["task"], labels, promote)
+    found.columns = list(champion.model.required_columns)
+    with dependency_errors():
+        tags = run_tags(model_name, champion.version)
+    found.input_digest = tags.get(INPUT_DIGEST)
+    check_labels(found, monitor, tags.get(LABELS_READ_AT))
+    return found
+
+
+def check_labels(plan: Plan, monitor, read_at: str | None) -> None:
+    """409 unless some labelled row with kept cells is of a version with the champion's target
+    (no_labels), and, when the champion is a retrain, one arrived or changed since it read
+    its labels (no_new_labels)."""
+    model_name, labels = plan.model, plan.labels
     todo = (
         f"Score rows with phase=prod, then send their true values to /feedback "
-        f"(model={model_name}, columns batch_id, row and {champion.model.spec['target']!r})."
+        f"(model={model_name}, columns batch_id, row and {plan.target!r})."
     )
     if labels == 0:
         raise ApiError(error_codes.NO_LABELS, f"No prod row of {model_name!r} has a label. {todo}")
-    if monitor.prod_rows.label_count(model_name, with_cells=True) == 0:
+    counts = monitor.prod_rows.label_counts(model_name)
+    if not counts:
         raise ApiError(
             error_codes.NO_LABELS,
             f"{labels} prod row(s) of {model_name!r} have labels, but none has its cells kept "
             f"(PROD_ROWS_KEPT, the monitoring retention, or prod by data_uri). {todo}",
         )
-    spec = champion.model.spec
-    return Plan(model_name, champion.version, spec["target"], spec["task"], labels, promote)
+    targets = targets_of(monitor.store, model_name, counts)
+    if not any(targets[v] == plan.target for v in counts):
+        raise ApiError(
+            error_codes.NO_LABELS,
+            f"The {sum(counts.values())} labelled prod row(s) of {model_name!r} with kept cells "
+            f"were all answered by versions with another target than {plan.target!r} (the "
+            f"champion v{plan.champion}'s). {todo}",
+        )
+    if read_at is None:  # the champion was trained on uploaded rows: every label is new to it
+        return
+    since = datetime.strptime(read_at, TIME_FORMAT)
+    new = monitor.prod_rows.label_counts(model_name, since=since)
+    if not any(targets.get(v) == plan.target for v in new):
+        raise ApiError(
+            error_codes.NO_NEW_LABELS,
+            f"No label of {model_name!r} arrived or changed since the champion "
+            f"v{plan.champion}'s retrain read them ({read_at} UTC): a retrain would train on "
+            f"the same rows. {todo}",
+        )
 
 
-def labelled_rows(prod_rows, store, model_name: str, target: str) -> Labelled:
-    """Every labelled prod row of the model whose cells were kept: its cells plus the label
-    in the target column."""
+def run_tags(model_name: str, version: str) -> dict[str, str]:
+    """The tags of the run that made a registered version."""
+    client = MlflowClient()
+    record = client.get_model_version(model_name, version)
+    return client.get_run(record.run_id).data.tags if record.run_id else {}
+
+
+def targets_of(store, model_name: str, versions) -> dict[str, str | None]:
+    """Each version's target column (None when its monitoring profile is gone)."""
+    found = {}
+    for version in versions:
+        profile = store.profile(model_name, version)
+        found[version] = profile["target"] if profile else None
+    return found
+
+
+def labelled_rows(prod_rows, store, model_name: str, target: str, columns: list[str]) -> Labelled:
+    """Every labelled prod row of the model whose cells were kept: its cells in the champion's
+    input `columns` plus the label in the target column (other columns dropped, missing ones
+    empty, both counted)."""
     found = Labelled()
     by_batch = prod_rows.labels_of(model_name)
     cells = prod_rows.cells_of(list(by_batch))
-    targets: dict[str, str | None] = {}
+    targets = targets_of(store, model_name, {version for version, _, _ in by_batch.values()})
     for batch_id, (version, rows, labels) in by_batch.items():
-        if version not in targets:
-            profile = store.profile(model_name, version)
-            targets[version] = profile["target"] if profile else None
         if targets[version] != target:
             found.other_target += len(rows)
             continue
@@ -150,46 +180,13 @@ def labelled_rows(prod_rows, store, model_name: str, target: str) -> Labelled:
             found.not_kept += len(rows)
             continue
         part = take(table, rows)
-        if target in part.column_names:
+        if target in part.column_names:  # a column of the same name the model did not read
             part = part.drop_columns([target])
+        part = fit_columns(part, columns, found)
         found.parts.append(part.append_column(target, pa.array(labels, type=pa.string())))
         found.rows += len(rows)
         found.batches += 1
     return found
-
-
-def combine(base: pa.Table, parts: list[pa.Table]) -> pa.Table:
-    """The base rows followed by each part's, column by column: a column missing from a table
-    is empty there; a column whose types differ between tables becomes text (the model reads
-    text cells with its own rules)."""
-    tables = [base, *parts]
-    names = list(base.column_names)
-    for part in parts:
-        names += [name for name in part.column_names if name not in names]
-    columns = {}
-    for name in names:
-        types = {t.schema.field(name).type for t in tables if name in t.column_names}
-        kind = types.pop() if len(types) == 1 else pa.string()
-        pieces = []
-        for t in tables:
-            if name not in t.column_names:
-                pieces.append(pa.nulls(t.num_rows, kind))
-            else:
-                pieces.append(_as(t.column(name), kind))
-        columns[name] = pa.chunked_array([c for p in pieces for c in _chunks(p)], kind)
-    return pa.table(columns)
-
-
-def _chunks(values) -> list:
-    return values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-
-
-def _as(values, kind: pa.DataType):
-    if values.type == kind:
-        return values
-    if pa.types.is_null(values.type):
-        return pa.nulls(len(values), kind)
-    return pc.cast(values, kind)
 
 
 def trigger(every: int, on_alert: bool, since: int, summary) -> str | None:
@@ -233,24 +230,40 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
             f"The training rows of {plan.model!r} v{plan.champion} cannot be read: {err}. "
             "Train a version with phase=dev and make it the champion, then retrain.",
         ) from err
-    labelled = labelled_rows(monitor.prod_rows, monitor.store, plan.model, plan.target)
+    read_at = utcnow().strftime(TIME_FORMAT)  # labels changed from now on are new ones
+    labelled = labelled_rows(
+        monitor.prod_rows, monitor.store, plan.model, plan.target, plan.columns
+    )
     if labelled.rows == 0:
         raise ApiError(
             error_codes.NO_LABELS,
             f"None of the labelled prod rows of {plan.model!r} can be used: "
-            f"{labelled.report()['skipped']}. Send labels of recent prod batches to /feedback.",
+            f"{labelled.skipped()}. Send labels of recent prod batches to /feedback.",
         )
     champion = {"version": plan.champion, "digest": digest, "rows": base.num_rows}
     if without_labelled:  # the champion was retrained: its labelled rows are read again below
         champion["without_labelled_rows"] = True
-    sources = {"champion": champion, "labelled": labelled.report()}
-    table = combine(base, labelled.parts)
+    # Exactly the champion's inputs: a column it dropped never comes back through old rows.
+    dropped = [name for name in base.column_names if name not in [*plan.columns, plan.target]]
+    if dropped:
+        champion["columns_dropped"] = dropped
+    sources = {"champion": champion, "labelled": labelled.report(plan.champion)}
+    table = combine(base.drop_columns(dropped), labelled.parts)
     del base, labelled
+    rows_digest = registry.table_digest(table)
+    if rows_digest == plan.input_digest:
+        raise ApiError(
+            error_codes.NO_NEW_LABELS,
+            f"The rows of this retrain are those the champion v{plan.champion} was retrained "
+            f"on (digest {rows_digest}): no label changed. Send labels to /feedback first.",
+        )
     tags = {
         **common.pop("tags"),
         "sluice.retrain.from": plan.champion,
         training_rows.BASE_URI: uri,
         training_rows.BASE_DIGEST: digest,
+        LABELS_READ_AT: read_at,
+        INPUT_DIGEST: rows_digest,
     }
     answer = dev_run(
         InMemory(table, ",", on_round, check),
@@ -261,6 +274,7 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
         promote=plan.promote,
         tags=tags,
         by="retrain",
+        started_from=plan.champion,
         **common,
     )
     answer["data"]["sources"] = sources

@@ -167,12 +167,72 @@ def test_labelled_rows_carry_their_label_and_say_what_was_skipped(stores):
     store.save_labels([(with_cells, 2, "b"), (without, 0, "a"), (other, 1, "a")])
     profiles = {"1": {"target": "t"}, "2": {"target": "other_column"}}
     fake = SimpleNamespace(profile=lambda model, version: profiles[version])
-    found = retrain.labelled_rows(kept, fake, "m", "t")
+    found = retrain.labelled_rows(kept, fake, "m", "t", ["x"])
     assert found.rows == 1 and found.batches == 1
     assert found.parts[0].to_pylist() == [{"x": "3", "t": "b"}]
-    report = found.report()
+    report = found.report("1")
     assert report["skipped"]["cells_not_kept"]["rows"] == 1
     assert report["skipped"]["other_target"]["rows"] == 1
+    assert "columns_dropped" not in report and "columns_missing" not in report
+
+
+def test_labelled_rows_get_exactly_the_champion_inputs_and_count_what_was_dropped_or_empty(
+    stores,
+):
+    store, make = stores
+    kept = make(max_rows=100)
+    old = _batch(store, "m", 4)  # answered by a version that read x and region
+    kept.keep(old, "m", utcnow(), {"x": ["1", "2", "3", "4"], "region": ["n", "s", "e", "w"]}, 4)
+    new = _batch(store, "m", 2)  # by one that read x and size
+    kept.keep(new, "m", utcnow(), {"size": ["7", "8"], "x": ["5", "6"]}, 2)
+    assert kept.flush(5)
+    store.save_labels([(old, 0, "a"), (old, 3, "b"), (new, 0, "c"), (new, 1, "d")])
+    fake = SimpleNamespace(profile=lambda model, version: {"target": "t"})
+    found = retrain.labelled_rows(kept, fake, "m", "t", ["x", "size"])
+    assert [p.to_pylist() for p in found.parts] == [
+        [{"x": "1", "size": None, "t": "a"}, {"x": "4", "size": None, "t": "b"}],
+        [{"x": "5", "size": "7", "t": "c"}, {"x": "6", "size": "8", "t": "d"}],
+    ]
+    report = found.report("3")
+    assert report["columns_dropped"]["columns"] == {"region": 2}
+    assert report["columns_dropped"]["rows"] == 2
+    assert report["columns_missing"] == {
+        "columns": {"size": 2},
+        "rows": 2,
+        "why": "inputs of the champion v3 these rows did not have: left empty",
+    }
+    base = pa.table({"x": [0.5], "size": [1.0], "t": ["a"]})
+    table = retrain.combine(base, found.parts)
+    assert table.column_names == ["x", "size", "t"]  # region never comes back
+    assert table.column("size").to_pylist() == ["1", None, None, "7", "8"]
+
+
+def test_a_retrain_needs_labels_for_the_champion_target_and_new_ones_since_its_last(stores):
+    store, make = stores
+    kept = make(max_rows=100)
+    batch = _batch(store, "m", 3, version="2")
+    kept.keep(batch, "m", utcnow(), {"x": ["1", "2", "3"]}, 3)
+    assert kept.flush(5)
+    store.save_labels([(batch, 0, "a"), (batch, 1, "b")])
+    profiles = {"1": {"target": "t"}, "2": {"target": "other"}}
+    monitor = SimpleNamespace(
+        prod_rows=kept, store=SimpleNamespace(profile=lambda m, v: profiles[v])
+    )
+    plan = retrain.Plan("m", "1", "t", "classification", 2)
+    with pytest.raises(ApiError) as refused:
+        retrain.check_labels(plan, monitor, None)
+    assert refused.value.code == "no_labels"
+    assert "2 labelled prod row(s)" in refused.value.message
+    assert "another target than 't'" in refused.value.message
+    profiles["2"] = {"target": "t"}
+    retrain.check_labels(plan, monitor, None)  # a champion trained on uploaded rows
+    earlier = (utcnow() - timedelta(seconds=5)).strftime(retrain.TIME_FORMAT)
+    retrain.check_labels(plan, monitor, earlier)
+    later = (utcnow() + timedelta(seconds=5)).strftime(retrain.TIME_FORMAT)
+    with pytest.raises(ApiError) as refused:
+        retrain.check_labels(plan, monitor, later)
+    assert refused.value.code == "no_new_labels"
+    assert "/feedback" in refused.value.message and later in refused.value.message
 
 
 def test_cells_of_batches_monitoring_no_longer_keeps_go_once_they_are_old(stores):
