@@ -5,13 +5,11 @@ its promotion gate."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import pyarrow as pa
 from mlflow import MlflowClient
 
 from sluice_common import error_codes
-from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
 from trainer.lifecycle import registry, training_rows
 from trainer.lifecycle.dependencies import dependency_errors
@@ -23,11 +21,11 @@ from trainer.pipeline.training import InMemory
 
 # On the registered model: how many labels its last retrain used (the trigger counts from it).
 LABELS_AT_TAG = "sluice.retrain.labels_at"
-# On a retrain's run: when it read the labels (UTC, whole seconds), and the digest of the table
-# it trained on, so that a retrain of it with no label since is refused (no_new_labels).
-LABELS_READ_AT = "sluice.retrain.labels_read_at"
+# On a retrain's run: the usable labels it found (how many, the latest received or changed),
+# and the digest of the table it trained on: a retrain of it with neither changed is refused
+# (no_new_labels).
+LABELS_STAMP = "sluice.retrain.labels_stamp"
 INPUT_DIGEST = "sluice.retrain.input_digest"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 PROMOTE = ("auto", "never")
 
 
@@ -104,11 +102,11 @@ def plan(model_name: str, cache, monitor, promote: str = "auto") -> Plan:
     with dependency_errors():
         tags = run_tags(model_name, champion.version)
     found.input_digest = tags.get(INPUT_DIGEST)
-    check_labels(found, monitor, tags.get(LABELS_READ_AT))
+    check_labels(found, monitor, tags.get(LABELS_STAMP))
     return found
 
 
-def check_labels(plan: Plan, monitor, read_at: str | None) -> None:
+def check_labels(plan: Plan, monitor, recorded: str | None) -> None:
     """409 unless some labelled row with kept cells is of a version with the champion's target
     (no_labels), and, when the champion is a retrain, one arrived or changed since it read
     its labels (no_new_labels)."""
@@ -128,23 +126,29 @@ def check_labels(plan: Plan, monitor, read_at: str | None) -> None:
         )
     targets = targets_of(monitor.store, model_name, counts)
     if not any(targets[v] == plan.target for v in counts):
+        found = sum(n for n, _ in counts.values())
         raise ApiError(
             error_codes.NO_LABELS,
-            f"The {sum(counts.values())} labelled prod row(s) of {model_name!r} with kept cells "
+            f"The {found} labelled prod row(s) of {model_name!r} with kept cells "
             f"were all answered by versions with another target than {plan.target!r} (the "
             f"champion v{plan.champion}'s). {todo}",
         )
-    if read_at is None:  # the champion was trained on uploaded rows: every label is new to it
-        return
-    since = datetime.strptime(read_at, TIME_FORMAT)
-    new = monitor.prod_rows.label_counts(model_name, since=since)
-    if not any(targets.get(v) == plan.target for v in new):
+    # None: the champion was trained on uploaded rows, so every label is new to it.
+    if recorded is not None and recorded == stamp_of(counts, targets, plan.target):
         raise ApiError(
             error_codes.NO_NEW_LABELS,
             f"No label of {model_name!r} arrived or changed since the champion "
-            f"v{plan.champion}'s retrain read them ({read_at} UTC): a retrain would train on "
+            f"v{plan.champion}'s retrain read them ({recorded}): a retrain would train on "
             f"the same rows. {todo}",
         )
+
+
+def stamp_of(counts: dict[str, tuple[int, str]], targets: dict, target: str) -> str:
+    """The usable labels in a few characters: how many, and the latest received or changed
+    ("35 labels, latest 2026-12-07T18:54:11.123456"); a new or changed label changes it."""
+    usable = [counts[v] for v in counts if targets.get(v) == target]
+    latest = max((at for _, at in usable), default="none")
+    return f"{sum(n for n, _ in usable)} labels, latest {latest}"
 
 
 def run_tags(model_name: str, version: str) -> dict[str, str]:
@@ -230,7 +234,9 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
             f"The training rows of {plan.model!r} v{plan.champion} cannot be read: {err}. "
             "Train a version with phase=dev and make it the champion, then retrain.",
         ) from err
-    read_at = utcnow().strftime(TIME_FORMAT)  # labels changed from now on are new ones
+    # Taken before the rows are read: a label arriving meanwhile makes the next stamp differ.
+    counts = monitor.prod_rows.label_counts(plan.model)
+    stamp = stamp_of(counts, targets_of(monitor.store, plan.model, counts), plan.target)
     labelled = labelled_rows(
         monitor.prod_rows, monitor.store, plan.model, plan.target, plan.columns
     )
@@ -262,7 +268,7 @@ def run(plan: Plan, monitor, on_round, check, **common) -> dict:
         "sluice.retrain.from": plan.champion,
         training_rows.BASE_URI: uri,
         training_rows.BASE_DIGEST: digest,
-        LABELS_READ_AT: read_at,
+        LABELS_STAMP: stamp,
         INPUT_DIGEST: rows_digest,
     }
     answer = dev_run(

@@ -232,23 +232,24 @@ class ProdRows:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def label_counts(self, model: str, since: datetime | None = None) -> dict[str, int]:
-        """How many labelled rows with kept cells each version of the model answered (labels
-        received or changed at or after `since` only, when given)."""
+    def label_counts(self, model: str) -> dict[str, tuple[int, str]]:
+        """Per version of the model: how many of the rows it answered have a label and kept
+        cells, and when the latest of those labels was received or changed (ISO)."""
         batches, labels = monitoring_store.batches, monitoring_store.labels
         joined = labels.join(batches, labels.c.batch_id == batches.c.batch_id).join(
             prod_rows, prod_rows.c.batch_id == labels.c.batch_id
         )
         query = (
-            sa.select(batches.c.version, sa.func.count())
+            sa.select(batches.c.version, sa.func.count(), sa.func.max(labels.c.received_at))
             .select_from(joined)
             .where(batches.c.model == model)
             .group_by(batches.c.version)
         )
-        if since is not None:
-            query = query.where(labels.c.received_at >= since)
         with self.engine.connect() as conn:
-            return {str(version): int(n) for version, n in conn.execute(query)}
+            return {
+                str(version): (int(n), latest.isoformat(timespec="microseconds"))
+                for version, n, latest in conn.execute(query)
+            }
 
     def cells_of(self, batch_ids: list[str]) -> dict[str, pa.Table]:
         """The kept cells of these batches (those not kept are absent)."""

@@ -226,13 +226,21 @@ def test_a_retrain_needs_labels_for_the_champion_target_and_new_ones_since_its_l
     assert "another target than 't'" in refused.value.message
     profiles["2"] = {"target": "t"}
     retrain.check_labels(plan, monitor, None)  # a champion trained on uploaded rows
-    earlier = (utcnow() - timedelta(seconds=5)).strftime(retrain.TIME_FORMAT)
-    retrain.check_labels(plan, monitor, earlier)
-    later = (utcnow() + timedelta(seconds=5)).strftime(retrain.TIME_FORMAT)
-    with pytest.raises(ApiError) as refused:
-        retrain.check_labels(plan, monitor, later)
+    counts = kept.label_counts("m")
+    stamp = retrain.stamp_of(counts, {"2": "t"}, "t")
+    assert stamp.startswith("2 labels, latest ") and counts["2"][0] == 2
+    with pytest.raises(ApiError) as refused:  # a retrain that read these very labels
+        retrain.check_labels(plan, monitor, stamp)
     assert refused.value.code == "no_new_labels"
-    assert "/feedback" in refused.value.message and later in refused.value.message
+    assert "/feedback" in refused.value.message and stamp in refused.value.message
+    store.save_labels([(batch, 1, "b")])  # the same label again: nothing new
+    with pytest.raises(ApiError):
+        retrain.check_labels(plan, monitor, stamp)
+    store.save_labels([(batch, 1, "c")])  # a corrected label
+    retrain.check_labels(plan, monitor, stamp)
+    stamp = retrain.stamp_of(kept.label_counts("m"), {"2": "t"}, "t")
+    store.save_labels([(batch, 2, "a")])  # a new one
+    retrain.check_labels(plan, monitor, stamp)
 
 
 def test_cells_of_batches_monitoring_no_longer_keeps_go_once_they_are_old(stores):
