@@ -210,3 +210,48 @@ def test_a_champion_change_during_a_retrain_wins_and_no_new_labels_is_refused(st
     error = error_of(retrain(stack, model_name), 409)
     assert error["code"] == "no_new_labels" and "/feedback" in error["message"]
     assert f"v{made['version']}" in error["message"]
+
+
+def test_a_retrain_keeps_the_champion_columns_and_needs_labels_for_its_target(stack, model_name):
+    frame = shop(300, 21)
+    frame.insert(3, "region", [("north", "south", "east")[i % 3] for i in range(300)])
+    first = dev(stack, model_name, frame)
+    assert "region" in [f["name"] for f in first["features"]["used"]], first["features"]
+    scored = frame.head(40)
+    batch = prod(stack, model_name, scored)["batch_id"]  # answered by v1, which read region
+    label(stack, model_name, batch, list(range(25)), scored["bought"].iloc[:25].tolist())
+    answer = post_csv(
+        stack.analyze_url,
+        to_csv(shop(300, 22)),  # no region
+        phase="dev",
+        model=model_name,
+        promote="always",
+    )
+    assert answer.status_code == 200, answer.text
+    second = answer.json()["version"]
+
+    job = wait_job(public(stack), retrain(stack, model_name, json={"promote": "never"}))
+    assert job["state"] == "succeeded", job
+    made = job["answer"]
+    assert "region" not in [f["name"] for f in made["features"]["used"]]
+    labelled = made["data"]["sources"]["labelled"]
+    assert labelled["rows"] == 25
+    assert labelled["columns_dropped"]["columns"] == {"region": 25}
+    assert labelled["columns_dropped"]["rows"] == 25
+    assert f"champion v{second}" in labelled["columns_dropped"]["why"]
+    assert "columns_missing" not in labelled
+
+    # A champion for another target: every label is for bought, refused before any job.
+    answer = post_csv(
+        stack.analyze_url,
+        to_csv(shop(300, 23)),
+        phase="dev",
+        model=model_name,
+        target="color",
+        promote="always",
+    )
+    assert answer.status_code == 200, answer.text
+    error = error_of(retrain(stack, model_name), 409)
+    assert error["code"] == "no_labels"
+    assert "The 25 labelled prod row(s)" in error["message"]
+    assert "another target than 'color'" in error["message"]
