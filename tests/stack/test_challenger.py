@@ -168,11 +168,12 @@ def test_bad_challenger_requests_are_clear_4xx_and_change_nothing(stack, model_n
     deep = "[" * 30_000 + "]" * 30_000  # past the JSON parser's recursion limit
     _error(challenger(stack, model_name, put, data=deep), 400, "not_a_json_object")
     _error(challenger(stack, model_name, put, json={"version": True}), 400, "invalid_version")
-    _error(
-        challenger(stack, model_name, put, json={"version": "2", "mode": "canary"}),
+    message = _error(
+        challenger(stack, model_name, put, json={"version": "2", "mode": "canary" * 10}),
         400,
         "invalid_mode",
     )
+    assert message.endswith('got "' + ("canary" * 10)[:40] + '"….')  # cut, then quoted
     _error(challenger(stack, model_name), 404, "no_challenger")
     _error(challenger(stack, model_name, "DELETE"), 404, "no_challenger")
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, current_app, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.web.params import json_object, model_name, version_field
+from sluice_common.web.params import json_object, model_name, shown, version_field
 from trainer.lifecycle import challenger
 from trainer.lifecycle.dependencies import dependency_errors
 
@@ -57,7 +55,7 @@ def put_challenger(name: str):
         raise ApiError(
             error_codes.INVALID_MODE,
             f'mode must be "shadow" (the challenger scores the same rows off the request '
-            f"path); got {json.dumps(mode)[:40]}.",
+            f"path); got {shown(mode)}.",
         )
     state = current_app.extensions["sluice"]
     answer, created = challenger.start(
