@@ -20,9 +20,8 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from trainer.lifecycle import lineage, pages, registry, signing
 from trainer.lifecycle.champion import (
-    CHALLENGER_ALIAS,
-    CHALLENGER_TAG,
     CHAMPION_TAG,
+    challenger_alias,
     history_of,
     iso,
 )
@@ -57,15 +56,11 @@ def registered_count(model) -> int:
 
 def challenger_of(model) -> dict | None:
     """The challenger alias's version and its mode (when the challenger routes set it)."""
-    version = (model.aliases or {}).get(CHALLENGER_ALIAS)
-    if version is None:
+    found = challenger_alias(model)
+    if found is None:
         return None
-    try:
-        info = json.loads((model.tags or {}).get(CHALLENGER_TAG) or "{}")
-    except ValueError:
-        info = {}
-    mode = info.get("mode") if isinstance(info, dict) else None
-    return {"version": str(version), "mode": mode}
+    version, info = found
+    return {"version": version, "mode": info.get("mode")}
 
 
 def summary(model) -> dict:

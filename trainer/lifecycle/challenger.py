@@ -22,6 +22,7 @@ from trainer.lifecycle.challenger_shadow import Challenger, Shadow
 from trainer.lifecycle.champion import (
     CHALLENGER_ALIAS,
     CHALLENGER_TAG,
+    challenger_alias,
     change_champion,
     end_challenge,
 )
@@ -64,14 +65,11 @@ def running(name: str) -> Challenger | None:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    version = (model.aliases or {}).get(CHALLENGER_ALIAS)
-    if version is None:
+    found = challenger_alias(model)
+    if found is None:
         return None
-    try:
-        info = json.loads((model.tags or {}).get(CHALLENGER_TAG) or "{}")
-    except ValueError:
-        info = {}
-    if isinstance(info, dict) and str(info.get("version")) == str(version):
+    version, info = found
+    if str(info.get("version")) == version:
         return Challenger(str(version), str(info.get("mode")), str(info.get("started")))
     found = Challenger(str(version), "shadow", _now())
     client.set_registered_model_tag(name, CHALLENGER_TAG, json.dumps(found.__dict__))

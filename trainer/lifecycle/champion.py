@@ -38,6 +38,21 @@ BY = ("gate", "api", "retrain", "challenger")
 CHALLENGER_ALIAS = "challenger"
 CHALLENGER_TAG = "sluice.challenger"
 REASON_MAX_CHARS = registry.REASON_MAX_CHARS
+
+
+def challenger_alias(model) -> tuple[str, dict] | None:
+    """A registered model's challenger version and its tag's fields ({} when unreadable), or
+    None without the alias: how every reader sees a challenger."""
+    version = (model.aliases or {}).get(CHALLENGER_ALIAS)
+    if version is None:
+        return None
+    try:
+        info = json.loads((model.tags or {}).get(CHALLENGER_TAG) or "{}")
+    except ValueError:
+        info = {}
+    return str(version), info if isinstance(info, dict) else {}
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 VERSION = re.compile(r"^[0-9]{1,12}$")
 

@@ -53,7 +53,7 @@ def test_sluice_models_are_known_by_their_tag_or_a_signed_version():
 
 def test_a_summary_names_champion_challenger_and_versions_registered():
     model = _model(
-        tags={catalogue.CHALLENGER_TAG: json.dumps({"mode": "shadow", "at": "..."})},
+        tags={champion.CHALLENGER_TAG: json.dumps({"mode": "shadow", "at": "..."})},
         aliases={"champion": "2", "challenger": "3"},
         latest=[(7, {}), (5, {})],  # the newest version of each stage
     )
@@ -63,7 +63,7 @@ def test_a_summary_names_champion_challenger_and_versions_registered():
         "challenger": {"version": "3", "mode": "shadow"},
         "versions": 7,
     }
-    bare = _model(aliases={"challenger": "3"}, tags={catalogue.CHALLENGER_TAG: "[broken"})
+    bare = _model(aliases={"challenger": "3"}, tags={champion.CHALLENGER_TAG: "[broken"})
     assert catalogue.summary(bare)["challenger"] == {"version": "3", "mode": None}
     assert catalogue.summary(_model())["champion"] is None
 
