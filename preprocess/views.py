@@ -7,15 +7,13 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from preprocess.forward import TrainerAnswer, forward_to_trainer, relay
+from preprocess.analyze import analyze_upload
+from preprocess.forward import TrainerAnswer, relay
 from preprocess.health import trainer_state
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
-from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
-from sluice_common.web.app import heavy_slot
-from sluice_common.web.internal import read_token
 from sluice_common.web.params import parse_params, uploaded_files
-from sluice_common.web.upload import parse_upload, read_form_upload
+from sluice_common.web.upload import read_form_upload
 
 bp = Blueprint("preprocess", __name__)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -35,40 +33,12 @@ def analyze():
             )
         # The trainer resolves and reads the files (it, or its cluster, holds the data root).
         return _to_trainer("POST", "/ml", b"")
-    raw, _ = read_form_upload(request)
-    # Parsing only: the slot is free again while the trainer works.
-    len_raw = len(raw)
-    with heavy_slot(params.phase, raw, "parsing uploads"):  # by bytes and by cells
-        table, report, target = parse_upload(raw, params.phase, params.target)
-        del raw
-        if isinstance(table, dict):  # a few rows, parsed without pandas
-            payload = columns_to_arrow(table, report)
-        else:
-            payload = frame_to_arrow(table, report)
-        del table
-    query = params.as_query()
-    if len_raw > config["JOBS_UPLOAD_MB"] * 2**20:
-        query["async"] = "true"  # long work: answered 202 with a job to follow
-    if target is not None:
-        query["target"] = target
-    # Read once and kept; read again after a refusal (a trainer that made a new token).
-    token = current_app.extensions.get("internal_token") or read_token(
-        config["SLUICE_INTERNAL_TOKEN"], config["SLUICE_INTERNAL_TOKEN_FILE"]
-    )
-    answer = forward_to_trainer(
-        config["TRAINER_URL"],
-        query,
-        payload,
-        request.headers.get("Authorization"),
-        token,
-        config["TRAINER_CONNECT_TIMEOUT"],
-        config["TRAINER_READ_TIMEOUT"],
+    # The bytes are passed unnamed: the callee holds the only reference and drops it after
+    # parsing, as this view did when it parsed them itself.
+    answer = analyze_upload(
+        params, read_form_upload(request)[0], request.headers.get("Authorization")
     )
     # Relay the trainer's answer as it is: re-encoding a large prediction list costs time.
-    if answer.status == 403:
-        current_app.extensions.pop("internal_token", None)
-    elif token:
-        current_app.extensions["internal_token"] = token
     return _relayed(answer)
 
 

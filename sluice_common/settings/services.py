@@ -39,8 +39,9 @@ SERVICE_SETTINGS = [
         str,
         None,
         (
-            "when set, every request except the probes /health and /livez needs "
-            "`Authorization: Bearer <token>`"
+            "when set, every request except the probes /health and /livez, the API's "
+            "description (/openapi.json, /docs) and the console (/, /console/..., which asks "
+            "for the token once at /console/login) needs `Authorization: Bearer <token>`"
         ),
     ),
     _both("LOG_LEVEL", str, "INFO", "logging to stderr"),

@@ -9,12 +9,20 @@ from flask import Flask, request
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
 
-# Probes (readiness and liveness) carry no token: orchestrators call them as they are.
-OPEN_PATHS = frozenset({"/health", "/livez"})
+# Probes (readiness and liveness) carry no token: orchestrators call them as they are. The API's
+# description (/openapi.json, /docs) holds no data. The console (/ and /console/...) is checked
+# by its own session cookie instead (preprocess/console/access.py): a browser sends no Bearer.
+OPEN_PATHS = frozenset({"/health", "/livez", "/openapi.json", "/docs", "/", "/console"})
+OPEN_PREFIXES = ("/docs/", "/console/")
+
+
+def is_open(path: str) -> bool:
+    """Whether `path` needs no Bearer token."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def install_token_check(app: Flask, token: str | None) -> None:
-    """Require `Authorization: Bearer <token>` on every path but the probes (OPEN_PATHS)
+    """Require `Authorization: Bearer <token>` on every path but the open ones (is_open)
     when token is set."""
     if not token:
         return
@@ -22,7 +30,7 @@ def install_token_check(app: Flask, token: str | None) -> None:
 
     @app.before_request
     def _check_token():
-        if request.path in OPEN_PATHS:
+        if is_open(request.path):
             return None
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):

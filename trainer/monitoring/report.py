@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from statistics import fmean
 
-from trainer.monitoring.svg import PALETTE, bars, esc, finite, lines, number, percent
-from trainer.monitoring.svg import downsample as _downsample
+from sluice_common.svg import PALETTE, bars, esc, finite, lines, number, percent
+from sluice_common.svg import downsample as _downsample
 
 MAX_PLOTTED_FEATURES = 60
 MAX_TABLE_ROWS = 1000

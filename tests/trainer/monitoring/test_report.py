@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from sluice_common.svg import downsample
 from testkit.browser import drawn_plots, network_requests
 from trainer.monitoring import report
 from trainer.monitoring.report import render_report
-from trainer.monitoring.svg import downsample
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 BREAKOUT = '" onmouseover="alert(2)'

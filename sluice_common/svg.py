@@ -1,4 +1,5 @@
-"""Inline SVG charts for the monitoring report: grouped bars and lines, drawn without JavaScript.
+"""Inline SVG charts (the monitoring report's and the console's): grouped bars and lines, drawn
+without JavaScript.
 
 Every string that reaches the markup goes through `esc`; numbers are formatted here, so no
 caller-supplied text ever lands in an attribute or a path unescaped.
