@@ -4,6 +4,7 @@ Endpoints:
 - POST /analyze?phase=dev|prod  (multipart field data_file: the CSV)
 - GET  /health  (readiness: 503 "degraded" while the trainer does not answer)
 - GET  /livez   (liveness: the process is up)
+- GET  /        the console (preprocess/console: pages over the same API)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 
 from flask import Flask
 
+from preprocess import console
 from preprocess.views import bp
 from sluice_common import settings
 from sluice_common.web.app import build_app, install_admission
@@ -30,4 +32,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     install_admission(app, lock_dir)
     app.register_blueprint(bp)
+    console.init_app(app)  # the pages at / and /console/...
     return app

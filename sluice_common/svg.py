@@ -169,10 +169,12 @@ def lines(
     rules: Sequence[tuple[str, float, str]] = (),
     y_label: str = "",
     from_zero: bool = True,
+    x_label: str = "batch time (UTC)",
 ) -> str:
     """Lines over time, one per (name, values) with gaps at None, and dashed horizontal rules
     (label, value, css class) such as thresholds or baselines. The y axis starts at 0 unless
-    `from_zero` is False (then it spans the values)."""
+    `from_zero` is False (then it spans the values). `times` that are not times (version
+    numbers, say) are spaced evenly and named by `x_label`."""
     left, right, top, bottom, width, height = 56, 16, 16, 46, 720, 260
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, vals in series for v in vals if finite(v)]
@@ -236,6 +238,7 @@ def lines(
         f'<text class="axis-label" transform="rotate(-90 12 {top + plot_h / 2})" x="12" '
         f'y="{top + plot_h / 2}" text-anchor="middle">{esc(y_label)}</text>'
         f'<text class="axis-label" x="{left + plot_w / 2}" y="{height - 6}" '
-        f'text-anchor="middle">batch time (UTC)</text>'
+        f'text-anchor="middle">{esc(x_label)}</text>'
     )
-    return _svg(kind, feature, width, height, body, f"{feature}: {y_label} over time")
+    over = "over time" if x_label == "batch time (UTC)" else f"by {x_label}"
+    return _svg(kind, feature, width, height, body, f"{feature}: {y_label} {over}")

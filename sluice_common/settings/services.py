@@ -137,6 +137,17 @@ SERVICE_SETTINGS = [
         shown="a directory of the gunicorn master's in $TMPDIR",
     ),
     Setting(
+        "MLFLOW_UI_URL",
+        str,
+        None,
+        (
+            "where people open MLflow's UI (e.g. http://127.0.0.1:5000): the console links each "
+            "version's run there; unset, it shows the run ids"
+        ),
+        ("preprocess",),
+        "preprocess",
+    ),
+    Setting(
         "TRAINER_URL",
         str,
         "http://127.0.0.1:8080",

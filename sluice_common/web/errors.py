@@ -34,29 +34,38 @@ def error_response(err: ApiError):
     return jsonify(err.to_dict()), err.status, headers
 
 
+def describe_http_error(
+    err: HTTPException, max_upload_mb: float | None = None
+) -> tuple[int, str, str]:
+    """The status, code and message a werkzeug HTTP error is answered with (the JSON API's,
+    and the console's alert)."""
+    status = err.code or 500
+    message = err.description or err.name
+    if status == 413:
+        limit = max_upload_mb if max_upload_mb is not None else "the configured"
+        message = (
+            f"The upload is larger than the {limit} MB limit (MAX_UPLOAD_MB). "
+            "Send a smaller file or raise the limit."
+        )
+    elif status == 404:
+        message = "No such endpoint; the API's routes are listed in docs/reference/api.md."
+    elif status == 405:
+        message = f"Method not allowed here; allowed: {', '.join(err.valid_methods or [])}."
+    code = HTTP_CODES[status].code if status in HTTP_CODES else error_codes.HTTP_ERROR.code
+    return status, code, message
+
+
 def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> None:
     """Render ApiError, werkzeug HTTP errors and unexpected exceptions as JSON."""
     app.register_error_handler(ApiError, error_response)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        status = err.code or 500
-        message = err.description or err.name
-        if status == 413:
-            limit = max_upload_mb if max_upload_mb is not None else "the configured"
-            message = (
-                f"The upload is larger than the {limit} MB limit (MAX_UPLOAD_MB). "
-                "Send a smaller file or raise the limit."
-            )
-        elif status == 404:
-            message = "No such endpoint; the API's routes are listed in docs/reference/api.md."
-        elif status == 405:
-            message = f"Method not allowed here; allowed: {', '.join(err.valid_methods or [])}."
+        status, code, message = describe_http_error(err, max_upload_mb)
         if status in HTTP_CODES:
             return error_response(ApiError(HTTP_CODES[status], message))
         # Another status (werkzeug's own): its code says only that, with the status it has.
-        body = {"error": {"code": error_codes.HTTP_ERROR.code, "message": message}}
-        return jsonify(body), status
+        return jsonify({"error": {"code": code, "message": message}}), status
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

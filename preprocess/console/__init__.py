@@ -1,0 +1,155 @@
+"""The console: server-rendered pages over the API, at / and /console/... on preprocess.
+
+Pages: / (home), /console/models[/<name>], /console/train, /console/predict (results at
+/console/predictions/<id>), /console/jobs[/<id>], /console/monitoring[/<name>], /console/login.
+Forms post without JavaScript; htmx (vendored under static/) only polls a running job.
+Access (access.py): a session cookie instead of the Bearer token, a CSRF token in every form;
+every answer carries a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from preprocess.console import access
+from preprocess.console.api import ConsoleError
+from sluice_common.errors import ApiError
+from sluice_common.svg import number, percent
+from sluice_common.web.errors import describe_http_error
+
+bp = Blueprint(
+    "console",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/console/static",
+)
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# Pages a failed form post re-renders with its alert (the others show error.html).
+FORM_PAGES = {
+    "console.train": "train.html",
+    "console.predict": "predict.html",
+    "console.login": "login.html",
+}
+OPEN_ENDPOINTS = ("console.static", "console.login")
+
+
+def _token() -> str | None:
+    return current_app.config["SLUICE_API_TOKEN"]
+
+
+@bp.before_request
+def _check_access():
+    """Sign-in (when the stack has a token) and the CSRF token of every post."""
+    g.session = access.read_session(request.cookies.get(access.COOKIE), _token())
+    if request.endpoint == "console.static":
+        return None
+    if not g.session.signed_in and request.endpoint not in OPEN_ENDPOINTS:
+        target = request.full_path if request.method == "GET" else "/"
+        return redirect(url_for("console.login", next=target.rstrip("?")), 303)
+    if request.method == "POST":
+        given = request.form.get("csrf_token")
+        if not access.csrf_ok(given, g.session.sid, _token()):
+            message = (
+                "This form's security token is missing or out of date (or the form came from "
+                "another site). Reload the page and send the form again."
+            )
+            return render_template("error.html", status=403, message=message), 403
+    return None
+
+
+@bp.after_request
+def _headers(response):
+    """The strict headers, and a session cookie for a browser that had none."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "console.static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    session = g.get("session")
+    if session is not None and session.fresh and not g.get("cookie_set"):
+        set_cookie(response, access.anonymous_cookie(session.sid))
+    return response
+
+
+def set_cookie(response, value: str, max_age: int | None = None) -> None:
+    """The console's cookie: HttpOnly, SameSite=Strict, Secure over https."""
+    response.set_cookie(
+        access.COOKIE,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+    g.cookie_set = True
+
+
+@bp.app_context_processor
+def _template_helpers():
+    session = g.get("session")
+    return {
+        "csrf_token": (lambda: access.csrf_token(session.sid, _token())) if session else None,
+        "token_required": bool(_token()),
+        "signed_in": bool(session and session.signed_in and _token()),
+    }
+
+
+def render_error(status: int, message: str):
+    """The page of the failed request: its form with the alert when it has one."""
+    template = FORM_PAGES.get(request.endpoint or "", "error.html")
+    values = request.form if template != "error.html" else {}
+    return render_template(template, error=message, status=status, values=values), status
+
+
+@bp.errorhandler(ApiError)
+@bp.errorhandler(ConsoleError)
+def _api_error(err):
+    return render_error(err.status, err.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException):
+    status, _, message = describe_http_error(err, current_app.config["MAX_UPLOAD_MB"])
+    return render_error(status, message)
+
+
+def results_dir(app: Flask) -> str:
+    """Where the console keeps prediction results: shared by the workers of one master."""
+    return app.config.get("CONSOLE_RESULTS_DIR") or os.path.join(
+        tempfile.gettempdir(), f"sluice-console-{os.getppid()}"
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Register the console on the preprocess app."""
+    # Imported here: the view modules import `bp` from this module (cycle).
+    from preprocess.console import catalogue, pages  # noqa: F401
+
+    app.config["CONSOLE_RESULTS_DIR"] = results_dir(app)
+    app.register_blueprint(bp)
+
+
+@bp.app_template_filter("num")
+def _num(value) -> str:
+    """A number for people (n/a when there is none); text as it is."""
+    return value if isinstance(value, str) else number(value)
+
+
+@bp.app_template_filter("pct")
+def _pct(value) -> str:
+    return percent(value)
