@@ -45,17 +45,26 @@ FORM_PAGES = {
     "console.predict": "predict.html",
     "console.login": "login.html",
 }
-OPEN_ENDPOINTS = ("console.static", "console.login")
+OPEN_ENDPOINTS = ("console.static", "console.login", "console.console_root")
 
 
 def _token() -> str | None:
     return current_app.config["SLUICE_API_TOKEN"]
 
 
+def _from_another_site() -> bool:
+    return request.headers.get("Sec-Fetch-Site") == "cross-site"
+
+
 @bp.before_request
 def _check_access():
     """Sign-in (when the stack has a token) and the CSRF token of every post."""
-    g.session = access.read_session(request.cookies.get(access.COOKIE), _token())
+    cookie = request.cookies.get(access.COOKIE)
+    if cookie is None and request.method == "GET" and _from_another_site():
+        # SameSite=Strict keeps the cookie off a link followed from another site: answering
+        # as if there were none would replace the browser's session. Reload from here instead.
+        return render_template("reload.html")
+    g.session = access.read_session(cookie, _token())
     if request.endpoint == "console.static":
         return None
     if not g.session.signed_in and request.endpoint not in OPEN_ENDPOINTS:

@@ -24,6 +24,13 @@ def home():
     return render_template("home.html")
 
 
+@bp.get("/console")
+@bp.get("/console/")
+def console_root():
+    """The console's home is /."""
+    return redirect(url_for("console.home"), 308)
+
+
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a console page of this site, never another site."""
     if target and (target == "/" or target.startswith("/console/")) and "\\" not in target:

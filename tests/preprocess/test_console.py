@@ -376,3 +376,14 @@ def test_the_monitoring_page_says_drift_in_words_with_thresholds(make_client):
     assert row and "drifted" in row.group(1) and "0.250" in row.group(1)
     assert "coverage 10.0%" in html
     assert re.search(r'<svg [^>]*data-plot="quality"[^>]*role="img"', html)
+
+
+def test_a_link_from_another_site_reloads_instead_of_replacing_the_session(make_client):
+    client = make_client(SLUICE_API_TOKEN=TOKEN)
+    arrived = client.get("/console/models", headers={"Sec-Fetch-Site": "cross-site"})
+    assert arrived.status_code == 200 and '<meta http-equiv="refresh" content="0">' in arrived.text
+    assert "Set-Cookie" not in arrived.headers  # the browser's own cookie stays as it is
+    assert arrived.headers["Content-Security-Policy"] == CSP
+    reloaded = client.get("/console/models", headers={"Sec-Fetch-Site": "same-origin"})
+    assert reloaded.status_code == 303 and "Set-Cookie" in reloaded.headers
+    assert client.get("/console").location == "/"
