@@ -121,7 +121,10 @@ def _template_helpers():
 def render_error(status: int, message: str):
     """The page of the failed request: its form with the alert when it has one."""
     template = FORM_PAGES.get(request.endpoint or "", "error.html")
-    values = request.form if template != "error.html" else {}
+    try:
+        values = request.form if template != "error.html" else {}
+    except HTTPException:  # the form itself could not be read (too large, cut off)
+        values = {}
     return render_template(template, error=message, status=status, values=values), status
 
 

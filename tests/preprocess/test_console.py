@@ -387,3 +387,12 @@ def test_a_link_from_another_site_reloads_instead_of_replacing_the_session(make_
     reloaded = client.get("/console/models", headers={"Sec-Fetch-Site": "same-origin"})
     assert reloaded.status_code == 303 and "Set-Cookie" in reloaded.headers
     assert client.get("/console").location == "/"
+
+
+def test_an_upload_over_the_limit_shows_the_limit_beside_the_form(make_client, trainer):
+    client = make_client(MAX_UPLOAD_MB=0.01)
+    answer = train(client, csrf_of(client))
+    page = Page(answer.text)
+    assert answer.status_code == 413 and "train-form" in page.ids
+    assert "larger than the 0.01 MB limit" in page.alerts[0]
+    assert trainer.requests == []
