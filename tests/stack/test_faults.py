@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import time
@@ -73,6 +74,26 @@ def test_token_is_required_except_for_health(guarded, service):
         assert TOKEN not in response.text
     for probe in ("/health", "/livez"):
         assert requests.get(f"{guarded.url(service)}{probe}", timeout=5).status_code == 200
+
+
+def test_the_console_asks_for_the_token_once_and_every_worker_knows_the_cookie(guarded):
+    base = guarded.url("preprocess")
+    browser = requests.Session()
+    refused = browser.get(f"{base}/console/models", allow_redirects=False, timeout=10)
+    assert refused.status_code == 303 and "/console/login" in refused.headers["Location"]
+    form = browser.get(f"{base}/console/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form).group(1)
+    signed = browser.post(
+        f"{base}/console/login",
+        data={"token": TOKEN, "csrf_token": csrf},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert signed.status_code == 303 and TOKEN not in signed.headers["Set-Cookie"]
+    # Two preprocess workers, no shared session store: each checks the cookie's MAC.
+    for _ in range(10):
+        assert browser.get(f"{base}/console/jobs", timeout=10).status_code == 200
+    assert browser.get(f"{base}/jobs", timeout=10).status_code == 401  # the API wants Bearer
 
 
 def test_upload_over_the_limit_is_413(guarded):
