@@ -3,11 +3,12 @@ the trainer, as the API relays them)."""
 
 from __future__ import annotations
 
+import json
 import re
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
 
-from preprocess.console import bp, charts
+from preprocess.console import bp, charts, results
 from preprocess.console.api import ConsoleError, call, model_path
 from sluice_common.errors import ApiError
 
@@ -102,6 +103,19 @@ def cancel_job(job_id: str):
     """Ask the trainer to cancel a job; its page shows when it stops."""
     call("DELETE", f"/jobs/{_checked(job_id)}")
     return redirect(url_for("console.job", job_id=job_id), 303)
+
+
+@bp.post("/console/jobs/<job_id>/predictions")
+def job_predictions(job_id: str):
+    """A finished prod job's predictions, kept like a form's (results.py) to page and download."""
+    answer = call("GET", f"/jobs/{_checked(job_id)}").get("answer") or {}
+    if answer.get("phase") != "prod" or "predictions" not in answer:
+        raise ConsoleError(409, "This job has no predictions (yet); its page says how it is doing.")
+    folder = current_app.config["CONSOLE_RESULTS_DIR"]
+    result_id = results.save(folder, json.dumps(answer).encode(), g.session.sid)
+    if result_id is None:
+        raise ConsoleError(413, "These predictions are too large to keep; read them with the API.")
+    return redirect(url_for("console.predictions", result_id=result_id), 303)
 
 
 @bp.get("/console/monitoring")

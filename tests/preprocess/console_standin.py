@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request, Response
 
 HOSTILE = "<script>alert(1)</script>"
 JOB_ID = "a" * 32
+PROD_JOB_ID = "c" * 32  # a finished prod job
 
 
 def dev_answer(model: str, columns: list[str], rows: int) -> dict:
@@ -123,6 +124,9 @@ class StandInTrainer:
             return _json(_model(request.path.split("/")[2]))
         if path == "/jobs":
             return _json({"jobs": [_job("running")]})
+        if path == f"/jobs/{PROD_JOB_ID}":
+            answer = prod_answer("churn", self.prod_rows)
+            return _json({**_job("succeeded"), "phase": "prod", "answer": answer, "status": 200})
         if path.startswith("/jobs/"):
             return _json(_job("cancelled" if method == "DELETE" else "running"))
         if path == "/monitoring":

@@ -21,7 +21,7 @@ from tests.preprocess.console_helpers import (
     signed_in,
     train,
 )
-from tests.preprocess.console_standin import HOSTILE, JOB_ID, prod_answer
+from tests.preprocess.console_standin import HOSTILE, JOB_ID, PROD_JOB_ID, prod_answer
 
 
 def test_the_home_page_links_to_every_page_and_each_renders(make_client):
@@ -188,3 +188,22 @@ def test_an_upload_over_the_limit_shows_the_limit_beside_the_form(make_client, t
     assert answer.status_code == 413 and "train-form" in page.ids
     assert "larger than the 0.01 MB limit" in page.alerts[0]
     assert trainer.requests == []
+
+
+def test_a_finished_prod_jobs_predictions_page_and_download_like_a_forms(make_client, trainer):
+    client = make_client()
+    page = client.get(f"/console/jobs/{PROD_JOB_ID}").text
+    assert "job-predictions-form" in Page(page).ids and "hx-trigger" not in page  # finished
+    shown = client.post(
+        f"/console/jobs/{PROD_JOB_ID}/predictions", data={"csrf_token": Page(page).csrf[0]}
+    )
+    assert shown.status_code == 303 and "/console/predictions/" in shown.location
+    download = client.get(
+        Page(client.get(shown.location).text).links["Download all predictions (CSV)"]
+    )
+    got = pd.read_csv(io.StringIO(download.text), dtype=str, keep_default_na=False)
+    assert got["prediction"].tolist() == prod_answer("churn", trainer.prod_rows)["predictions"]
+    running = client.post(
+        f"/console/jobs/{JOB_ID}/predictions", data={"csrf_token": Page(page).csrf[0]}
+    )
+    assert running.status_code == 409 and Page(running.text).alerts
