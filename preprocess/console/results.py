@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 
 MAX_RESULTS = 50
@@ -50,11 +51,20 @@ def _prune(folder: str, incoming: int) -> None:
             total -= size
 
 
+def _private(folder: str) -> bool:
+    """Whether `folder` is a directory of this account's that no one else can read: the shared
+    temporary directory may hold one made by someone else under the same name."""
+    info = os.lstat(folder)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
 def save(folder: str, answer: bytes, sid: str) -> str | None:
     """Keep a prod answer for this session; its id, or None when it is larger than the bound."""
     if len(answer) > MAX_BYTES:
         return None
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    if not _private(folder):
+        return None
     _prune(folder, len(answer))
     result_id = secrets.token_hex(16)
     path = _file(folder, result_id, sid)

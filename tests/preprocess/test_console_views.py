@@ -207,3 +207,10 @@ def test_a_finished_prod_jobs_predictions_page_and_download_like_a_forms(make_cl
         f"/console/jobs/{JOB_ID}/predictions", data={"csrf_token": Page(page).csrf[0]}
     )
     assert running.status_code == 409 and Page(running.text).alerts
+
+
+def test_results_are_not_kept_in_a_directory_others_can_read(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert results.save(str(shared), b"{}", "s" * 32) is None and os.listdir(shared) == []
