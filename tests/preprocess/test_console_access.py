@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from preprocess.console import CSP
+from preprocess.console import CSP, access
 from tests.preprocess.console_helpers import (
     PAGES,
     TOKEN,
@@ -137,3 +137,16 @@ def test_a_link_from_another_site_reloads_instead_of_replacing_the_session(make_
     reloaded = client.get("/console/models", headers={"Sec-Fetch-Site": "same-origin"})
     assert reloaded.status_code == 303 and "Set-Cookie" in reloaded.headers
     assert client.get("/console").location == "/"
+
+
+def test_a_signed_cookie_holds_for_its_session_time_and_its_token_only():
+    sid, cookie = access.signed_in_cookie(TOKEN, now=1000.0)
+    assert access.read_session(cookie, TOKEN, now=1001.0).signed_in
+    expired = 1000.0 + access.SESSION_SECONDS + 1
+    assert not access.read_session(cookie, TOKEN, now=expired).signed_in
+    assert not access.read_session(cookie, "another-token", now=1001.0).signed_in
+    tampered = cookie.replace(cookie.split(".")[1], str(int(expired) + 10**6))
+    assert not access.read_session(tampered, TOKEN, now=1001.0).signed_in
+    assert access.read_session(cookie, TOKEN, now=1001.0).sid == sid
+    assert access.csrf_token(sid, TOKEN) != access.csrf_token("0" * 32, TOKEN)
+    assert not access.csrf_ok("é", sid, TOKEN)  # not ASCII: refused, not a 500
