@@ -28,7 +28,10 @@ def test_every_console_answer_sends_the_strict_headers(make_client):
         assert "script-src 'self'" in CSP and "unsafe" not in CSP
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "no-referrer"
+    refused = client.post("/console/train", data={})  # a 403 page is a console answer too
+    assert refused.status_code == 403 and refused.headers["Content-Security-Policy"] == CSP
     assert "<script>" not in client.get("/").text  # no inline script: only src= files
+    assert "style=" not in "".join(client.get(url).text for url in PAGES)  # no inline style
 
 
 def test_login_sets_a_signed_httponly_strict_cookie_that_is_not_the_token(make_client):
