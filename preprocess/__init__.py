@@ -5,6 +5,7 @@ Endpoints:
 - GET  /health  (readiness: 503 "degraded" while the trainer does not answer)
 - GET  /livez   (liveness: the process is up)
 - GET  /        the console (preprocess/console: pages over the same API)
+- GET  /openapi.json, /docs  (the API described, and Swagger UI on it)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from flask import Flask
 
 from preprocess import console
+from preprocess.openapi.views import openapi_bp, swagger_ui_bp
 from preprocess.views import bp
 from sluice_common import settings
 from sluice_common.web.app import build_app, install_admission
@@ -33,4 +35,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     install_admission(app, lock_dir)
     app.register_blueprint(bp)
     console.init_app(app)  # the pages at / and /console/...
+    app.register_blueprint(openapi_bp)
+    app.register_blueprint(swagger_ui_bp)
     return app
