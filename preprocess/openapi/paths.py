@@ -12,7 +12,7 @@ from sluice_common.web.params import BATCH_ID, MODEL_NAME, VERSION
 BOOL_WORDS = ["true", "false"]
 
 
-def param(name: str, where: str, schema: dict, description: str, required=False) -> dict:
+def param(name: str, where: str, schema: dict, description: str, required=False, **extra) -> dict:
     """One parameter object."""
     return {
         "name": name,
@@ -20,11 +20,12 @@ def param(name: str, where: str, schema: dict, description: str, required=False)
         "required": required or where == "path",
         "schema": schema,
         "description": description,
+        **extra,
     }
 
 
-def query(name: str, schema: dict, description: str, required=False) -> dict:
-    return param(name, "query", schema, description, required)
+def query(name: str, schema: dict, description: str, required=False, **extra) -> dict:
+    return param(name, "query", schema, description, required, **extra)
 
 
 MODEL = query(
@@ -38,7 +39,13 @@ LIMIT = query("limit", {"type": "integer", "minimum": 1}, "How many to list (a p
 PAGE = query("page", {"type": "string", "maxLength": 1000}, "The previous answer's next_page.")
 
 ANALYZE_PARAMS = [
-    query("phase", {"enum": list(PHASES)}, "`dev` trains a version; `prod` predicts.", True),
+    query(
+        "phase",
+        {"enum": list(PHASES)},
+        "`dev` trains a version; `prod` predicts.",
+        True,
+        examples={phase: {"value": phase} for phase in PHASES},
+    ),
     MODEL,
     query(
         "target",
