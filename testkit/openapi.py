@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 
 def response_object(doc: dict, path: str, method: str, status: int) -> dict:
@@ -20,10 +21,13 @@ def response_object(doc: dict, path: str, method: str, status: int) -> dict:
 def schema_errors(doc: dict, schema: dict, instance) -> list[str]:
     """What in `instance` does not match `schema` (whose $refs point into `doc`)."""
     validator = Draft202012Validator({**schema, "components": doc["components"]})
-    return [
-        f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message[:300]}"
-        for error in validator.iter_errors(instance)
-    ]
+    found = []
+    for error in validator.iter_errors(instance):
+        # Of a oneOf/anyOf that failed, the branch that came closest says what is wrong.
+        error = best_match(error.context) if error.context else error
+        where = "/".join(map(str, error.absolute_path)) or "(root)"
+        found.append(f"{where}: {error.message[:300]}")
+    return found
 
 
 def answer_errors(

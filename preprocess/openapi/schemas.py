@@ -85,7 +85,7 @@ PROMOTION = obj(
     {
         "promoted": BOOLEAN,
         "reason": STRING,
-        "rule": STRING,
+        "rule": NULLABLE_STRING,  # null when promote=never skipped the gate
         "metric": NULLABLE_STRING,
         "challenger_score": NULLABLE_NUMBER,
         "champion_score": NULLABLE_NUMBER,
