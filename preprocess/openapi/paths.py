@@ -140,9 +140,14 @@ RELAYED = (400, 401, 500, 503, 504)
 UPLOAD = (400, 401, 408, 413, 500, 503, 504)
 
 
+# What gunicorn answers before any view, on every route: a request line (URL and query) or
+# headers over its limits.
+TRANSPORT = (414, 431)
+
+
 def op(summary: str, responses: dict, tag: str, **fields) -> dict:
-    """An operation object (operationId from the summary's words is left out: the tags and
-    paths name them well enough)."""
+    """An operation object, with the transport's error statuses."""
+    responses = {**responses, **errors(*TRANSPORT)}
     return {"summary": summary, "tags": [tag], "responses": responses, **fields}
 
 
