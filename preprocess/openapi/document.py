@@ -47,7 +47,6 @@ def error_responses() -> dict:
 def _document() -> dict:
     return {
         "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {
             "title": TITLE,
             "version": "1",

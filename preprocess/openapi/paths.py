@@ -41,7 +41,7 @@ PAGE = query("page", {"type": "string", "maxLength": 1000}, "The previous answer
 ANALYZE_PARAMS = [
     query(
         "phase",
-        {"enum": list(PHASES)},
+        {"type": "string", "enum": list(PHASES)},
         "`dev` trains a version; `prod` predicts.",
         True,
         examples={phase: {"value": phase} for phase in PHASES},
@@ -52,9 +52,17 @@ ANALYZE_PARAMS = [
         {"type": "string", "minLength": 1, "maxLength": 512},
         "dev: the column to predict (default: `target`, else the last column).",
     ),
-    query("task", {"enum": list(TASKS)}, "dev: the kind of model (default `auto`)."),
-    query("promote", {"enum": list(PROMOTE_MODES)}, "dev: the promotion rule (default `auto`)."),
-    query("proba", {"enum": BOOL_WORDS}, "prod: add `classes` and `probabilities`."),
+    query(
+        "task", {"type": "string", "enum": list(TASKS)}, "dev: the kind of model (default `auto`)."
+    ),
+    query(
+        "promote",
+        {"type": "string", "enum": list(PROMOTE_MODES)},
+        "dev: the promotion rule (default `auto`).",
+    ),
+    query(
+        "proba", {"type": "string", "enum": BOOL_WORDS}, "prod: add `classes` and `probabilities`."
+    ),
     query(
         "data_uri",
         {"type": "string", "minLength": 1, "maxLength": 2048},
@@ -71,7 +79,9 @@ ANALYZE_PARAMS = [
         {"type": "string", "minLength": 1, "maxLength": 2048},
         "prod by reference: an input column copied into the output.",
     ),
-    query("async", {"enum": BOOL_WORDS}, "`true` answers 202 with a job to follow."),
+    query(
+        "async", {"type": "string", "enum": BOOL_WORDS}, "`true` answers 202 with a job to follow."
+    ),
 ]
 
 MONITORING_PARAMS = [

@@ -178,7 +178,7 @@ JOB = obj(
 
 HEALTH = obj(
     {
-        "status": {"enum": ["ok", "degraded"]},
+        "status": {"type": "string", "enum": ["ok", "degraded"]},
         "service": {"const": "preprocess"},
         "trainer": obj({"reachable": BOOLEAN}, ("reachable",)),
         "reason": STRING,
@@ -295,7 +295,7 @@ COMPARISON = {
             {
                 "metric": NULLABLE_STRING,
                 "labelled_rows": INTEGER,
-                "decision": {"enum": DECISIONS},
+                "decision": {"type": "string", "enum": DECISIONS},
                 "reason": STRING,
                 "interval": nullable({"type": "array", "items": NUMBER}),
                 "difference": NULLABLE_NUMBER,
@@ -328,7 +328,9 @@ CHALLENGER_REQUEST = obj(
     },
     ("version",),
 )
-RETRAIN_REQUEST = obj({"promote": {"enum": ["auto", "never"]}}, additionalProperties=False)
+RETRAIN_REQUEST = obj(
+    {"promote": {"type": "string", "enum": ["auto", "never"]}}, additionalProperties=False
+)
 
 
 def components() -> dict:
