@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from functools import cache
 
+from preprocess.openapi import model_schemas, schemas
 from preprocess.openapi.paths import paths
-from preprocess.openapi.schemas import components
 from sluice_common import error_codes
 
 TITLE = "Sluice"
@@ -63,7 +63,7 @@ def _document() -> dict:
         "security": [{}, {"bearer": []}],
         "paths": paths(),
         "components": {
-            "schemas": components(),
+            "schemas": {**schemas.components(), **model_schemas.components()},
             "responses": error_responses(),
             "securitySchemes": {
                 "bearer": {

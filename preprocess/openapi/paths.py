@@ -4,39 +4,23 @@ url maps)."""
 
 from __future__ import annotations
 
-from preprocess.openapi.examples import answer_example, csv_example
+from preprocess.openapi.examples import answer_example
+from preprocess.openapi.model_paths import model_paths
+from preprocess.openapi.operations import (
+    BOOL_WORDS,
+    JOB_ID,
+    MODEL,
+    RELAYED,
+    UPLOAD,
+    errors,
+    ok,
+    op,
+    query,
+    upload_body,
+)
 from preprocess.openapi.schemas import ref
 from sluice_common.choices import PHASES, PROMOTE_MODES, TASKS
-from sluice_common.web.params import BATCH_ID, MODEL_NAME, VERSION
-
-BOOL_WORDS = ["true", "false"]
-
-
-def param(name: str, where: str, schema: dict, description: str, required=False, **extra) -> dict:
-    """One parameter object."""
-    return {
-        "name": name,
-        "in": where,
-        "required": required or where == "path",
-        "schema": schema,
-        "description": description,
-        **extra,
-    }
-
-
-def query(name: str, schema: dict, description: str, required=False, **extra) -> dict:
-    return param(name, "query", schema, description, required, **extra)
-
-
-MODEL = query(
-    "model",
-    {"type": "string", "pattern": MODEL_NAME.pattern},
-    "Registered model name (default: DEFAULT_MODEL_NAME, `default`).",
-)
-NAME = param("name", "path", {"type": "string", "pattern": MODEL_NAME.pattern}, "A model's name.")
-JOB_ID = param("job_id", "path", {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "A job's id.")
-LIMIT = query("limit", {"type": "integer", "minimum": 1}, "How many to list (a page).")
-PAGE = query("page", {"type": "string", "maxLength": 1000}, "The previous answer's next_page.")
+from sluice_common.web.params import BATCH_ID, VERSION
 
 ANALYZE_PARAMS = [
     query(
@@ -97,73 +81,9 @@ MONITORING_PARAMS = [
 ]
 
 
-def upload_body(what: str, example_file: str, lines: int, required: bool) -> dict:
-    """A multipart body whose one field, data_file, is the CSV."""
-    return {
-        "required": required,
-        "description": what,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "data_file": {
-                            "type": "string",
-                            "format": "binary",
-                            "contentMediaType": "text/csv",
-                            "description": "The CSV file (any delimiter and encoding Sluice "
-                            "reads; also Parquet or Arrow where allowed).",
-                        }
-                    },
-                    "required": ["data_file"],
-                },
-                "encoding": {"data_file": {"contentType": "text/csv, application/octet-stream"}},
-                "example": {"data_file": csv_example(example_file, lines)},
-            }
-        },
-    }
-
-
-def json_body(schema: str, example: dict, required=True) -> dict:
-    return {
-        "required": required,
-        "content": {"application/json": {"schema": ref(schema), "example": example}},
-    }
-
-
-def ok(schema: str | None, description: str, example: str | None = None, media="application/json"):
-    """A success response: JSON of `schema` (with a captured example), or another media type."""
-    content = {"schema": ref(schema)} if schema else {"schema": {"type": "string"}}
-    if example:
-        content["example"] = answer_example(example)
-    return {"description": description, "content": {media: content}}
-
-
-def errors(*statuses: int) -> dict:
-    """Error responses by status (components/responses, each listing its codes)."""
-    return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}
-
-
-# Statuses of any request relayed to the trainer: bad input, the token, the trainer's own
-# failures (500), its absence or a busy service (503) and its silence (504).
-RELAYED = (400, 401, 500, 503, 504)
-UPLOAD = (400, 401, 408, 413, 500, 503, 504)
-
-
-# What gunicorn answers before any view, on every route: a request line (URL and query) or
-# headers over its limits.
-TRANSPORT = (414, 431)
-
-
-def op(summary: str, responses: dict, tag: str, **fields) -> dict:
-    """An operation object, with the transport's error statuses."""
-    responses = {**responses, **errors(*TRANSPORT)}
-    return {"summary": summary, "tags": [tag], "responses": responses, **fields}
-
-
 def paths() -> dict:
     """The document's paths."""
-    return {**_service_paths(), **_data_paths(), **_model_paths()}
+    return {**_service_paths(), **_data_paths(), **model_paths()}
 
 
 def _service_paths() -> dict:
@@ -326,74 +246,6 @@ def _data_paths() -> dict:
                 "Ask for a job's cancellation (it stops at its next progress point)",
                 {"202": ok("Job", "Cancellation requested."), **errors(*RELAYED, 404, 409)},
                 "jobs",
-            ),
-        },
-    }
-
-
-def _model_paths() -> dict:
-    on_model = (*RELAYED, 404, 409)
-    return {
-        "/models": {
-            "get": op(
-                "Sluice's models: champion, challenger and versions registered",
-                {"200": ok("Models", "A page of models.", "models"), **errors(*RELAYED)},
-                "models",
-                parameters=[LIMIT, PAGE],
-            )
-        },
-        "/models/{name}": {
-            "parameters": [NAME],
-            "get": op(
-                "A model's versions with their evidence (newest first) and its history",
-                {"200": ok("ModelDetail", "The model.", "model"), **errors(*RELAYED, 404)},
-                "models",
-                parameters=[LIMIT, PAGE],
-            ),
-        },
-        "/models/{name}/champion": {
-            "parameters": [NAME],
-            "post": op(
-                "Make a version the champion (promotion or rollback), with the reason",
-                {
-                    "200": ok("ChampionSet", "The champion now.", "champion"),
-                    **errors(*on_model, 413, 422),
-                },
-                "models",
-                requestBody=json_body("ChampionRequest", {"version": "2", "reason": "rollback"}),
-            ),
-        },
-        "/models/{name}/challenger": {
-            "parameters": [NAME],
-            "put": op(
-                "Start a shadow challenger",
-                {
-                    "201": ok("Challenger", "Started.", "challenger"),
-                    "200": ok("Challenger", "That version already runs."),
-                    **errors(*on_model, 413),
-                },
-                "models",
-                requestBody=json_body("ChallengerRequest", {"version": "3", "mode": "shadow"}),
-            ),
-            "get": op(
-                "The paired comparison of challenger and champion on labelled rows",
-                {"200": ok("Comparison", "The comparison.", "comparison"), **errors(*on_model)},
-                "models",
-                parameters=[query("metric", {"type": "string"}, "The metric compared.")],
-            ),
-            "delete": op(
-                "End the challenge; the answer holds its last comparison",
-                {"200": ok("ChallengerEnded", "Ended."), **errors(*on_model)},
-                "models",
-            ),
-        },
-        "/models/{name}/retrain": {
-            "parameters": [NAME],
-            "post": op(
-                "Retrain on the champion's rows plus the labelled prod rows (a job)",
-                {"202": ok("JobAccepted", "Queued.", "job_accepted"), **errors(*on_model, 413)},
-                "models",
-                requestBody=json_body("RetrainRequest", {"promote": "never"}, required=False),
             ),
         },
     }
