@@ -31,13 +31,18 @@ def schema_errors(doc: dict, schema: dict, instance) -> list[str]:
 
 
 def answer_errors(
-    doc: dict, path: str, method: str, status: int, content_type: str, body: bytes
+    doc: dict, path: str, method: str, status: int, content_type: str, body: bytes, headers=None
 ) -> list[str]:
-    """Why this answer is outside the document (an empty list when it is not)."""
+    """Why this answer is outside the document (an empty list when it is not); `headers`,
+    when given, must hold the response's required headers."""
     try:
         response = response_object(doc, path, method, status)
     except KeyError:
         return [f"{method.upper()} {path} does not document status {status}"]
+    required = [n for n, h in response.get("headers", {}).items() if h.get("required")]
+    missing = [name for name in required if headers is not None and name not in headers]
+    if missing:
+        return [f"{method.upper()} {path} {status}: no {', '.join(missing)} header"]
     media = content_type.split(";")[0].strip()
     content = response.get("content", {})
     if media not in content:

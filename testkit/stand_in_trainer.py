@@ -15,6 +15,12 @@ from preprocess.openapi.examples import answer_example
 from sluice_common.web.errors import register_error_handlers
 
 
+def _accepted():
+    """The trainer's 202: the job and its Location."""
+    job = answer_example("job_accepted")
+    return jsonify(job), 202, {"Location": job["location"]}
+
+
 def stand_in_app() -> Flask:
     """The stand-in's routes: the trainer's, each answering its captured example."""
     app = Flask("stand_in_trainer")
@@ -25,7 +31,7 @@ def stand_in_app() -> Flask:
     def ml():
         request.get_data()
         if request.args.get("async") == "true":
-            return jsonify(answer_example("job_accepted")), 202
+            return _accepted()
         return jsonify(answer_example("dev" if request.args.get("phase") == "dev" else "prod"))
 
     @app.get("/jobs")
@@ -87,7 +93,7 @@ def _model_routes(app: Flask) -> None:
     @app.post("/models/<name>/retrain")
     def retrain(name):
         request.get_data()
-        return jsonify(answer_example("job_accepted")), 202
+        return _accepted()
 
 
 @contextlib.contextmanager

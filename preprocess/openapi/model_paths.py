@@ -8,6 +8,7 @@ from preprocess.openapi.operations import (
     NAME,
     PAGE,
     RELAYED,
+    accepted,
     errors,
     json_body,
     ok,
@@ -77,7 +78,7 @@ def model_paths() -> dict:
             "parameters": [NAME],
             "post": op(
                 "Retrain on the champion's rows plus the labelled prod rows (a job)",
-                {"202": ok("JobAccepted", "Queued.", "job_accepted"), **errors(*on_model, 413)},
+                {"202": accepted("Queued."), **errors(*on_model, 413)},
                 "models",
                 requestBody=json_body("RetrainRequest", {"promote": "never"}, required=False),
             ),

@@ -79,6 +79,16 @@ def ok(schema: str | None, description: str, example: str | None = None, media="
     return {"description": description, "content": {media: content}}
 
 
+def accepted(description: str) -> dict:
+    """A 202 with a job: its JobAccepted body and the Location header to follow."""
+    response = ok("JobAccepted", description, "job_accepted")
+    location = {"type": "string", "pattern": "^/jobs/[0-9a-f]{32}$"}
+    response["headers"] = {
+        "Location": {"required": True, "description": "The job (GET it).", "schema": location}
+    }
+    return response
+
+
 def errors(*statuses: int) -> dict:
     """Error responses by status (components/responses, each listing its codes)."""
     return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}

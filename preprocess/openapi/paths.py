@@ -12,6 +12,7 @@ from preprocess.openapi.operations import (
     MODEL,
     RELAYED,
     UPLOAD,
+    accepted,
     errors,
     ok,
     op,
@@ -171,11 +172,7 @@ def _data_paths() -> dict:
                             }
                         },
                     },
-                    "202": ok(
-                        "JobAccepted",
-                        "Queued as a job (async=true, or a large upload).",
-                        "job_accepted",
-                    ),
+                    "202": accepted("Queued as a job (async=true, or a large upload)."),
                     **errors(*UPLOAD, 403, 404, 409, 410, 415, 422),
                 },
                 "data",

@@ -3,6 +3,7 @@ it names every error code, its examples are real, and /docs serves Swagger UI of
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -13,7 +14,7 @@ from preprocess import create_app
 from preprocess.openapi import document
 from preprocess.openapi.examples import answer_example, csv_example
 from sluice_common import error_codes
-from testkit.openapi import response_object, schema_errors
+from testkit.openapi import answer_errors, response_object, schema_errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -199,3 +200,11 @@ def test_docs_serves_swagger_ui_from_the_package(preprocess_app):
     assert b"/openapi.json" in client.get("/docs/init.js").get_data()
     assert "Apache License" in client.get("/docs/LICENSE").get_data(as_text=True)
     assert client.get("/docs/oauth2-redirect.html").status_code == 404
+
+
+def test_a_202_without_its_location_is_outside_the_document(doc):
+    body = json.dumps(answer_example("job_accepted")).encode()
+    location = {"Location": answer_example("job_accepted")["location"]}
+    args = (doc, "/analyze", "post", 202, "application/json", body)
+    assert answer_errors(*args, location) == []
+    assert answer_errors(*args, {}) == ["POST /analyze 202: no Location header"]

@@ -39,7 +39,9 @@ class Caller:
         assert answer.status_code == expect, (method, path, answer.status_code, answer.text)
         self.called.add((path, method))
         media = answer.headers.get("Content-Type", "")
-        for problem in answer_errors(self.doc, path, method, expect, media, answer.content):
+        for problem in answer_errors(
+            self.doc, path, method, expect, media, answer.content, answer.headers
+        ):
             self.problems.append(f"{method} {path} {expect}: {problem}")
         return answer
 
