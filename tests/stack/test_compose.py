@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -212,6 +213,29 @@ def test_dev_then_prod_through_preprocess_scores_every_row(trained):
     assert prod["version"] == dev["version"]
     assert len(prod["predictions"]) == len(trained["queries"])
     assert set(prod["predictions"]) <= {"yes", "no"}
+
+
+def test_the_image_serves_the_console_and_the_api_description(compose_stack, trained):
+    """The templates, vendored assets and Swagger UI files are in preprocess's image (a
+    package-data slip would only show here), and the model page shows the trained model."""
+    base = compose_stack.url("preprocess")
+    home = requests.get(f"{base}/", timeout=30)
+    assert home.status_code == 200 and "text/html" in home.headers["Content-Type"]
+    assert "default-src 'none'" in home.headers["Content-Security-Policy"]
+    assets = re.findall(r'(?:href|src)="(/console/static/[^"]+)"', home.text)
+    assert assets, home.text[:500]
+    for asset in assets:
+        assert requests.get(f"{base}{asset}", timeout=30).status_code == 200, asset
+    page = requests.get(f"{base}/console/models/{MODEL}", timeout=30)
+    assert page.status_code == 200 and "champion" in page.text
+    document = requests.get(f"{base}/openapi.json", timeout=30)
+    assert document.status_code == 200 and document.json()["openapi"].startswith("3.1")
+    docs = requests.get(f"{base}/docs", timeout=30)
+    assert docs.status_code == 200
+    scripts = re.findall(r'src="(/docs/[^"]+\.js)"', docs.text)
+    assert len(scripts) >= 2, docs.text[:500]  # Swagger UI's bundle and our init script
+    for script in scripts:
+        assert requests.get(f"{base}{script}", timeout=30).status_code == 200, script
 
 
 def test_containers_run_as_non_root(compose_stack):
