@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Make Debian's chromium and chromium-driver available for the report's page test; a no-op when
-# both are installed. Never fails the caller: when it cannot install, it says why and exits 0
-# (the page test then skips, naming what is missing).
+# Make Debian's chromium and chromium-driver available for the page tests (the report, the
+# console), and axe-core for the console's accessibility checks (scripts/ensure_axe.sh); a no-op
+# when all are installed. Never fails the caller: when it cannot install, it says why and exits 0
+# (the page tests then skip, naming what is missing).
 set -uo pipefail
+"$(dirname "${BASH_SOURCE[0]}")/ensure_axe.sh"
 BROWSER=/usr/bin/chromium
 DRIVER=/usr/bin/chromedriver
 PACKAGES=(chromium chromium-driver)

@@ -5,14 +5,22 @@ pages with drawn_plots() and friends. chromedriver is a throwaway server of test
 own dir, a free loopback port, its log in every failure); selenium talks to it and neither
 starts nor stops it. scripts/ensure_browser.sh installs chromium and chromedriver; without them
 the tests that ask for `browser` skip, saying what is missing.
+
+Two checks of a page as the browser saw it: axe_violations() runs axe-core (pinned and locked
+in testkit/axe/, installed into .tools/axe/ by scripts/ensure_axe.sh) for WCAG 2 A/AA, and
+offsite_requests() names every request that went anywhere but 127.0.0.1, read from Chrome's
+performance log (the DevTools Network events), so a request that failed counts too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import requests
 
@@ -20,6 +28,10 @@ from testkit.servers import HOST, Throwaway, free_port, read_tail
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AXE_DIR = os.environ.get("SLUICE_AXE_DIR", os.path.join(ROOT, ".tools", "axe"))
+AXE_SCRIPT = os.path.join(AXE_DIR, "node_modules", "axe-core", "axe.min.js")
+WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 
 # Every drawn mark, measured by the browser: a bar counts when its rendered area is non-zero, a
 # line when its box has a length (a flat line is 0 high) and overlaps its plot.
@@ -158,7 +170,11 @@ def chrome(width: int = 1200, height: int = 900) -> Iterator:
         "--no-default-browser-check",
     ):
         options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The performance log carries the DevTools Network events offsite_requests() reads; the
+    # page's timeline events would only fill it.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    logged = {"enableNetwork": True, "enablePage": False}
+    options.add_experimental_option("perfLoggingPrefs", logged)
     with ChromeDriver() as server:
         driver = webdriver.Chrome(options=options, service=Running(CHROMEDRIVER, port=server.port))
         try:
@@ -200,3 +216,83 @@ def save_full_page(driver, path: str, width: int = 1200) -> str:
     driver.set_window_size(width, min(int(height) + 120, 16000))
     driver.save_screenshot(path)
     return path
+
+
+def requests_sent(driver) -> list[str]:
+    """The URL of every request the browser sent since the last call (it drains the log): pages,
+    redirects, assets, fetches, whether or not they were answered."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def offsite_requests(driver) -> list[str]:
+    """The requests since the last call that left 127.0.0.1 (data: and blob: URLs stay in the
+    page). Empty on an offline page."""
+    return [url for url in requests_sent(driver) if not _on_loopback(url)]
+
+
+def _on_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob") or (
+        parts.scheme in ("http", "https", "ws", "wss") and parts.hostname == HOST
+    )
+
+
+def axe_missing() -> str | None:
+    """Why axe-core cannot run here, or None once it is installed. Installs it (the locked
+    version, scripts/ensure_axe.sh) when npm is there and it is not."""
+    if os.path.isfile(AXE_SCRIPT):
+        return None
+    if shutil.which("npm") is None:
+        return f"no npm here to install axe-core into {AXE_DIR} (scripts/ensure_axe.sh)"
+    done = subprocess.run(
+        [os.path.join(ROOT, "scripts", "ensure_axe.sh")], capture_output=True, text=True
+    )
+    if os.path.isfile(AXE_SCRIPT):
+        return None
+    raise RuntimeError(f"npm is here but axe-core did not install:\n{done.stderr[-2000:]}")
+
+
+def axe_violations(driver, impacts=("serious", "critical")) -> list[dict]:
+    """axe-core's WCAG 2 A/AA violations of the page now shown, those of the given impacts, each
+    with its rule, impact, help and nodes (target, html, what to fix); readable with
+    describe_violations()."""
+    reason = axe_missing()
+    if reason:
+        raise RuntimeError(reason)
+    with open(AXE_SCRIPT, encoding="utf-8") as handle:
+        source = handle.read()
+    # Injected through DevTools, which the page's Content-Security-Policy does not govern.
+    driver.execute_script(source)
+    driver.set_script_timeout(60)
+    answer = driver.execute_async_script(
+        """
+        const [tags, done] = arguments;
+        axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})
+          .then((result) => done(result.violations.map((rule) => ({
+            id: rule.id, impact: rule.impact, help: rule.help, helpUrl: rule.helpUrl,
+            nodes: rule.nodes.map((node) => ({
+              target: node.target, html: node.html, summary: node.failureSummary,
+            })),
+          }))), (error) => done({error: String(error)}));
+        """,
+        list(WCAG_TAGS),
+    )
+    if isinstance(answer, dict):
+        raise RuntimeError(f"axe-core failed on {driver.current_url}: {answer['error']}")
+    return [rule for rule in answer if rule["impact"] in impacts]
+
+
+def describe_violations(violations: list[dict]) -> str:
+    """axe's violations as lines a failing test can show: rule, impact, help, each node."""
+    lines = []
+    for rule in violations:
+        lines.append(f"{rule['id']} ({rule['impact']}): {rule['help']} [{rule['helpUrl']}]")
+        for node in rule["nodes"]:
+            summary = " ".join((node["summary"] or "").split())
+            lines.append(f"  at {node['target']}: {node['html'][:200]}\n    {summary}")
+    return "\n".join(lines) or "(none)"

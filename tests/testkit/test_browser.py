@@ -1,0 +1,123 @@
+"""testkit.browser's page checks against tiny pages served from loopback: axe-core finds a
+deliberate WCAG violation, and the offline check counts a request to another host even though
+it fails; on a clean page under a strict Content-Security-Policy both find nothing."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+
+from testkit.browser import (
+    axe_missing,
+    axe_violations,
+    describe_violations,
+    offsite_requests,
+    requests_sent,
+)
+from testkit.servers import HOST, free_port
+
+# An input without a label (critical), grey on white text (serious), an image from elsewhere.
+FLAWED = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Flawed</title></head>
+<body><main>
+<h1>Flawed</h1>
+<form><input type="text" name="model"></form>
+<p style="color:#c8c8c8;background:#ffffff">Barely readable text.</p>
+<img src="http://example.invalid/x.png" alt="an image from elsewhere">
+</main></body></html>
+"""
+# The same content done right, its style from its own origin and a data: image.
+CLEAN = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Clean</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main>
+<h1>Clean</h1>
+<form><label for="model">Model</label> <input id="model" type="text" name="model"></form>
+<p class="text">Readable text.</p>
+<img alt="a dot" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
+</main></body></html>
+"""
+FILES = {
+    "/flawed.html": (FLAWED, "text/html"),
+    "/clean.html": (CLEAN, "text/html"),
+    "/style.css": (b".text { color: #222; background: #fff; }", "text/css"),
+}
+STRICT = "default-src 'none'; style-src 'self'; img-src 'self' data:"
+
+
+class Pages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body, kind = FILES.get(self.path, (b"not here", "text/plain"))
+        self.send_response(200 if self.path in FILES else 404)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        if self.path == "/clean.html":  # the flawed page's inline style must apply
+            self.send_header("Content-Security-Policy", STRICT)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    server = http.server.ThreadingHTTPServer((HOST, free_port()), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def axe():
+    reason = axe_missing()
+    if reason:
+        pytest.skip(reason)
+
+
+def shown(browser, url: str):
+    requests_sent(browser)  # what earlier pages sent is theirs
+    browser.get(url)
+    return browser
+
+
+def test_axe_names_the_unlabelled_input_and_the_faint_text(site, browser, axe):
+    violations = axe_violations(shown(browser, f"{site}/flawed.html"))
+    rules = {rule["id"]: rule for rule in violations}
+    assert {"label", "color-contrast"} <= set(rules), describe_violations(violations)
+    assert rules["label"]["impact"] == "critical"
+    assert rules["label"]["nodes"][0]["target"] == ["input"]
+    text = describe_violations(violations)
+    assert "label (critical)" in text and 'name="model"' in text and "color-contrast" in text
+    # Only what was asked for: the minor issues are left out unless asked.
+    everything = axe_violations(browser, impacts=("minor", "moderate", "serious", "critical"))
+    assert {rule["id"] for rule in everything} >= set(rules)
+    assert axe_violations(browser, impacts=("minor",)) == [
+        rule for rule in everything if rule["impact"] == "minor"
+    ]
+
+
+def test_the_offline_check_counts_a_request_that_failed(site, browser):
+    page = shown(browser, f"{site}/flawed.html")
+    assert offsite_requests(page) == ["http://example.invalid/x.png"]
+    assert offsite_requests(page) == []  # each read drains the log
+    page.refresh()
+    sent = requests_sent(page)
+    assert f"{site}/flawed.html" in sent and "http://example.invalid/x.png" in sent
+
+
+def test_a_clean_page_under_a_strict_policy_passes_both(site, browser, axe):
+    page = shown(browser, f"{site}/clean.html")
+    assert page.find_element("css selector", "h1").text == "Clean"
+    violations = axe_violations(page, impacts=("minor", "moderate", "serious", "critical"))
+    assert violations == [], describe_violations(violations)
+    sent = requests_sent(page)
+    assert set(sent) == {f"{site}/clean.html", f"{site}/style.css"} | {
+        url for url in sent if url.startswith("data:")
+    }
+    page.refresh()
+    assert offsite_requests(page) == []
