@@ -8,6 +8,7 @@ import http.server
 import threading
 
 import pytest
+from PIL import Image
 
 from testkit.browser import (
     axe_missing,
@@ -16,6 +17,7 @@ from testkit.browser import (
     offsite_requests,
     requests_sent,
 )
+from testkit.screenshots import save_page_png
 from testkit.servers import HOST, free_port
 
 # An input without a label (critical), grey on white text (serious), an image from elsewhere.
@@ -121,3 +123,17 @@ def test_a_clean_page_under_a_strict_policy_passes_both(site, browser, axe):
     }
     page.refresh()
     assert offsite_requests(page) == []
+
+
+def test_a_screenshot_is_the_page_at_its_width_and_small(site, browser, tmp_path):
+    page = shown(browser, f"{site}/clean.html")
+    before = page.get_window_size()
+    path = tmp_path / "clean.png"
+    size = save_page_png(page, str(path), width=1280)
+    assert size == path.stat().st_size and 0 < size < 150_000
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "P" and image.width == 1280
+        # The page is white with dark text: both are in the picture.
+        colours = {colour for _, colour in image.convert("L").getcolors(256)}
+        assert min(colours) < 80 and max(colours) > 240
+    assert page.get_window_size() == before
