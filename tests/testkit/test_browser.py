@@ -44,6 +44,7 @@ CLEAN = b"""<!doctype html>
 FILES = {
     "/flawed.html": (FLAWED, "text/html"),
     "/clean.html": (CLEAN, "text/html"),
+    "/flawed-strict.html": (FLAWED, "text/html"),
     "/style.css": (b".text { color: #222; background: #fff; }", "text/css"),
 }
 STRICT = "default-src 'none'; style-src 'self'; img-src 'self' data:"
@@ -55,7 +56,7 @@ class Pages(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if self.path in FILES else 404)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        if self.path == "/clean.html":  # the flawed page's inline style must apply
+        if self.path != "/flawed.html":  # the flawed page's inline style must apply
             self.send_header("Content-Security-Policy", STRICT)
         self.end_headers()
         self.wfile.write(body)
@@ -101,6 +102,12 @@ def test_axe_names_the_unlabelled_input_and_the_faint_text(site, browser, axe):
     assert axe_violations(browser, impacts=("minor",)) == [
         rule for rule in everything if rule["impact"] == "minor"
     ]
+
+
+def test_axe_runs_under_the_pages_strict_policy(site, browser, axe):
+    # The policy refuses every script of the page's own; axe comes through DevTools.
+    violations = axe_violations(shown(browser, f"{site}/flawed-strict.html"))
+    assert "label" in {rule["id"] for rule in violations}, describe_violations(violations)
 
 
 def test_the_offline_check_counts_a_request_that_failed(site, browser):
