@@ -1,8 +1,8 @@
 """The console in a real browser (headless Chromium) on the session's stack: train through the
 form, make another version the champion, predict and download, a bad file's message, the
-drifted column on the monitoring page. Every page the tests see is checked as it is shown:
-no axe-core violation of impact serious or critical (WCAG 2 A/AA), no request beyond 127.0.0.1
-and no error in the browser's console (a script or style the CSP refused logs one).
+drifted column on the monitoring page. Every page the tests see is checked as it is shown
+(testkit.console_pages): no axe-core violation of impact serious or critical (WCAG 2 A/AA), no
+request beyond 127.0.0.1, no error in the browser's console.
 
 SLUICE_SCREENSHOTS=<dir> also saves each page as <dir>/<page>.png (1280 wide) for the docs
 (scripts/console_screenshots.sh).
@@ -19,16 +19,9 @@ import pandas as pd
 import pytest
 import requests
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from testkit.browser import (
-    axe_missing,
-    axe_violations,
-    console_errors,
-    describe_violations,
-    offsite_requests,
-)
-from testkit.screenshots import save_page_png
+from testkit.browser import axe_missing, console_errors, offsite_requests
+from testkit.console_pages import ConsolePages
 from testkit.stack import post_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,84 +46,12 @@ PAGES = {
 }
 
 
-class Console:
-    """The browser on the console: every page it shows is checked (and photographed)."""
-
-    def __init__(self, driver, base: str):
-        self.driver = driver
-        self.base = base
-        self.checked: dict[str, str] = {}
-
-    def open(self, path: str, page: str, refused: bool = False):
-        self.driver.get(self.base + path)
-        return self.check(page, refused)
-
-    def check(self, page: str, refused: bool = False):
-        """The page now shown: accessible, offline, quiet; saved for the docs when asked.
-        `refused`: the page came with a 4xx status (an error shown), which Chrome logs."""
-        driver = self.driver
-        # Chrome asks every site for /favicon.ico, which the console does not have.
-        ignored = ["/favicon.ico "]
-        if refused:
-            ignored.append(f"{driver.current_url} - Failed to load resource: the server responded")
-        errors = [
-            error
-            for error in console_errors(driver)
-            if not any(error.startswith(start) or start in error for start in ignored)
-        ]
-        assert not errors, f"{page} ({driver.current_url}) logged errors: {errors}"
-        violations = axe_violations(driver)
-        assert not violations, f"{page} ({driver.current_url}):\n" + describe_violations(violations)
-        away = offsite_requests(driver)
-        assert not away, f"{page} ({driver.current_url}) sent requests beyond 127.0.0.1: {away}"
-        self.checked[page] = driver.current_url
-        if SHOTS:
-            size = save_page_png(driver, os.path.join(SHOTS, f"{page}.png"))
-            assert size < 200_000, f"{page}.png is {size} bytes"
-        return driver
-
-    def wait(self, condition, timeout: float = 120):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
-
-    def text(self, selector: str) -> str:
-        return self.driver.find_element(By.CSS_SELECTOR, selector).text
-
-    def submit(self, form: str, fields: dict[str, str], files: dict[str, str] | None = None):
-        """Fill a form's text inputs (and file inputs with a path) and send it by its button."""
-        found = self.driver.find_element(By.ID, form)
-        for name, path in (files or {}).items():
-            found.find_element(By.NAME, name).send_keys(path)
-        for name, value in fields.items():
-            field = found.find_element(By.NAME, name)
-            field.clear()
-            field.send_keys(value)
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        found.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        self.wait(lambda driver: _stale(old))
-
-    def session(self) -> requests.Session:
-        """A requests session holding the browser's cookies (its console session)."""
-        session = requests.Session()
-        for cookie in self.driver.get_cookies():
-            session.cookies.set(cookie["name"], cookie["value"])
-        return session
-
-
-def _stale(element) -> bool:
-    try:
-        element.is_enabled()
-    except Exception:  # selenium's StaleElementReferenceException: the next page is here
-        return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def console(stack, browser):
     reason = axe_missing()
     if reason:
         pytest.skip(reason)
-    offsite_requests(browser)  # the log starts with this module's pages
-    return Console(browser, stack.url("preprocess"))
+    return ConsolePages(browser, stack.url("preprocess"), SHOTS)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,125 @@
+"""The console behind SLUICE_API_TOKEN in a real browser: the login form, its cookie, a form
+whose CSRF token was tampered with, a long upload followed as a job, signing out.
+
+No second stack: a preprocess app with a token, served in this process on loopback (werkzeug),
+in front of the session stack's trainer; everything else is the same code gunicorn serves.
+Every page is checked as the other console pages are (testkit.console_pages).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+
+import pandas as pd
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from werkzeug.serving import make_server
+
+from preprocess import create_app
+from testkit.browser import axe_missing
+from testkit.console_pages import ConsolePages
+from testkit.servers import HOST, free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN = os.path.join(ROOT, "examples", "churn_train.csv")
+MODEL = "console-access-churn"  # this module's own model
+TOKEN = secrets.token_urlsafe(24)
+SHOTS = os.environ.get("SLUICE_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def guarded(stack, tmp_path_factory):
+    """The console with a token at its URL, in front of the session stack's trainer. Uploads
+    above 50 KB run as jobs, so churn_train.csv (~100 KB) becomes one."""
+    work = tmp_path_factory.mktemp("console-access")
+    app = create_app(
+        {
+            "SLUICE_API_TOKEN": TOKEN,
+            "TRAINER_URL": stack.url("trainer"),
+            "SLUICE_INTERNAL_TOKEN_FILE": os.path.join(stack.home, "internal.token"),
+            "JOBS_UPLOAD_MB": 0.05,
+            "ADMISSION_DIR": str(work / "admission"),
+            "CONSOLE_RESULTS_DIR": str(work / "results"),
+        }
+    )
+    server = make_server(HOST, free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def console(guarded, browser):
+    reason = axe_missing()
+    if reason:
+        pytest.skip(reason)
+    return ConsolePages(browser, guarded, SHOTS)
+
+
+def test_the_console_asks_for_the_token_once(guarded, console):
+    assert requests.get(f"{guarded}/models", timeout=30).status_code == 401  # the API too
+    page = console.open("/console/models", "login")
+    assert "/console/login?next=" in page.current_url
+    console.submit("login-form", {"token": "not-" + TOKEN})
+    console.check("login", refused=True)
+    assert console.text("#login-form [role=alert]") == "That is not this stack's API token."
+    console.submit("login-form", {"token": TOKEN})
+    console.wait(lambda driver: driver.current_url == f"{guarded}/console/models")
+    console.check("models")
+    cookie = page.get_cookie("sluice_console")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
+    assert TOKEN not in cookie["value"]
+    assert page.execute_script("return document.cookie;") == ""  # HttpOnly: out of scripts
+    # Signed in: the other pages open without asking again.
+    console.open("/console/jobs", "jobs")
+    assert console.text("h1") == "Jobs"
+
+
+def test_a_long_upload_is_followed_as_a_job(guarded, console):
+    frame = pd.read_csv(TRAIN, dtype=str)
+    assert os.path.getsize(TRAIN) > 0.05 * 2**20, "the example must be above JOBS_UPLOAD_MB"
+    console.open("/console/train", "train")
+    console.submit("train-form", {"model": MODEL, "target": "churned"}, {"data_file": TRAIN})
+    console.wait(lambda driver: "/console/jobs/" in driver.current_url)
+    job_id = console.driver.current_url.rsplit("/", 1)[1]
+    # htmx polls the job's part of the page until it ends; no reload.
+    console.wait(lambda driver: console.text("#job-status") in ("succeeded", "failed"))
+    console.check("job")
+    assert console.text("#job-status") == "succeeded"
+    assert console.text("#version-heading") == f"{MODEL}: version 1"
+    api = requests.get(
+        f"{guarded}/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    ).json()  # the oracle: the job as the API tells it
+    assert api["state"] == "succeeded" and api["answer"]["version"] == "1"
+    assert api["answer"]["data"]["rows"] == len(frame)
+    console.open("/console/jobs", "jobs")
+    row = console.driver.find_element(By.ID, f"job-{job_id}")
+    assert "succeeded" in row.find_element(By.CLASS_NAME, "state").text and MODEL in row.text
+
+
+def test_a_form_with_a_tampered_csrf_token_changes_nothing(guarded, console):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    before = requests.get(f"{guarded}/models/{MODEL}", headers=headers, timeout=30).json()
+    page = console.open(f"/console/models/{MODEL}", "model")
+    page.execute_script(
+        "document.querySelector('#champion-form [name=csrf_token]').value = arguments[0];",
+        "0" * 64,
+    )
+    console.submit("champion-form", {"reason": "a forged post"})
+    console.check("error", refused=True)
+    assert "security token is missing or out of date" in console.text("[role=alert]")
+    after = requests.get(f"{guarded}/models/{MODEL}", headers=headers, timeout=30).json()
+    assert after["history"] == before["history"]
+
+
+def test_signing_out_asks_for_the_token_again(guarded, console):
+    console.open("/console/models", "models")
+    console.driver.find_element(By.ID, "logout").click()
+    console.wait(lambda driver: "/console/login" in driver.current_url)
+    console.open("/console/models", "login")
+    assert "/console/login?next=" in console.driver.current_url
