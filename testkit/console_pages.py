@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import requests
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -56,7 +56,10 @@ class ConsolePages:
         return driver
 
     def wait(self, condition, timeout: float = 120):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+        """`condition(driver)` once true; an element htmx replaced meanwhile is looked up again."""
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        waiting = WebDriverWait(self.driver, timeout, 0.1, ignored_exceptions=ignored)
+        return waiting.until(condition)
 
     def text(self, selector: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, selector).text

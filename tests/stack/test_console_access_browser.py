@@ -3,7 +3,8 @@ whose CSRF token was tampered with, a long upload followed as a job, signing out
 
 No second stack: a preprocess app with a token, served in this process on loopback (werkzeug),
 in front of the session stack's trainer; everything else is the same code gunicorn serves.
-Every page is checked as the other console pages are (testkit.console_pages).
+Every page is checked as the other console pages are (testkit.console_pages); their names
+differ from the other module's, so the screenshots of both keep apart.
 """
 
 from __future__ import annotations
@@ -66,24 +67,24 @@ def test_the_console_asks_for_the_token_once(guarded, console):
     page = console.open("/console/models", "login")
     assert "/console/login?next=" in page.current_url
     console.submit("login-form", {"token": "not-" + TOKEN})
-    console.check("login", refused=True)
+    console.check("login-refused", refused=True)
     assert console.text("#login-form [role=alert]") == "That is not this stack's API token."
     console.submit("login-form", {"token": TOKEN})
     console.wait(lambda driver: driver.current_url == f"{guarded}/console/models")
-    console.check("models")
+    console.check("signed-in")
     cookie = page.get_cookie("sluice_console")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
     assert TOKEN not in cookie["value"]
     assert page.execute_script("return document.cookie;") == ""  # HttpOnly: out of scripts
     # Signed in: the other pages open without asking again.
-    console.open("/console/jobs", "jobs")
+    console.open("/console/jobs", "guarded-jobs")
     assert console.text("h1") == "Jobs"
 
 
 def test_a_long_upload_is_followed_as_a_job(guarded, console):
     frame = pd.read_csv(TRAIN, dtype=str)
     assert os.path.getsize(TRAIN) > 0.05 * 2**20, "the example must be above JOBS_UPLOAD_MB"
-    console.open("/console/train", "train")
+    console.open("/console/train", "guarded-train")
     console.submit("train-form", {"model": MODEL, "target": "churned"}, {"data_file": TRAIN})
     console.wait(lambda driver: "/console/jobs/" in driver.current_url)
     job_id = console.driver.current_url.rsplit("/", 1)[1]
@@ -97,7 +98,7 @@ def test_a_long_upload_is_followed_as_a_job(guarded, console):
     ).json()  # the oracle: the job as the API tells it
     assert api["state"] == "succeeded" and api["answer"]["version"] == "1"
     assert api["answer"]["data"]["rows"] == len(frame)
-    console.open("/console/jobs", "jobs")
+    console.open("/console/jobs", "jobs-done")
     row = console.driver.find_element(By.ID, f"job-{job_id}")
     assert "succeeded" in row.find_element(By.CLASS_NAME, "state").text and MODEL in row.text
 
@@ -105,21 +106,27 @@ def test_a_long_upload_is_followed_as_a_job(guarded, console):
 def test_a_form_with_a_tampered_csrf_token_changes_nothing(guarded, console):
     headers = {"Authorization": f"Bearer {TOKEN}"}
     before = requests.get(f"{guarded}/models/{MODEL}", headers=headers, timeout=30).json()
-    page = console.open(f"/console/models/{MODEL}", "model")
+    page = console.open(f"/console/models/{MODEL}", "guarded-model")
     page.execute_script(
         "document.querySelector('#champion-form [name=csrf_token]').value = arguments[0];",
         "0" * 64,
     )
     console.submit("champion-form", {"reason": "a forged post"})
-    console.check("error", refused=True)
+    console.check("csrf-refused", refused=True)
     assert "security token is missing or out of date" in console.text("[role=alert]")
     after = requests.get(f"{guarded}/models/{MODEL}", headers=headers, timeout=30).json()
     assert after["history"] == before["history"]
 
 
 def test_signing_out_asks_for_the_token_again(guarded, console):
-    console.open("/console/models", "models")
+    console.open("/console/models", "signed-in")
     console.driver.find_element(By.ID, "logout").click()
     console.wait(lambda driver: "/console/login" in driver.current_url)
     console.open("/console/models", "login")
     assert "/console/login?next=" in console.driver.current_url
+
+
+def test_every_page_of_this_module_was_checked(console):
+    pages = ["login", "login-refused", "signed-in", "guarded-jobs", "guarded-train", "job"]
+    pages += ["jobs-done", "guarded-model", "csrf-refused"]
+    assert set(console.checked) >= set(pages), sorted(set(pages) - set(console.checked))

@@ -35,10 +35,13 @@ PAGES = {
     "home",
     "models",
     "model",
+    "model-refused",
     "train",
     "trained",
+    "train-refused",
     "predict",
     "predictions",
+    "predictions-page-2",
     "jobs",
     "monitoring",
     "monitoring-model",
@@ -182,7 +185,7 @@ def test_a_bad_file_shows_the_apis_message_by_its_form(stack, console, tmp_path,
     console.open("/console/train", "train")
     console.submit("train-form", {"model": MODEL, "target": TARGET}, {"data_file": str(path)})
     console.wait(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[role=alert]"))
-    page = console.check("train", refused=True)
+    page = console.check("train-refused", refused=True)
     alert = page.find_element(By.CSS_SELECTOR, "#train-form [role=alert]")
     assert alert.text == message
     assert page.find_element(By.ID, "model").get_attribute("value") == MODEL  # kept
@@ -194,7 +197,7 @@ def test_a_refused_retrain_shows_the_apis_message_by_its_button(stack, console, 
     page = console.open(f"/console/models/{MODEL}", "model")
     console.submit("retrain-form", {})
     console.wait(lambda driver: driver.find_elements(By.ID, "retrain-error"))
-    console.check("model", refused=True)
+    console.check("model-refused", refused=True)
     assert (
         page.find_element(By.CSS_SELECTOR, "#retrain-form [role=alert]").text
         == (api.json()["error"]["message"])
@@ -223,6 +226,7 @@ def test_the_monitoring_page_names_the_drifted_column(stack, console, trained):
     assert console.text("#predictions caption") == "Page 1 of 6"
     page.find_element(By.CSS_SELECTOR, "#pager a[rel=next]").click()
     console.wait(lambda driver: "Page 2 of 6" in console.text("#predictions caption"))
+    console.check("predictions-page-2")
     first = page.find_element(By.CSS_SELECTOR, "#predictions tbody th").text
     assert first == "50"
 
