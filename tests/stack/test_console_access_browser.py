@@ -1,5 +1,6 @@
 """The console behind SLUICE_API_TOKEN in a real browser: the login form, its cookie, a form
-whose CSRF token was tampered with, a long upload followed as a job, signing out.
+whose CSRF token was tampered with, a long upload followed as a job, a link from another site
+that keeps the session, signing out.
 
 No second stack: a preprocess app with a token, served in this process on loopback (werkzeug),
 in front of the session stack's trainer; everything else is the same code gunicorn serves.
@@ -9,6 +10,8 @@ differ from the other module's, so the screenshots of both keep apart.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import secrets
 import threading
@@ -20,7 +23,7 @@ from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
 
 from preprocess import create_app
-from testkit.browser import axe_missing
+from testkit.browser import axe_missing, requests_sent
 from testkit.console_pages import ConsolePages
 from testkit.servers import HOST, free_port
 
@@ -116,6 +119,46 @@ def test_a_form_with_a_tampered_csrf_token_changes_nothing(guarded, console):
     assert "security token is missing or out of date" in console.text("[role=alert]")
     after = requests.get(f"{guarded}/models/{MODEL}", headers=headers, timeout=30).json()
     assert after["history"] == before["history"]
+
+
+def test_a_link_from_another_site_keeps_the_session(guarded, console):
+    # localhost is another site than 127.0.0.1: SameSite=Strict keeps the cookie off the
+    # request the link makes, and the console answers it with a page that reloads itself.
+    link = f'<a id="away" href="{guarded}/console/models">the console</a>'
+    page = f'<!doctype html><link rel="icon" href="data:,">{link}'.encode()  # no favicon fetch
+    with serving(page) as port:
+        signed = console.driver.get_cookie("sluice_console")["value"]
+        console.driver.get(f"http://localhost:{port}/")
+        requests_sent(console.driver)  # that page is not the console's
+        console.driver.find_element(By.ID, "away").click()
+        console.wait(lambda driver: console.text("h1") == "Models")
+    console.check("signed-in")
+    assert console.driver.current_url == f"{guarded}/console/models"
+    assert console.driver.get_cookie("sluice_console")["value"] == signed
+
+
+@contextlib.contextmanager
+def serving(body: bytes):
+    """A one-page HTTP server on loopback; its port."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((HOST, free_port()), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_signing_out_asks_for_the_token_again(guarded, console):
