@@ -40,6 +40,7 @@ PAGES = {
     "trained",
     "train-refused",
     "predict",
+    "predict-refused",
     "predictions",
     "predictions-page-2",
     "jobs",
@@ -169,24 +170,28 @@ def test_predict_through_the_form_and_download_the_csv(stack, console, trained):
     assert requests.get(link, timeout=30).status_code == 404
 
 
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
 @pytest.mark.parametrize(
-    "name, content",
-    [
-        ("empty.csv", b""),
-        ("picture.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4),
-    ],
+    "phase, name, content",
+    [("dev", "empty.csv", b""), ("dev", "picture.png", PNG), ("prod", "picture.png", PNG)],
 )
-def test_a_bad_file_shows_the_apis_message_by_its_form(stack, console, tmp_path, name, content):
+def test_a_bad_file_shows_the_apis_message_by_its_form(
+    stack, console, tmp_path, phase, name, content
+):
     path = tmp_path / name
     path.write_bytes(content)
-    api = post_csv(stack.analyze_url, content, phase="dev", model=MODEL, target=TARGET)
+    fields = {"model": MODEL, "target": TARGET} if phase == "dev" else {"model": MODEL}
+    api = post_csv(stack.analyze_url, content, phase=phase, **fields)
     assert 400 <= api.status_code < 500, api.text
     message = api.json()["error"]["message"]  # the oracle: the API's own words
-    console.open("/console/train", "train")
-    console.submit("train-form", {"model": MODEL, "target": TARGET}, {"data_file": str(path)})
+    form = "train" if phase == "dev" else "predict"
+    console.open(f"/console/{form}", form)
+    console.submit(f"{form}-form", fields, {"data_file": str(path)})
     console.wait(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[role=alert]"))
-    page = console.check("train-refused", refused=True)
-    alert = page.find_element(By.CSS_SELECTOR, "#train-form [role=alert]")
+    page = console.check(f"{form}-refused", refused=True)
+    alert = page.find_element(By.CSS_SELECTOR, f"#{form}-form [role=alert]")
     assert alert.text == message
     assert page.find_element(By.ID, "model").get_attribute("value") == MODEL  # kept
 
