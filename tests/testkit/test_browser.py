@@ -17,6 +17,7 @@ from testkit.browser import (
     offsite_requests,
     requests_sent,
 )
+from testkit.console_pages import ConsolePages
 from testkit.screenshots import save_page_png
 from testkit.servers import HOST, free_port
 
@@ -41,7 +42,10 @@ CLEAN = b"""<!doctype html>
 <img alt="a dot" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
 </main></body></html>
 """
+# Readable only by a few: too little contrast and nothing else wrong.
+FAINT = CLEAN.replace(b'<p class="text">', b'<p style="color:#c8c8c8;background:#fff">')
 FILES = {
+    "/faint.html": (FAINT, "text/html"),
     "/flawed.html": (FLAWED, "text/html"),
     "/clean.html": (CLEAN, "text/html"),
     "/flawed-strict.html": (FLAWED, "text/html"),
@@ -56,7 +60,7 @@ class Pages(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if self.path in FILES else 404)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        if self.path != "/flawed.html":  # the flawed page's inline style must apply
+        if self.path not in ("/flawed.html", "/faint.html"):  # their inline styles apply
             self.send_header("Content-Security-Policy", STRICT)
         self.end_headers()
         self.wfile.write(body)
@@ -144,3 +148,15 @@ def test_a_screenshot_is_the_page_at_its_width_and_small(site, browser, tmp_path
         colours = {colour for _, colour in image.convert("L").getcolors(256)}
         assert min(colours) < 80 and max(colours) > 240
     assert page.get_window_size() == before
+
+
+def test_the_console_page_check_fails_on_each_flaw(site, browser, axe, tmp_path):
+    pages = ConsolePages(browser, site, screenshots=str(tmp_path))
+    pages.open("/clean.html", "clean")
+    assert pages.checked == {"clean": f"{site}/clean.html"}
+    assert (tmp_path / "clean.png").stat().st_size > 0
+    with pytest.raises(AssertionError, match="color-contrast"):
+        pages.open("/faint.html", "faint")
+    with pytest.raises(AssertionError, match="example.invalid"):  # logged, and sent away
+        pages.open("/flawed.html", "flawed")
+    assert set(pages.checked) == {"clean"}
