@@ -8,9 +8,10 @@ docs (scripts/console_screenshots.sh).
 from __future__ import annotations
 
 import os
+import secrets
 
 import requests
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -56,9 +57,9 @@ class ConsolePages:
         return driver
 
     def wait(self, condition, timeout: float = 120):
-        """`condition(driver)` once true; an element htmx replaced meanwhile is looked up again."""
-        ignored = (NoSuchElementException, StaleElementReferenceException)
-        waiting = WebDriverWait(self.driver, timeout, 0.1, ignored_exceptions=ignored)
+        """`condition(driver)` once true. Asked again after an error: between two pages, or
+        while htmx replaces an element, the driver cannot answer (not found, stale, no node)."""
+        waiting = WebDriverWait(self.driver, timeout, 0.1, ignored_exceptions=(WebDriverException,))
         return waiting.until(condition)
 
     def text(self, selector: str) -> str:
@@ -74,9 +75,15 @@ class ConsolePages:
             field = found.find_element(By.NAME, name)
             field.clear()
             field.send_keys(value)
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        found.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        self.wait(lambda driver: _gone(old))
+        self.follow(found.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+
+    def follow(self, element) -> None:
+        """Click a link or button and wait until the page it leads to is loaded."""
+        # A mark on this page's window: the next page's window has none.
+        mark = secrets.token_hex(8)
+        self.driver.execute_script("window.sluicePage = arguments[0];", mark)
+        element.click()
+        self.wait(lambda driver: _next_page(driver, mark))
 
     def session(self) -> requests.Session:
         """A requests session holding the browser's cookies (its console session)."""
@@ -86,9 +93,12 @@ class ConsolePages:
         return session
 
 
-def _gone(element) -> bool:
+def _next_page(driver, mark: str) -> bool:
+    """Whether a page other than the one marked `mark` is shown and loaded."""
     try:
-        element.is_enabled()
-    except StaleElementReferenceException:  # the next page is here
-        return True
-    return False
+        return driver.execute_script(
+            "return window.sluicePage !== arguments[0] && document.readyState === 'complete';",
+            mark,
+        )
+    except WebDriverException:  # between two pages: no document to ask yet
+        return False

@@ -73,7 +73,7 @@ def test_the_console_asks_for_the_token_once(guarded, console):
     console.check("login-refused", refused=True)
     assert console.text("#login-form [role=alert]") == "That is not this stack's API token."
     console.submit("login-form", {"token": TOKEN})
-    console.wait(lambda driver: driver.current_url == f"{guarded}/console/models")
+    assert console.driver.current_url == f"{guarded}/console/models"
     console.check("signed-in")
     cookie = page.get_cookie("sluice_console")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
@@ -89,7 +89,7 @@ def test_a_long_upload_is_followed_as_a_job(guarded, console):
     assert os.path.getsize(TRAIN) > 0.05 * 2**20, "the example must be above JOBS_UPLOAD_MB"
     console.open("/console/train", "guarded-train")
     console.submit("train-form", {"model": MODEL, "target": "churned"}, {"data_file": TRAIN})
-    console.wait(lambda driver: "/console/jobs/" in driver.current_url)
+    assert "/console/jobs/" in console.driver.current_url, console.text("main")
     job_id = console.driver.current_url.rsplit("/", 1)[1]
     # htmx polls the job's part of the page until it ends; no reload.
     console.wait(lambda driver: console.text("#job-status") in ("succeeded", "failed"))
@@ -163,8 +163,8 @@ def serving(body: bytes):
 
 def test_signing_out_asks_for_the_token_again(guarded, console):
     console.open("/console/models", "signed-in")
-    console.driver.find_element(By.ID, "logout").click()
-    console.wait(lambda driver: "/console/login" in driver.current_url)
+    console.follow(console.driver.find_element(By.ID, "logout"))
+    assert "/console/login" in console.driver.current_url
     console.open("/console/models", "login")
     assert "/console/login?next=" in console.driver.current_url
 

@@ -63,7 +63,7 @@ def trained(console):
     """MODEL trained once through the Train form: the page with its answer."""
     console.open("/console/train", "train")
     console.submit("train-form", {"model": MODEL, "target": TARGET}, {"data_file": TRAIN})
-    console.wait(lambda driver: driver.find_elements(By.ID, "train-result"))
+    assert console.driver.find_elements(By.ID, "train-result"), console.text("main")
     return console.check("trained")
 
 
@@ -77,9 +77,8 @@ def test_the_home_page_links_each_page_by_its_name(console):
     console.open("/", "home")
     for name in ("Models", "Train", "Predict", "Jobs", "Monitoring"):
         console.driver.get(console.base + "/")
-        console.driver.find_element(By.ID, "pages").find_element(By.LINK_TEXT, name).click()
-        # The page the link names: its heading is the link's text.
-        console.wait(lambda driver, name=name: console.text("h1") == name)
+        console.follow(console.driver.find_element(By.ID, "pages").find_element(By.LINK_TEXT, name))
+        assert console.text("h1") == name  # the page the link names
     # The pages themselves are checked by the tests below.
     offsite_requests(console.driver)
     console_errors(console.driver)
@@ -110,7 +109,6 @@ def test_training_through_the_form_shows_version_1_and_its_decision(stack, conso
 def test_another_version_made_champion_through_the_form(stack, console, trained):
     console.open("/console/train", "train")
     console.submit("train-form", {"model": MODEL, "target": TARGET}, {"data_file": TRAIN})
-    console.wait(lambda driver: driver.find_elements(By.ID, "train-result"))
     assert console.text("#version-heading") == f"{MODEL}: version 2"
     before = api_model(stack)["champion"]  # the gate's choice; the form moves it to the other
     other = "1" if before == "2" else "2"
@@ -121,7 +119,6 @@ def test_another_version_made_champion_through_the_form(stack, console, trained)
     reason = f"the browser test prefers version {other}"
     page.find_element(By.CSS_SELECTOR, f"#champion-version option[value='{other}']").click()
     console.submit("champion-form", {"reason": reason})
-    console.wait(lambda driver: driver.find_elements(By.ID, "changed"))
     console.check("model")
     assert console.text("#changed") == f"Version {other} is now the champion."
     assert "champion" in console.text(f"#version-{other} th")
@@ -141,7 +138,7 @@ def test_another_version_made_champion_through_the_form(stack, console, trained)
 def test_predict_through_the_form_and_download_the_csv(stack, console, trained):
     console.open("/console/predict", "predict")
     console.submit("predict-form", {"model": MODEL}, {"data_file": QUERY})
-    console.wait(lambda driver: "/console/predictions/" in driver.current_url)
+    assert "/console/predictions/" in console.driver.current_url, console.text("main")
     page = console.check("predictions")
     with open(QUERY, "rb") as handle:
         api = post_csv(stack.analyze_url, handle.read(), phase="prod", model=MODEL)
@@ -183,7 +180,6 @@ def test_a_bad_file_shows_the_apis_message_by_its_form(
     form = "train" if phase == "dev" else "predict"
     console.open(f"/console/{form}", form)
     console.submit(f"{form}-form", fields, {"data_file": str(path)})
-    console.wait(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[role=alert]"))
     page = console.check(f"{form}-refused", refused=True)
     alert = page.find_element(By.CSS_SELECTOR, f"#{form}-form [role=alert]")
     assert alert.text == message
@@ -195,7 +191,6 @@ def test_a_refused_retrain_shows_the_apis_message_by_its_button(stack, console, 
     assert 400 <= api.status_code < 500, api.text  # no labels yet: refused before any job
     page = console.open(f"/console/models/{MODEL}", "model")
     console.submit("retrain-form", {})
-    console.wait(lambda driver: driver.find_elements(By.ID, "retrain-error"))
     console.check("model-refused", refused=True)
     assert (
         page.find_element(By.CSS_SELECTOR, "#retrain-form [role=alert]").text
@@ -220,14 +215,14 @@ def test_the_monitoring_page_names_the_drifted_column(stack, console, trained, t
     frame.to_csv(path, index=False)
     console.open("/console/predict", "predict")
     console.submit("predict-form", {"model": MODEL}, {"data_file": path})
-    console.wait(lambda driver: "/console/predictions/" in driver.current_url)
+    assert "/console/predictions/" in console.driver.current_url, console.text("main")
     page = console.check("predictions")
     flagged = page.find_elements(By.CSS_SELECTOR, "#predictions tr.flagged")
     assert [row.find_element(By.TAG_NAME, "th").text for row in flagged] == ["3"]
     assert "tenure_months" in flagged[0].text
     assert console.text("#predictions caption") == "Page 1 of 6"
-    page.find_element(By.CSS_SELECTOR, "#pager a[rel=next]").click()
-    console.wait(lambda driver: "Page 2 of 6" in console.text("#predictions caption"))
+    console.follow(page.find_element(By.CSS_SELECTOR, "#pager a[rel=next]"))
+    assert console.text("#predictions caption") == "Page 2 of 6"
     console.check("predictions-page-2")
     assert page.find_element(By.CSS_SELECTOR, "#predictions tbody th").text == "50"
 
@@ -235,8 +230,7 @@ def test_the_monitoring_page_names_the_drifted_column(stack, console, trained, t
     drifted = {name for name, column in summary["drift"]["features"].items() if column["drifted"]}
     assert drifted == {"monthly_charges"}, summary["drift"]["features"]
     console.open("/console/monitoring", "monitoring")
-    console.driver.find_element(By.LINK_TEXT, MODEL).click()
-    console.wait(lambda driver: driver.find_elements(By.ID, "drift"))
+    console.follow(console.driver.find_element(By.LINK_TEXT, MODEL))
     page = console.check("monitoring-model")
     rows = {
         row.get_attribute("data-feature"): row.find_element(By.CLASS_NAME, "verdict").text
