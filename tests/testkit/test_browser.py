@@ -5,12 +5,17 @@ it fails; on a clean page under a strict Content-Security-Policy both find nothi
 from __future__ import annotations
 
 import http.server
+import json
+import os
+import re
 import threading
 
 import pytest
 from PIL import Image
 
 from testkit.browser import (
+    AXE_DIR,
+    ROOT,
     axe_missing,
     axe_violations,
     describe_violations,
@@ -160,3 +165,17 @@ def test_the_console_page_check_fails_on_each_flaw(site, browser, axe, tmp_path)
     with pytest.raises(AssertionError, match="example.invalid"):  # logged, and sent away
         pages.open("/flawed.html", "flawed")
     assert set(pages.checked) == {"clean"}
+
+
+def test_axe_core_is_pinned_and_locked_and_installed_as_locked(axe):
+    folder = os.path.join(ROOT, "testkit", "axe")
+    with open(os.path.join(folder, "package.json")) as handle:
+        pinned = json.load(handle)["dependencies"]
+    with open(os.path.join(folder, "package-lock.json")) as handle:
+        locked = json.load(handle)["packages"]
+    assert list(pinned) == ["axe-core"] and re.fullmatch(r"4\.\d+\.\d+", pinned["axe-core"])
+    entry = locked["node_modules/axe-core"]
+    assert entry["version"] == pinned["axe-core"] and entry["integrity"].startswith("sha512-")
+    assert set(locked) == {"", "node_modules/axe-core"}  # nothing else comes with it
+    with open(os.path.join(AXE_DIR, "node_modules", "axe-core", "package.json")) as handle:
+        assert json.load(handle)["version"] == pinned["axe-core"]
