@@ -78,7 +78,9 @@ failed() {
 }
 
 print_urls() {
+  echo "  console     http://127.0.0.1:$PREPROCESS_PORT/"
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
+  echo "  API docs    http://127.0.0.1:$PREPROCESS_PORT/docs  (OpenAPI: /openapi.json)"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
   if [[ $MLFLOW_UI == 1 ]]; then
     echo "  MLflow UI   http://127.0.0.1:$MLFLOW_PORT  (user $(env_default MLFLOW_TRACKING_USERNAME sluice);" \

@@ -203,6 +203,8 @@ launch() {
         --timeout "${TRAINER_TIMEOUT:-3600}" 'trainer:create_app()' ;;
     preprocess)
       export TRAINER_URL=${TRAINER_URL:-http://127.0.0.1:$TRAINER_PORT}
+      # The console links each version's MLflow run to the UI this stack serves.
+      export MLFLOW_UI_URL=${MLFLOW_UI_URL:-http://127.0.0.1:$MLFLOW_PORT}
       set -- "${gunicorn[@]}" --bind "$BIND_HOST:$PREPROCESS_PORT" \
         --workers "${PREPROCESS_WORKERS:-2}" --threads "${PREPROCESS_THREADS:-8}" \
         --timeout "${PREPROCESS_TIMEOUT:-3600}" 'preprocess:create_app()' ;;
@@ -265,7 +267,9 @@ start() {
 }
 
 print_urls() {
+  echo "  console     http://127.0.0.1:$PREPROCESS_PORT/"
   echo "  preprocess  http://127.0.0.1:$PREPROCESS_PORT/analyze?phase=dev|prod"
+  echo "  API docs    http://127.0.0.1:$PREPROCESS_PORT/docs  (OpenAPI: /openapi.json)"
   echo "  trainer     http://127.0.0.1:$TRAINER_PORT/ml?phase=dev|prod"
   local where="in ${MLFLOW_TRACKING_PASSWORD_FILE:-$SLUICE_HOME/mlflow.password}"
   [[ -z ${MLFLOW_TRACKING_PASSWORD:-} ]] || where="the one set in MLFLOW_TRACKING_PASSWORD"
