@@ -26,4 +26,7 @@ fi
 rm -rf "$site" "$site.log"
 # Both cores: two pytest workers, each taking whole modules (--dist loadfile), so a module's
 # shared stack and its tests stay in one process. Most of the suite waits on real services.
-exec "$ROOT/.venv/bin/python" -m pytest -n 2 --dist loadfile ${args[@]+"${args[@]}"}
+# Modules are handed out slowest first (tests/conftest.py, testkit/durations.py), not by their
+# number of tests (xdist's default), which left the longest for last on one core.
+exec "$ROOT/.venv/bin/python" -m pytest -n 2 --dist loadfile --no-loadscope-reorder \
+  ${args[@]+"${args[@]}"}

@@ -10,6 +10,7 @@ import secrets
 import pytest
 
 from testkit import browser as browsers
+from testkit import durations
 from testkit import postgres as postgres_server
 from testkit import s3 as s3_server
 from testkit.stack import LocalStack
@@ -71,6 +72,15 @@ def pytest_collection_modifyitems(config, items):
     """Mark `stack` what runs through a whole local stack (the session's `stack` fixture, or
     tests/stack/), and `quick` everything else that needs no Docker: unit tests and tests of one
     service (PostgreSQL, S3, a Dask cluster, a browser), the inner loop's `-m quick`."""
+    # The slowest modules first (testkit/durations.py), each module's tests in their order.
+    measured = durations.read()
+    root = pathlib.Path(durations.ROOT)
+
+    def seconds(item) -> float:
+        module = item.path.relative_to(root).as_posix()
+        return measured.get(module, durations.UNMEASURED_SECONDS)
+
+    items.sort(key=seconds, reverse=True)  # stable: a module's tests keep their order
     for item in items:
         if "stack" in item.fixturenames or END_TO_END in item.path.parents:
             item.add_marker(pytest.mark.stack)
