@@ -33,6 +33,18 @@ BAD_REQUEST = ErrorCode(
 UNAUTHORIZED = ErrorCode(
     "unauthorized", 401, "SLUICE_API_TOKEN is set and the bearer token is missing or wrong."
 )
+CROSS_SITE_REQUEST = ErrorCode(
+    "cross_site_request",
+    403,
+    "A browser sent a request other than GET/HEAD/OPTIONS from another site's page (its "
+    "Sec-Fetch-Site, or its Origin, says so): call the API from a program or this stack's pages.",
+)
+HOST_NOT_ALLOWED = ErrorCode(
+    "host_not_allowed",
+    403,
+    "The Host header names a host with a dot that SLUICE_ALLOWED_HOSTS does not list (a defence "
+    "against DNS rebinding); IP addresses, localhost and dotless names are always accepted.",
+)
 NOT_FOUND = ErrorCode("not_found", 404, "No such endpoint.")
 METHOD_NOT_ALLOWED = ErrorCode(
     "method_not_allowed", 405, "The endpoint exists but not with this HTTP method."

@@ -44,6 +44,19 @@ SERVICE_SETTINGS = [
             "for the token once at /console/login) needs `Authorization: Bearer <token>`"
         ),
     ),
+    _both(
+        "SLUICE_ALLOWED_HOSTS",
+        str,
+        None,
+        (
+            "host names with a dot the services answer to (comma-separated, e.g. "
+            "`sluice.example.com`; `*` wildcards, `name:port` for one port); IP addresses, "
+            "localhost and names without a dot (Compose's `trainer`) are always accepted, "
+            "any other Host gets 403 `host_not_allowed` (against DNS rebinding). `*` accepts "
+            "every Host: only behind a proxy that checks Host itself"
+        ),
+        shown="unset: IP addresses, localhost and names without a dot only",
+    ),
     _both("LOG_LEVEL", str, "INFO", "logging to stderr"),
     Setting(
         "SLUICE_INTERNAL_TOKEN",

@@ -144,7 +144,8 @@ STACK_SETTINGS = [
         "127.0.0.1",
         (
             "address the ports are published on (local mode: bound to); 0.0.0.0 exposes "
-            "the stack: then set SLUICE_API_TOKEN and MLFLOW_ALLOWED_HOSTS"
+            "the stack: then set SLUICE_API_TOKEN, and SLUICE_ALLOWED_HOSTS and "
+            "MLFLOW_ALLOWED_HOSTS to the names it is reached by"
         ),
     ),
     _process("PREPROCESS_PORT", int, 8050, "preprocess's port on BIND_HOST"),

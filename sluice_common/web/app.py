@@ -12,6 +12,7 @@ from werkzeug.formparser import FormDataParser
 from sluice_common import settings
 from sluice_common.web.admission import Admission, work_above
 from sluice_common.web.auth import install_token_check
+from sluice_common.web.browsers import install_browser_checks
 from sluice_common.web.errors import register_error_handlers
 from sluice_common.web.jsonio import OrjsonProvider
 from sluice_common.web.metrics import install_request_metrics
@@ -64,8 +65,9 @@ class StrictFormRequest(Request):
 
 def build_app(name: str, test_config: dict | None = None) -> Flask:
     """A Flask app with the settings of service `name` (trainer or preprocess) from the
-    environment, fast JSON, one error shape, the upload limit, the optional API token and
-    Prometheus metrics on GET /metrics."""
+    environment, fast JSON, one error shape, the upload limit, the refusal of other sites'
+    pages (Host allow-list, cross-site requests), the optional API token and Prometheus
+    metrics on GET /metrics."""
     app = Flask(name, static_folder=None)  # no static files to serve
     app.request_class = StrictFormRequest
     app.config.from_mapping(settings.read(name))
@@ -75,6 +77,8 @@ def build_app(name: str, test_config: dict | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
     register_error_handlers(app, app.config["MAX_UPLOAD_MB"])
+    # Before the token: a page elsewhere is refused whether or not the stack has one.
+    install_browser_checks(app, app.config["SLUICE_ALLOWED_HOSTS"])
     install_token_check(app, app.config["SLUICE_API_TOKEN"])
     install_body_deadline(app)
     install_request_metrics(app, name)
