@@ -24,6 +24,9 @@ the codes are listed in the `Error` schema and in docs/reference/errors.md.
 
 When SLUICE_API_TOKEN is set, every route but /health, /livez, /openapi.json and /docs needs
 `Authorization: Bearer <token>`; without it the API is open (on loopback by default).
+Browsers are held to this stack's own pages: a request other than GET, HEAD or OPTIONS sent by
+another site's page gets 403 `cross_site_request`, and a Host with a dot that
+SLUICE_ALLOWED_HOSTS does not list gets 403 `host_not_allowed` (DNS rebinding).
 """
 
 

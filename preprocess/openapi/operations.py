@@ -100,12 +100,13 @@ RELAYED = (400, 401, 500, 503, 504)
 UPLOAD = (400, 401, 408, 413, 500, 503, 504)
 
 
-# What gunicorn answers before any view, on every route: a request line (URL and query) or
-# headers over its limits.
-TRANSPORT = (414, 431)
+# What is answered before any view, on every route: gunicorn's 414 and 431 (a request line or
+# headers over its limits), and 403 to a browser sent by another site's page (a Host not in
+# SLUICE_ALLOWED_HOSTS; a cross-site request that is not GET, HEAD or OPTIONS).
+TRANSPORT = (403, 414, 431)
 
 
 def op(summary: str, responses: dict, tag: str, **fields) -> dict:
-    """An operation object, with the transport's error statuses."""
+    """An operation object, with the error statuses of every route."""
     responses = {**responses, **errors(*TRANSPORT)}
     return {"summary": summary, "tags": [tag], "responses": responses, **fields}
