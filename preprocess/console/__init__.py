@@ -13,13 +13,16 @@ import os
 import tempfile
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from preprocess.console import access
 from preprocess.console.api import ConsoleError
+from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.svg import number, percent
 from sluice_common.web.errors import describe_http_error
+from sluice_common.web.params import uploaded_files
+from sluice_common.web.upload import form_limit_error
 
 bp = Blueprint(
     "console",
@@ -71,6 +74,7 @@ def _check_access():
         target = request.full_path if request.method == "GET" else "/"
         return redirect(url_for("console.login", next=target.rstrip("?")), 303)
     if request.method == "POST":
+        _read_form()
         given = request.form.get("csrf_token")
         if not access.csrf_ok(given, g.session.sid, _token()):
             message = (
@@ -79,6 +83,21 @@ def _check_access():
             )
             return render_template("error.html", status=403, message=message), 403
     return None
+
+
+def _read_form() -> None:
+    """Parse the posted form once, up front: a body that is not UTF-8, is cut off or breaks a
+    form limit is the API's 400/413 (malformed_multipart, ...), never an exception later."""
+    try:
+        uploaded_files(request)  # parses request.form too; ApiError for an unreadable body
+        request.form  # noqa: B018 (a urlencoded body is parsed here)
+    except RequestEntityTooLarge as err:
+        raise form_limit_error(err, request) from err
+    except ValueError as err:  # UnicodeDecodeError of a urlencoded body
+        raise ApiError(
+            error_codes.MALFORMED_MULTIPART,
+            f"The form cannot be read: {err}. Send it from the console's page (UTF-8).",
+        ) from err
 
 
 @bp.after_request
@@ -123,7 +142,7 @@ def render_error(status: int, message: str):
     template = FORM_PAGES.get(request.endpoint or "", "error.html")
     try:
         values = request.form if template != "error.html" else {}
-    except HTTPException:  # the form itself could not be read (too large, cut off)
+    except (HTTPException, ValueError):  # the form itself could not be read (too large, cut off)
         values = {}
     return render_template(template, error=message, status=status, values=values), status
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 COOKIE = "sluice_console"
 SESSION_SECONDS = 12 * 3600  # a working day; then the console asks for the token again
 SID = re.compile(r"^[0-9a-f]{32}$")
+EXPIRY = re.compile(r"^[0-9]{1,12}$")  # ASCII digits ('²'.isdigit() is True), int()-sized
 # Without a token the CSRF MAC needs no secret: the sid, unreadable to other sites, is the secret.
 OPEN_KEY = b"sluice-console-open"
 
@@ -49,9 +50,9 @@ def read_session(cookie: str | None, token: str | None, now: float | None = None
     """The session of a request whose cookie is `cookie` (None when absent)."""
     now = time.time() if now is None else now
     parts = (cookie or "").split(".")
-    if parts and SID.match(parts[0]):
+    if parts and SID.fullmatch(parts[0]):
         sid = parts[0]
-        if len(parts) == 3 and token and parts[1].isdigit() and int(parts[1]) > now:
+        if len(parts) == 3 and token and EXPIRY.fullmatch(parts[1]) and int(parts[1]) > now:
             expected = _mac(_key(token), f"{sid}.{parts[1]}")
             if hmac.compare_digest(parts[2].encode(), expected.encode()):
                 return Session(sid, True, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
@@ -31,10 +32,18 @@ def console_root():
     return redirect(url_for("console.home"), 308)
 
 
+# A console path (and query) of plain URL characters: no control characters (header
+# injection), no backslash or `//` (another site), nothing a redirect would have to escape.
+SAFE_NEXT = re.compile(r"^/console/(?!/)[A-Za-z0-9._~/?&=%+-]{0,500}$")
+# Pages that only answer a post: going "back" to one after signing in would be a 405.
+POST_ONLY = ("/console/logout",)
+
+
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a console page of this site, never another site."""
-    if target and (target == "/" or target.startswith("/console/")) and "\\" not in target:
-        return target
+    if target and SAFE_NEXT.fullmatch(target) and "//" not in target:
+        if target.split("?")[0].rstrip("/") not in POST_ONLY:
+            return target
     return url_for("console.home")
 
 
@@ -123,12 +132,19 @@ def _result(result_id: str) -> dict:
     return found
 
 
+def page_number(text: str) -> int:
+    """The ?page= asked for: ASCII digits only ('²'.isdigit() is True too), short enough for
+    int(); anything else is page 1 (page_rows clamps a number past the last page)."""
+    if text.isascii() and text.isdigit() and len(text) < 10:
+        return int(text)
+    return 1
+
+
 @bp.get("/console/predictions/<result_id>")
 def predictions(result_id: str):
     """One page of a kept result, flagged rows marked."""
     answer = _result(result_id)
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() else 1
+    page = page_number(request.args.get("page", "1"))
     rows, pages = results.page_rows(answer, page)
     return render_template(
         "predictions.html",

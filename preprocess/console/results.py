@@ -77,7 +77,7 @@ def save(folder: str, answer: bytes, sid: str) -> str | None:
 
 def load(folder: str, result_id: str, sid: str) -> dict | None:
     """This session's result `result_id`, or None when it is unknown, another's or gone."""
-    if not RESULT_ID.match(result_id):
+    if not RESULT_ID.fullmatch(result_id):
         return None
     path = _file(folder, result_id, sid)
     try:
