@@ -112,9 +112,13 @@ def job_predictions(job_id: str):
     if answer.get("phase") != "prod" or "predictions" not in answer:
         raise ConsoleError(409, "This job has no predictions (yet); its page says how it is doing.")
     folder = current_app.config["CONSOLE_RESULTS_DIR"]
-    result_id = results.save(folder, json.dumps(answer).encode(), g.session.sid)
+    result_id = results.save(folder, answer, len(json.dumps(answer)), g.session.sid)
     if result_id is None:
-        raise ConsoleError(413, "These predictions are too large to keep; read them with the API.")
+        raise ConsoleError(
+            413,
+            f"These predictions are larger than the {results.MAX_RESULT_BYTES // 2**20} MB the "
+            "console keeps; read them with the API (GET /jobs/<id>).",
+        )
     return redirect(url_for("console.predictions", result_id=result_id), 303)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Response, current_app, g, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, send_file, url_for
 from werkzeug.datastructures import MultiDict
 
 from preprocess.analyze import analyze_upload
@@ -114,14 +114,22 @@ def predict():
     if followed is not None:
         return followed
     folder = current_app.config["CONSOLE_RESULTS_DIR"]
-    result_id = results.save(folder, answer.body, g.session.sid)
-    if result_id is None:  # too large to keep: shown once, without a download
+    result_id = results.save(folder, body, len(answer.body), g.session.sid)
+    if result_id is None:  # too large to keep (or nowhere private): its first page, once
         rows, pages = results.page_rows(body, 1)
-        return render_template("predictions.html", answer=body, rows=rows, page=1, pages=pages)
+        return render_template(
+            "predictions.html",
+            answer=body,
+            rows=rows,
+            page=1,
+            pages=pages,
+            too_large=results.too_large(len(answer.body)),
+            limit_mb=results.MAX_RESULT_BYTES // 2**20,
+        )
     return redirect(url_for("console.predictions", result_id=result_id), 303)
 
 
-def _result(result_id: str) -> dict:
+def _result(result_id: str) -> results.Kept:
     found = results.load(current_app.config["CONSOLE_RESULTS_DIR"], result_id, g.session.sid)
     if found is None:
         raise ConsoleError(
@@ -143,12 +151,12 @@ def page_number(text: str) -> int:
 @bp.get("/console/predictions/<result_id>")
 def predictions(result_id: str):
     """One page of a kept result, flagged rows marked."""
-    answer = _result(result_id)
+    kept = _result(result_id)
     page = page_number(request.args.get("page", "1"))
-    rows, pages = results.page_rows(answer, page)
+    rows, pages = kept.page(page)
     return render_template(
         "predictions.html",
-        answer=answer,
+        answer=kept.answer,
         rows=rows,
         page=min(max(page, 1), pages),
         pages=pages,
@@ -159,10 +167,8 @@ def predictions(result_id: str):
 @bp.get("/console/predictions/<result_id>/predictions.csv")
 def predictions_csv(result_id: str):
     """Every prediction of a kept result as CSV."""
-    answer = _result(result_id)
-    name = json.dumps(f"predictions-{answer.get('model', 'model')}-{result_id[:8]}.csv")
-    return Response(
-        results.to_csv(answer),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f"attachment; filename={name}"},
-    )
+    kept = _result(result_id)
+    name = json.dumps(f"predictions-{kept.answer.get('model', 'model')}-{result_id[:8]}.csv")
+    response = send_file(kept.csv_path, mimetype="text/csv", conditional=False)
+    response.headers["Content-Disposition"] = f"attachment; filename={name}"
+    return response

@@ -3,6 +3,9 @@ forged cookies and redirect targets are 4xx pages with role=alert, never a 500."
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from preprocess.console import CSP
@@ -117,3 +120,86 @@ def test_login_keeps_a_plain_console_next(make_client):
     csrf = csrf_of(client, "/console/login")
     data = {"token": TOKEN, "csrf_token": csrf, "next": "/console/jobs?page=2&x=a%20b"}
     assert client.post("/console/login", data=data).location == data["next"]
+
+
+HOSTILE_CELLS = ['=cmd|"/c calc"!A1', "+1+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "-1", "plain"]
+
+
+def _spreadsheet_oracle(value):
+    """The download's documented rule, written out again: text starting with = + - @ TAB CR
+    gets a leading ' unless it reads as a number."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def test_the_csv_download_defuses_formulas_and_otherwise_equals_the_answer(tmp_path):
+    import csv
+
+    from preprocess.console import results
+
+    answer = {
+        "model": "m",
+        "predictions": [*HOSTILE_CELLS, -1.5, 2],
+        "classes": ['=HYPERLINK("http://evil.example","x")', "-b"],
+        "probabilities": [[0.25, 0.75]] * (len(HOSTILE_CELLS) + 2),
+        "flagged_rows": [{"row": 0, "columns": {"=HYPERLINK(1)": "unseen"}}],
+    }
+    result_id = results.save(str(tmp_path), answer, 100, "s" * 32)
+    kept = results.load(str(tmp_path), result_id, "s" * 32)
+    with open(kept.csv_path, encoding="utf-8", newline="") as handle:
+        got = list(csv.reader(handle))
+    classes = [f"probability_{name}" for name in answer["classes"]]
+    assert got[0] == ["row", "prediction", *classes, "flags"]
+    expected = [
+        [str(i), str(_spreadsheet_oracle(p)), "0.25", "0.75", ""]
+        for i, p in enumerate(answer["predictions"])
+    ]
+    expected[0][-1] = "'=HYPERLINK(1): unseen"
+    assert got[1:] == expected
+    assert got[1][1] == "'" + HOSTILE_CELLS[0] and got[7][1] == "-1" and got[9][1] == "-1.5"
+
+
+def test_a_sessions_results_do_not_evict_another_sessions(tmp_path):
+    from preprocess.console import results
+
+    answer = {"model": "m", "predictions": [1, 2, 3]}
+    first = results.save(str(tmp_path), answer, 30, "a" * 32)
+    others = [results.save(str(tmp_path), answer, 30, "b" * 32) for _ in range(50)]
+    assert results.load(str(tmp_path), first, "a" * 32) is not None
+    kept = [i for i in others if results.load(str(tmp_path), i, "b" * 32) is not None]
+    assert kept == others[-results.MAX_PER_SESSION :]
+    # Sessions filling the global bound push out the results of the session holding the most
+    # first: 1 + 5 + 48 results, 4 over the bound, all four from session b.
+    for n in range(48):
+        results.save(str(tmp_path), answer, 30, f"{n:032x}")
+    assert len(os.listdir(tmp_path)) == results.MAX_RESULTS
+    assert results.load(str(tmp_path), first, "a" * 32) is not None
+    assert [results.load(str(tmp_path), i, "b" * 32) is not None for i in kept] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_a_page_views_cost_does_not_grow_with_the_result(make_client, trainer):
+    def timed_page_view(rows):
+        trainer.prod_rows = rows
+        client, location = _kept_result(make_client)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            assert client.get(location + "?page=2").status_code == 200
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    try:
+        small, large = timed_page_view(100), timed_page_view(100_000)
+    finally:
+        trainer.prod_rows = 120
+    assert large < 3 * small + 0.02, (small, large)  # reading all 100k rows took ~0.3 s

@@ -137,10 +137,11 @@ def test_the_csv_download_equals_the_predictions(make_client, trainer):
 
 def test_kept_results_are_bounded_in_count(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "MAX_RESULTS", 3)
-    ids = [results.save(str(tmp_path), b'{"predictions": []}', "s" * 32) for _ in range(5)]
+    answer = {"predictions": [], "model": "m"}
+    ids = [results.save(str(tmp_path), answer, 20, f"{n:032x}") for n in range(5)]
     assert len(os.listdir(tmp_path)) == 3
-    assert results.load(str(tmp_path), ids[0], "s" * 32) is None
-    assert results.load(str(tmp_path), ids[-1], "s" * 32) == {"predictions": []}
+    assert results.load(str(tmp_path), ids[0], f"{0:032x}") is None
+    assert results.load(str(tmp_path), ids[-1], f"{4:032x}").answer["model"] == "m"
     assert results.load(str(tmp_path), ids[-1], "t" * 32) is None  # another session's
 
 
@@ -213,4 +214,4 @@ def test_results_are_not_kept_in_a_directory_others_can_read(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
-    assert results.save(str(shared), b"{}", "s" * 32) is None and os.listdir(shared) == []
+    assert results.save(str(shared), {}, 2, "s" * 32) is None and os.listdir(shared) == []
