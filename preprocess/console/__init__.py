@@ -21,7 +21,7 @@ from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.svg import number, percent
 from sluice_common.web.errors import describe_http_error
-from sluice_common.web.params import uploaded_files
+from sluice_common.web.params import refuse_repeated, uploaded_files
 from sluice_common.web.upload import form_limit_error
 
 bp = Blueprint(
@@ -98,6 +98,7 @@ def _read_form() -> None:
             error_codes.MALFORMED_MULTIPART,
             f"The form cannot be read: {err}. Send it from the console's page (UTF-8).",
         ) from err
+    refuse_repeated(request.form, list(request.form))  # the API's repeated_parameter
 
 
 @bp.after_request

@@ -41,11 +41,18 @@ def _model_page(name: str, status: int = 200, **errors):
         chart=charts.metric_over_versions(name, versions, metric) if metric else None,
         challenger=challenger,
         mlflow_ui=(current_app.config.get("MLFLOW_UI_URL") or "").rstrip("/"),
-        changed=request.args.get("changed"),
+        changed=_version_changed(),
         errors=errors,
         values=request.form,
     )
     return page, status
+
+
+def _version_changed() -> str | None:
+    """The version ?changed= names after a champion change: a version number or nothing (the
+    link's text is anyone's to write, the page must not say it)."""
+    changed = request.args.get("changed", "")
+    return changed if changed.isascii() and changed.isdigit() and len(changed) < 10 else None
 
 
 @bp.get("/console/models/<name>")

@@ -106,7 +106,12 @@ def _check_names(args, known: tuple[str, ...] = KNOWN_PARAMS) -> None:
             + (f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else "")
             + f"; the known ones are {', '.join(known)}.",
         )
-    repeated = [name for name in known if len(args.getlist(name)) > 1]
+    refuse_repeated(args, known)
+
+
+def refuse_repeated(args, names) -> None:
+    """Of a parameter given twice only the first would count: refused, saying which."""
+    repeated = [name for name in names if len(args.getlist(name)) > 1]
     if repeated:
         raise ApiError(
             error_codes.REPEATED_PARAMETER,

@@ -203,3 +203,23 @@ def test_a_page_views_cost_does_not_grow_with_the_result(make_client, trainer):
     finally:
         trainer.prod_rows = 120
     assert large < 3 * small + 0.02, (small, large)  # reading all 100k rows took ~0.3 s
+
+
+def test_a_changed_champion_note_shows_only_a_version_number(make_client):
+    client = make_client()
+    shown = client.get("/console/models/churn?changed=7").text
+    assert "Version 7 is now the champion" in shown
+    for spoof in ("7, and your data was deleted. Call 555", "%C2%B2", "1" * 20):
+        page = client.get(f"/console/models/churn?changed={spoof}").text
+        assert "is now the champion" not in page
+        assert 'id="changed"' not in page
+
+
+def test_a_form_field_given_twice_is_the_apis_repeated_parameter(make_client, trainer):
+    client = make_client()
+    csrf = csrf_of(client, "/console/predict")
+    with open(TRAIN_CSV, "rb") as handle:
+        data = {"data_file": (handle, "q.csv"), "csrf_token": csrf, "model": ["a", "b"]}
+        answer = client.post("/console/predict", data=data)
+    assert _alert_page(answer) == "Give each parameter once; repeated: model."
+    assert not trainer.requests  # refused before the trainer
