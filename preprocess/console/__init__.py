@@ -62,7 +62,7 @@ def _from_another_site() -> bool:
 @bp.before_request
 def _check_access():
     """Sign-in (when the stack has a token) and the CSRF token of every post."""
-    cookie = request.cookies.get(access.COOKIE)
+    cookie = request.cookies.get(_cookie_name())
     if cookie is None and request.method == "GET" and _from_another_site():
         # SameSite=Strict keeps the cookie off a link followed from another site: answering
         # as if there were none would replace the browser's session. Reload from here instead.
@@ -114,10 +114,14 @@ def _headers(response):
     return response
 
 
+def _cookie_name() -> str:
+    return access.cookie_name(request.host, request.is_secure)
+
+
 def set_cookie(response, value: str, max_age: int | None = None) -> None:
     """The console's cookie: HttpOnly, SameSite=Strict, Secure over https."""
     response.set_cookie(
-        access.COOKIE,
+        _cookie_name(),
         value,
         max_age=max_age,
         path="/",

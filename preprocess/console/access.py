@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 COOKIE = "sluice_console"
+PORT = re.compile(r":([0-9]{1,5})$")
 SESSION_SECONDS = 12 * 3600  # a working day; then the console asks for the token again
 SID = re.compile(r"^[0-9a-f]{32}$")
 EXPIRY = re.compile(r"^[0-9]{1,12}$")  # ASCII digits ('²'.isdigit() is True), int()-sized
@@ -58,6 +59,16 @@ def read_session(cookie: str | None, token: str | None, now: float | None = None
                 return Session(sid, True, False)
         return Session(sid, not token, False)
     return Session(secrets.token_hex(16), not token, True)
+
+
+def cookie_name(host: str, secure: bool) -> str:
+    """The cookie's name for the stack at `host`: browsers send a host's cookies to every port
+    of it, so the port is in the name (two stacks on one host keep their own sessions); over
+    https the `__Host-` prefix makes the browser refuse one set without Secure, Path=/ or with a
+    Domain (by another app of the host over plain http, say)."""
+    port = PORT.search(host)
+    name = f"{COOKIE}_{port[1]}" if port else COOKIE
+    return f"__Host-{name}" if secure else name
 
 
 def anonymous_cookie(sid: str) -> str:

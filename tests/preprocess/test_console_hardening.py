@@ -223,3 +223,24 @@ def test_a_form_field_given_twice_is_the_apis_repeated_parameter(make_client, tr
         answer = client.post("/console/predict", data=data)
     assert _alert_page(answer) == "Give each parameter once; repeated: model."
     assert not trainer.requests  # refused before the trainer
+
+
+def test_the_cookie_is_named_per_port_and_host_prefixed_over_https(make_client):
+    client = make_client(SLUICE_API_TOKEN=TOKEN)
+    for base, name in (
+        ("http://127.0.0.1:8050", "sluice_console_8050"),
+        ("http://127.0.0.1:9050", "sluice_console_9050"),
+        ("https://127.0.0.1:8443", "__Host-sluice_console_8443"),
+    ):
+        page = client.get("/console/login", base_url=base)
+        cookie = page.headers["Set-Cookie"]
+        assert cookie.startswith(name + "=") and "Path=/" in cookie and "Domain" not in cookie
+        csrf = Page(page.text).csrf[0]
+        signed = client.post(
+            "/console/login", data={"token": TOKEN, "csrf_token": csrf}, base_url=base
+        )
+        assert signed.headers["Set-Cookie"].startswith(name + "=")
+        assert client.get("/console/models", base_url=base).status_code == 200
+    # Each port's session is its own: 8050's still holds, a port never signed in has none.
+    assert client.get("/console/models", base_url="http://127.0.0.1:8050").status_code == 200
+    assert client.get("/console/models", base_url="http://127.0.0.1:6050").status_code == 303
