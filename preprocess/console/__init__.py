@@ -12,7 +12,17 @@ from __future__ import annotations
 import os
 import tempfile
 
-from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from preprocess.console import access
@@ -20,7 +30,7 @@ from preprocess.console.api import ConsoleError
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
 from sluice_common.svg import number, percent
-from sluice_common.web.errors import describe_http_error
+from sluice_common.web.errors import add_html_error_pages, describe_http_error
 from sluice_common.web.params import refuse_repeated, uploaded_files
 from sluice_common.web.upload import form_limit_error
 
@@ -178,6 +188,19 @@ def init_app(app: Flask) -> None:
 
     app.config["CONSOLE_RESULTS_DIR"] = results_dir(app)
     app.register_blueprint(bp)
+    add_html_error_pages(app, _error_page, paths=("/", "/console"), under=("/console/",))
+
+
+def _error_page(status: int, code: str, message: str):
+    """The console's page for an error no console view handled (an unknown page, a method a
+    page does not take, a bug): the API's code and message, with the console's headers."""
+    response = make_response(
+        render_template("error.html", status=status, message=message, code=code), status
+    )
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 @bp.app_template_filter("num")

@@ -4,8 +4,9 @@ error shape (sluice_common/errors.py; the codes are in sluice_common/error_codes
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sluice_common import error_codes
@@ -27,10 +28,36 @@ HTTP_CODES = {
 }
 
 
+# A site's error page: (status, code, message) -> a response (see add_html_error_pages).
+HtmlErrorPage = Callable[[int, str, str], object]
+
+
+def add_html_error_pages(
+    app: Flask, render: HtmlErrorPage, paths: tuple[str, ...], under: tuple[str, ...]
+) -> None:
+    """Answer the errors of requests for `paths` (exactly) or paths starting with one of `under`
+    with `render`'s page instead of JSON: pages served by an API's app (the console) keep their
+    HTML for errors no view of theirs handles (an unknown page, a wrong method, a bug). Every
+    other path keeps the JSON error shape."""
+    app.extensions.setdefault("html_error_pages", []).append((paths, under, render))
+
+
+def _html_page(status: int, code: str, message: str):
+    """The page of the request's site for this error, or None for an API path."""
+    path = request.path
+    for paths, under, render in current_app.extensions.get("html_error_pages", ()):
+        if path in paths or path.startswith(under):
+            return render(status, code, message)
+    return None
+
+
 def error_response(err: ApiError):
     """A Flask response for `err` (with Retry-After when it says when to come back)."""
     seconds = err.details.get("retry_after")
     headers = {"Retry-After": str(seconds)} if seconds else {}
+    page = _html_page(err.status, err.code, err.message)
+    if page is not None:
+        return page, err.status, headers
     return jsonify(err.to_dict()), err.status, headers
 
 
@@ -65,6 +92,9 @@ def register_error_handlers(app: Flask, max_upload_mb: float | None = None) -> N
         if status in HTTP_CODES:
             return error_response(ApiError(HTTP_CODES[status], message))
         # Another status (werkzeug's own): its code says only that, with the status it has.
+        page = _html_page(status, code, message)
+        if page is not None:
+            return page, status
         return jsonify({"error": {"code": code, "message": message}}), status
 
     @app.errorhandler(Exception)

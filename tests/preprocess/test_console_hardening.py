@@ -3,6 +3,7 @@ forged cookies and redirect targets are 4xx pages with role=alert, never a 500."
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
@@ -244,3 +245,44 @@ def test_the_cookie_is_named_per_port_and_host_prefixed_over_https(make_client):
     # Each port's session is its own: 8050's still holds, a port never signed in has none.
     assert client.get("/console/models", base_url="http://127.0.0.1:8050").status_code == 200
     assert client.get("/console/models", base_url="http://127.0.0.1:6050").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/console/nope", 404, "not_found"),
+        ("GET", "/console/jobs/", 404, "not_found"),
+        ("GET", "/console/logout", 405, "method_not_allowed"),
+        ("PUT", "/console/train", 405, "method_not_allowed"),
+        ("DELETE", "/", 405, "method_not_allowed"),
+        ("GET", "/console/boom", 500, "internal_error"),
+    ],
+)
+def test_console_errors_no_view_handles_are_html_pages(make_client, method, path, status, code):
+    client = make_client()
+
+    def boom():
+        raise RuntimeError("a bug")
+
+    client.application.add_url_rule("/console/boom", view_func=boom)
+    answer = client.open(path, method=method)
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    alert = _alert_page(answer, status)
+    assert alert.endswith(f"({code})")
+
+
+def test_api_paths_keep_their_json_errors(make_client):
+    client = make_client()
+    for path in ("/nope", "/consolex", "/console-x"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and answer.json["error"]["code"] == "not_found"
+
+
+def test_a_console_post_over_the_size_limit_is_a_413_page(make_client):
+    client = make_client(MAX_UPLOAD_MB=0.01)
+    big = client.post("/console/train", data=b"x=" + b"1" * 20_000, content_type=FORM)
+    assert "MAX_UPLOAD_MB" in _alert_page(big, 413)
+    api = client.post(
+        "/analyze?phase=prod", data={"data_file": (io.BytesIO(b"x" * 20_000), "a.csv")}
+    )
+    assert api.status_code == 413 and api.json["error"]["code"] == "upload_too_large"
