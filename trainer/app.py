@@ -209,6 +209,7 @@ def _jobs(app: Flask, state_dir: str) -> JobRunner:
         jobs_url(app.config, state_dir),
         stale_seconds=float(app.config["JOBS_STALE_SECONDS"]),
         retention_days=float(app.config["JOBS_RETENTION_DAYS"]),
+        encode=app.json.dumps,  # a job's answer encoded as the synchronous answer is
     )
     interrupted = job_store.mark_orphans()
     if interrupted:

@@ -187,6 +187,18 @@ def test_async_upload_is_a_job_with_the_synchronous_answer(stack, model_name):
     listed = requests.get(stack.url("preprocess") + "/jobs", timeout=30).json()["jobs"]
     assert job["job_id"] in [j["job_id"] for j in listed]
     assert all("answer" not in j for j in listed)
+    # A prod job with proba=true (its probabilities a numpy array) has the synchronous answer.
+    rows = frame.drop(columns="churned").head(40).to_csv(index=False).encode()
+    query = dict(phase="prod", model=model_name, proba="true")
+    synchronous = post_csv(stack.analyze_url, rows, **query)
+    assert synchronous.status_code == 200, synchronous.text
+    scored = wait_job(
+        stack.url("preprocess"), post_csv(stack.analyze_url, rows, **query, **{"async": "true"})
+    )
+    assert scored["state"] == "succeeded", scored
+    expected, answer = synchronous.json(), scored["answer"]
+    assert expected.pop("batch_id") != answer.pop("batch_id")  # each batch is recorded
+    assert answer == expected and len(answer["probabilities"]) == 40
     # Parses (so it becomes a job) but cannot be trained: the job fails with the 422.
     too_few = b"x,y\n1,a\n2,b\n"
     bad = post_csv(stack.analyze_url, too_few, phase="dev", model=model_name, **{"async": "1"})

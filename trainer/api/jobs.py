@@ -64,9 +64,6 @@ def get_job(job_id: str):
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str):
     """Ask for a job's cancellation (it stops at its next progress point)."""
-    runner = job_runner()
-    job = runner.store.request_cancel(_checked(job_id))
-    runner.cancel_local(job_id)
-    response = jsonify(job)
+    response = jsonify(job_runner().cancel(_checked(job_id)))
     response.status_code = 202
     return response

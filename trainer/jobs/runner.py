@@ -5,7 +5,8 @@ Its row (table sluice_jobs, beside the monitoring tables) holds the state, the p
 when it is done the answer or error a synchronous request would have given, so jobs are listed
 after a restart. A job whose process stopped is never left "running": at start a trainer marks
 the jobs of an earlier boot failed, and a job whose heartbeat stops (its worker process died)
-is marked failed when it is next read.
+is marked failed when it is next read or listed. An answer is stored as the HTTP answer encodes
+it (the app's JSON provider), so a job's answer is the synchronous one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from trainer.lifecycle.boot import boot_id
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "failed", "cancelled")
+UNFINISHED = ("queued", "running")
 HEARTBEAT_SECONDS = 2.0
 
 metadata = sa.MetaData()
@@ -101,7 +103,14 @@ class JobContext:
 class JobStore:
     """The jobs table: create, update, read, and mark jobs their process left behind."""
 
-    def __init__(self, url: str, stale_seconds: float = 30.0, retention_days: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        stale_seconds: float = 30.0,
+        retention_days: float = 30.0,
+        encode: Callable[[object], str] = json.dumps,
+    ):
+        """`encode`: the app's JSON encoder (app.json.dumps) that answers are stored with."""
         self.engine = make_engine(url)
         for attempt in range(20):  # workers starting together race to create the table
             try:
@@ -114,6 +123,7 @@ class JobStore:
         self.stale_seconds = stale_seconds
         self.retention_days = retention_days
         self.owner = f"{boot_id()}:{socket.gethostname()[:40]}:{os.getpid()}"
+        self.encode = encode
 
     def create(self, job_id: str, phase: str, model: str, request: dict) -> None:
         now = utcnow()
@@ -136,7 +146,7 @@ class JobStore:
     def _update(self, job_id: str, only_unfinished: bool = True, **values) -> bool:
         where = jobs.c.job_id == job_id
         if only_unfinished:
-            where &= jobs.c.state.in_(("queued", "running"))
+            where &= jobs.c.state.in_(UNFINISHED)
         with self.engine.begin() as conn:
             return conn.execute(jobs.update().where(where).values(**values)).rowcount > 0
 
@@ -155,7 +165,7 @@ class JobStore:
     def finish(self, job_id: str, state: str, status: int, answer=None, error=None) -> None:
         values = {"state": state, "status": status, "finished_at": utcnow()}
         if answer is not None:
-            values["answer"] = answer if isinstance(answer, str) else json.dumps(answer)
+            values["answer"] = answer if isinstance(answer, str) else self.encode(answer)
         if error is not None:
             values["error"] = json.dumps(error)
         self._update(job_id, **values)
@@ -167,7 +177,7 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(
                 jobs.update()
-                .where(jobs.c.job_id.in_(job_ids) & jobs.c.state.in_(("queued", "running")))
+                .where(jobs.c.job_id.in_(job_ids) & jobs.c.state.in_(UNFINISHED))
                 .values(heartbeat_at=utcnow())
             )
             rows = conn.execute(
@@ -178,8 +188,9 @@ class JobStore:
         return {r.job_id for r in rows if r.cancel_requested or r.state in FINISHED}
 
     def request_cancel(self, job_id: str) -> dict:
-        """Ask for a job's cancellation; the job as it is now. A queued job of this process is
-        cancelled by the runner; one left by a dead process is marked at once."""
+        """Ask for a job's cancellation; the job as it is now. Its runner sees the flag (at its
+        next heartbeat in another process); one left by a process that stopped beating is cut
+        off first, and so answers job_finished."""
         job = self.get(job_id)
         if job["state"] in FINISHED:
             raise ApiError(
@@ -194,14 +205,17 @@ class JobStore:
         mine = boot_id() + ":"
         with self.engine.begin() as conn:
             rows = conn.execute(
-                sa.select(jobs.c.job_id, jobs.c.owner).where(
-                    jobs.c.state.in_(("queued", "running"))
-                )
+                sa.select(jobs.c.job_id, jobs.c.owner).where(jobs.c.state.in_(UNFINISHED))
             ).all()
         orphans = [r.job_id for r in rows if not r.owner.startswith(mine)]
         for job_id in orphans:
             self._cut_off(job_id, "the trainer restarted while it was queued or running")
         return len(orphans)
+
+    def owned_here(self, job_id: str) -> bool:
+        """Whether the job is unfinished and this process is its owner."""
+        row = self._row(job_id)
+        return row.state in UNFINISHED and row.owner == self.owner
 
     def unfinished_of(self, phase: str, model: str) -> list[str]:
         """Ids of the model's queued or running jobs of `phase` whose process still beats."""
@@ -209,7 +223,7 @@ class JobStore:
         query = sa.select(jobs.c.job_id).where(
             jobs.c.phase == phase,
             jobs.c.model == model,
-            jobs.c.state.in_(("queued", "running")),
+            jobs.c.state.in_(UNFINISHED),
             jobs.c.heartbeat_at >= alive,
         )
         with self.engine.connect() as conn:
@@ -218,9 +232,7 @@ class JobStore:
     def unfinished(self) -> set[str]:
         """Ids of the jobs queued or running (any process)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(jobs.c.job_id).where(jobs.c.state.in_(("queued", "running")))
-            ).all()
+            rows = conn.execute(sa.select(jobs.c.job_id).where(jobs.c.state.in_(UNFINISHED))).all()
         return {r.job_id for r in rows}
 
     def _cut_off(self, job_id: str, why: str) -> None:
@@ -231,24 +243,38 @@ class JobStore:
         )
         self.finish(job_id, "failed", err.status, error=err.to_dict()["error"])
 
-    def get(self, job_id: str, with_answer: bool = True) -> dict:
+    def _cut_off_if_silent(self, row) -> bool:
+        """Fail a queued or running job whose process stopped beating JOBS_STALE_SECONDS ago
+        (the one rule of GET /jobs/<id> and GET /jobs); whether it was cut off."""
+        if row.state not in UNFINISHED:
+            return False
+        age = (utcnow() - row.heartbeat_at).total_seconds()
+        if age <= self.stale_seconds:
+            return False
+        self._cut_off(row.job_id, f"the trainer process running it stopped ({age:.0f} s ago)")
+        return True
+
+    def _row(self, job_id: str):
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
         if row is None:
             raise ApiError(error_codes.JOB_NOT_FOUND, f"No job {job_id} is recorded.")
-        if row.state in ("queued", "running"):
-            age = (utcnow() - row.heartbeat_at).total_seconds()
-            if age > self.stale_seconds:
-                self._cut_off(job_id, f"the trainer process running it stopped ({age:.0f} s ago)")
-                return self.get(job_id, with_answer)
+        return row
+
+    def get(self, job_id: str, with_answer: bool = True) -> dict:
+        row = self._row(job_id)
+        if self._cut_off_if_silent(row):
+            row = self._row(job_id)
         return self._public(row, with_answer)
 
     def list(self, limit: int = 100) -> list[dict]:
         self.prune()
+        query = sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
-            ).all()
+            rows = conn.execute(query).all()
+        if [row for row in rows if self._cut_off_if_silent(row)]:  # every row, not the first
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
         return [self._public(row, with_answer=False) for row in rows]
 
     def prune(self) -> None:
@@ -272,7 +298,7 @@ class JobStore:
             "finished_at": iso_utc(row.finished_at),
             "progress": json.loads(row.progress),
         }
-        if row.state in ("queued", "running") and row.cancel_requested:
+        if row.state in UNFINISHED and row.cancel_requested:
             job["cancel_requested"] = True
         if row.status is not None:
             job["status"] = row.status
@@ -330,11 +356,20 @@ class JobRunner:
         self._queue.put((job_id, work, discard))
         return job_id
 
-    def cancel_local(self, job_id: str) -> None:
-        """Set the cancel flag at once when the job runs in this process."""
-        context = self._active.get(job_id)
+    def cancel(self, job_id: str) -> dict:
+        """Ask for a job's cancellation; the job as it is now. One this process runs or queues
+        stops at its next progress point; one this process owns but no longer holds (its
+        thread is over and its outcome could not be written) is marked cancelled at once,
+        rather than left running until it is called interrupted."""
+        job = self.store.request_cancel(job_id)
+        with self._guard:
+            context = self._active.get(job_id)
         if context is not None:
             context.cancel.set()
+        elif self.store.owned_here(job_id):
+            self._cancelled(job_id)
+            job = self.store.get(job_id)
+        return job
 
     def _beat(self) -> None:
         while True:
@@ -355,8 +390,9 @@ class JobRunner:
             context = self._active.get(job_id)
             try:
                 self._run(job_id, work, context)
-            except Exception:
+            except Exception as err:
                 log.exception("job %s could not be recorded", job_id)
+                self._record_failure(job_id, type(err).__name__)
             finally:
                 with self._guard:
                     self._active.pop(job_id, None)
@@ -388,9 +424,29 @@ class JobRunner:
             )
             self.store.finish(job_id, "failed", failed.status, error=failed.to_dict()["error"])
             return
+        try:
+            encoded = self.store.encode(answer)
+        except (TypeError, ValueError) as err:  # the work's answer is wrong, not its process
+            log.exception("job %s: its answer could not be encoded", job_id)
+            self._record_failure(job_id, f"{type(err).__name__}: {str(err)[:200]}")
+            return
         context.progress_state["stage"] = "done"
         self.store.set_progress(job_id, context.progress_state)
-        self.store.finish(job_id, "succeeded", status, answer=answer)
+        self.store.finish(job_id, "succeeded", status, answer=encoded)
+
+    def _record_failure(self, job_id: str, reason: str) -> None:
+        """Mark the job failed because its outcome could not be recorded, with the reason (a
+        job left running would later be called interrupted, which sends users looking for a
+        dead process); only logged when even that cannot be written."""
+        failed = ApiError(
+            error_codes.JOB_ERROR,
+            f"The job's work ended but its outcome could not be recorded ({reason}); the "
+            "trainer's log has the details.",
+        )
+        try:
+            self.store.finish(job_id, "failed", failed.status, error=failed.to_dict()["error"])
+        except Exception:
+            log.exception("job %s: its failure could not be recorded either", job_id)
 
     def _cancelled(self, job_id: str) -> None:
         err = ApiError(error_codes.JOB_CANCELLED, "The job was cancelled (DELETE /jobs/<id>).")

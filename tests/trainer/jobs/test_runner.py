@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from flask import Flask, jsonify
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
+from sluice_common.web.jsonio import OrjsonProvider
 from trainer.jobs import runner as jobs
 from trainer.jobs.runner import JobRunner, JobStore
 from trainer.lifecycle.boot import BOOT_ENV
@@ -122,3 +126,92 @@ def test_jobs_of_an_earlier_start_and_silent_jobs_are_failed(url, monkeypatch):
         conn.execute(jobs.jobs.update().values(created_at=sa.func.now() - timedelta(days=60)))
     later.prune()
     assert later.list() == []
+
+
+def test_an_answer_is_stored_as_the_app_encodes_it_and_an_unencodable_one_fails_the_job(url):
+    """A prod answer holds numpy arrays (probabilities): the job keeps what the HTTP answer
+    would say; an answer no encoder can write fails the job with that reason at once, not
+    left running to be called interrupted when its heartbeat stops."""
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    runner = JobRunner(JobStore(url, stale_seconds=1, encode=app.json.dumps))
+    answer = {"predictions": ["a", "b"], "probabilities": np.array([[0.25, 0.75], [1.0, 0.0]])}
+    job_id = runner.submit("prod", "m", {}, lambda context: (200, answer))
+    done = wait_state(runner.store, job_id, ("succeeded", "failed"))
+    with app.app_context():  # the oracle: the synchronous answer, through jsonify
+        synchronous = json.loads(jsonify(answer).get_data())
+    assert done["state"] == "succeeded", done
+    assert done["answer"] == synchronous
+    assert done["answer"]["probabilities"] == [[0.25, 0.75], [1.0, 0.0]]
+
+    strict = JobRunner(JobStore(url, stale_seconds=1))  # json.dumps knows no ndarray
+    job_id = strict.submit("prod", "m", {}, lambda context: (200, answer))
+    failed = wait_state(strict.store, job_id, ("succeeded", "failed"), timeout=5)
+    assert failed["state"] == "failed" and failed["error"]["code"] == "job_error"
+    assert "could not be recorded" in failed["error"]["message"]
+    assert "ndarray" in failed["error"]["message"]
+    time.sleep(1.5)  # past the stale cut-off: still the real reason, not "interrupted"
+    assert strict.store.get(job_id)["error"]["code"] == "job_error"
+
+
+def test_a_job_whose_outcome_could_not_be_written_is_cancelled_at_once(url, monkeypatch):
+    """The store fails the job's last writes: it stays running, no thread holds it. DELETE
+    marks it cancelled at once (not a flag no one reads until the job is called interrupted)."""
+    runner = JobRunner(JobStore(url))
+    finish = runner.store.finish
+    broken = threading.Event()
+    broken.set()
+
+    def failing_finish(*args, **kwargs):
+        if broken.is_set():
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("database is gone"))
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(runner.store, "finish", failing_finish)
+    job_id = runner.submit("dev", "m", {}, lambda context: (200, {"ok": 1}))
+    deadline = time.monotonic() + 10
+    while runner.store.get(job_id)["progress"]["stage"] != "done" or job_id in runner._active:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert runner.store.get(job_id)["state"] == "running"
+    broken.clear()  # the database is back
+    cancelled = runner.cancel(job_id)
+    assert cancelled["state"] == "cancelled" and cancelled["error"]["code"] == "job_cancelled"
+
+
+def test_a_running_job_is_cancelled_by_its_runner(url):
+    runner = JobRunner(JobStore(url))
+    gate = threading.Event()
+
+    def waits(context):
+        while not gate.wait(0.05):
+            context.progress(stage="training")
+        return 200, {}
+
+    job_id = runner.submit("dev", "m", {}, waits)
+    wait_state(runner.store, job_id, ("running",))
+    asked = runner.cancel(job_id)
+    assert asked["state"] == "running" and asked["cancel_requested"] is True
+    assert wait_state(runner.store, job_id, ("cancelled",))["error"]["code"] == "job_cancelled"
+    gate.set()
+
+
+def test_the_list_cuts_off_silent_jobs_as_reading_one_does(url):
+    store = JobStore(url, stale_seconds=5)
+    for job_id in ("d" * 32, "e" * 32, "f" * 32):
+        store.create(job_id, "dev", "m", {})
+        store.start(job_id)
+    with store.engine.begin() as conn:  # two of them stopped beating 10 s ago
+        conn.execute(
+            jobs.jobs.update()
+            .where(jobs.jobs.c.job_id.in_(("d" * 32, "e" * 32)))
+            .values(heartbeat_at=jobs.utcnow() - timedelta(seconds=10))
+        )
+    states = {job["job_id"]: job for job in store.list()}
+    assert [states[j]["state"] for j in ("d" * 32, "e" * 32, "f" * 32)] == [
+        "failed",
+        "failed",
+        "running",
+    ]
+    assert states["d" * 32]["error"]["code"] == "job_interrupted"
+    assert store.get("e" * 32)["error"] == states["e" * 32]["error"]
