@@ -260,16 +260,18 @@ class Decision:
 
 
 def schema_of(spec: dict) -> dict:
-    """What prod clients depend on: target, task, classes, the columns they send (the
-    upload's, whichever of them a model happened to drop) and how each used column's cells
-    are read (kind, decimal mark, date formats)."""
+    """What prod clients depend on: target, task, classes, the columns the version requires
+    (its inputs), the columns its clients send (its upload's, whichever of them it happened
+    to drop) and how each required column's cells are read (kind, decimal mark, date
+    formats)."""
     inputs = spec["inputs"]
-    columns = spec.get("upload_columns") or [item["name"] for item in inputs]
+    required = [item["name"] for item in inputs]
     return {
         "target": spec["target"],
         "task": spec["task"],
         "classes": spec.get("classes"),
-        "columns": sorted(columns),
+        "required": sorted(required),
+        "columns": sorted(spec.get("upload_columns") or required),
         "reading": {item["name"]: _reading(item) for item in inputs},
     }
 
@@ -286,16 +288,23 @@ def _reading(item: dict) -> str:
 
 
 def schema_difference(new: dict, old: dict) -> str | None:
-    """A sentence naming how two schemas differ, or None when they match."""
+    """A sentence naming how two schemas differ, or None when they match.
+
+    Input columns differ when the new version requires a column the old one's clients do
+    not send (not among the old upload's columns: they would get missing_columns), or when
+    the new upload lacks a column the old version requires (the two read other data, and
+    the old one cannot be scored on the new rows). Columns that neither requires (a row
+    number, an id-like email dropped from an upload, absent from a retrain table) are no
+    difference: prod ignores extra columns."""
     if new["target"] != old["target"]:
         return f"target changed from {old['target']!r} to {new['target']!r}"
     if new["task"] != old["task"]:
         return f"task changed from {old['task']} to {new['task']}"
     if new["classes"] != old["classes"]:
         return "the set of classes changed"
-    if new["columns"] != old["columns"]:
-        added = sorted(set(new["columns"]) - set(old["columns"]))
-        removed = sorted(set(old["columns"]) - set(new["columns"]))
+    added = sorted(set(new["required"]) - set(old["columns"]))
+    removed = sorted(set(old["required"]) - set(new["columns"]))
+    if added or removed:
         return f"input columns changed (added: {added or 'none'}, removed: {removed or 'none'})"
     for name, reading in sorted(new["reading"].items()):
         before = old["reading"].get(name)

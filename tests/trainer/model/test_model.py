@@ -459,6 +459,28 @@ def test_bootstrap_and_normal_intervals_agree_on_large_samples():
     assert width(normal) == pytest.approx(width(boot) * np.sqrt(20_000 / 30_000), rel=0.25)
 
 
+def test_a_retrain_without_the_columns_its_champion_ignored_is_no_schema_change():
+    """An R export: a row-name column and an id-like email the champion dropped; the retrain
+    table holds only the champion's inputs (docs/retraining.md), so its upload lacks them."""
+    size = {"name": "size", "kind": "numeric", "number_format": {"decimal": ".", "thousands": ""}}
+    color = {"name": "color", "kind": "categorical"}
+    champion = {"target": "y", "task": "classification", "classes": ["no", "yes"]}
+    champion.update(inputs=[size, color], upload_columns=["Unnamed: 0", "email", "size", "color"])
+    retrained = dict(champion, upload_columns=["size", "color"])
+    assert schema_difference(schema_of(retrained), schema_of(champion)) is None
+    # A retrain that reads only one of them is no change either: prod clients send both.
+    assert schema_difference(schema_of(dict(retrained, inputs=[size])), schema_of(champion)) is None
+    # Still held back: a version that needs a column the champion's clients never sent, or
+    # reads a column the champion reads another way.
+    region = {"name": "region", "kind": "categorical"}
+    wider = dict(champion, inputs=[size, color, region], upload_columns=["size", "color", "region"])
+    assert "added: ['region']" in schema_difference(schema_of(wider), schema_of(champion))
+    as_text = dict(retrained, inputs=[dict(size, kind="categorical"), color])
+    assert "'size' is read differently" in schema_difference(
+        schema_of(as_text), schema_of(champion)
+    )
+
+
 def test_schema_and_split_differences_are_named():
     a = {"name": "a", "kind": "numeric", "number_format": {"decimal": ".", "thousands": ""}}
     spec = {"target": "y", "task": "regression", "classes": None, "inputs": [a]}
@@ -467,8 +489,15 @@ def test_schema_and_split_differences_are_named():
     # A column one model dropped and the other uses is no schema change: clients send both.
     uses_b = dict(spec, inputs=[a, {"name": "b", "kind": "categorical"}])
     assert schema_difference(schema_of(uses_b), schema_of(spec)) is None
+    # An upload column the new version does not read is no change; one it requires that the
+    # champion's clients never sent is (they would get missing_columns).
     wider = dict(spec, upload_columns=["a", "b", "c"])
-    assert "added: ['c']" in schema_difference(schema_of(wider), schema_of(spec))
+    assert schema_difference(schema_of(wider), schema_of(spec)) is None
+    needs_c = dict(wider, inputs=[a, {"name": "c", "kind": "categorical"}])
+    assert "added: ['c'], removed: none" in schema_difference(schema_of(needs_c), schema_of(spec))
+    # The new upload lacks a column the champion reads: the two read other data.
+    without_a = dict(spec, inputs=[{"name": "b", "kind": "categorical"}], upload_columns=["b"])
+    assert "added: none, removed: ['a']" in schema_difference(schema_of(without_a), schema_of(spec))
     assert "target" in schema_difference(schema_of(dict(spec, target="z")), schema_of(spec))
     european = dict(a, number_format={"decimal": ",", "thousands": "."})
     changed = schema_difference(schema_of(dict(spec, inputs=[european])), schema_of(spec))
