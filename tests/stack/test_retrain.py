@@ -58,8 +58,13 @@ def account(stack):
 def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
     stack, model_name, account
 ):
-    first = dev(stack, model_name, shop(400, 1))
+    # As an R export: a row-name column and an id-like email, which the champion drops.
+    exported = shop(400, 1)
+    exported.insert(0, "row", range(1, 401))
+    exported.insert(1, "email", [f"user{i}@example.com" for i in range(400)])
+    first = dev(stack, model_name, exported)
     assert first["promoted"], first["reason"]
+    assert {"row", "email"} <= {item["name"] for item in first["features"]["dropped"]}
     data = first["data"]
     assert data["kept"] is True and data["rows"] == 400 and len(data["digest"]) == 16
     tags = account.get_model_version(model_name, first["version"]).tags
@@ -100,9 +105,11 @@ def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
         "version": first["version"],
         "digest": data["digest"],
         "rows": 400,
+        "columns_dropped": ["row", "email"],
     }
     assert sources["labelled"] == {"rows": 35, "batches": 2, "skipped": {}}
-    assert "decision" in answer["promotion"] or "rule" in answer["promotion"]
+    # The retrain table lacks the columns the champion ignored: no schema change for that.
+    assert answer["promotion"]["rule"] != "schema", answer["reason"]
     # The gate decided; a promotion is in the model's history as made by the retrain.
     detail = requests.get(f"{public(stack)}/models/{model_name}", timeout=60).json()
     by_retrain = [e for e in detail["history"] if e["to"] == answer["version"]]
@@ -131,6 +138,7 @@ def test_retrain_trains_on_the_champion_rows_plus_every_labelled_prod_row(
         "digest": data["digest"],
         "rows": 400,
         "without_labelled_rows": True,
+        "columns_dropped": ["row", "email"],
     }
     assert again["sources"]["labelled"]["rows"] == 40
 
