@@ -15,6 +15,7 @@ import http.server
 import os
 import secrets
 import threading
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
 
 from preprocess import create_app
+from preprocess.console.access import cookie_name
 from testkit.browser import axe_missing, requests_sent
 from testkit.console_pages import ConsolePages
 from testkit.servers import HOST, free_port
@@ -65,6 +67,11 @@ def console(guarded, browser):
     return ConsolePages(browser, guarded, SHOTS)
 
 
+def _cookie(base_url: str) -> str:
+    """The console's cookie name for this entry (named per port)."""
+    return cookie_name(urlsplit(base_url).netloc, secure=False)
+
+
 def test_the_console_asks_for_the_token_once(guarded, console):
     assert requests.get(f"{guarded}/models", timeout=30).status_code == 401  # the API too
     page = console.open("/console/models", "login")
@@ -75,7 +82,7 @@ def test_the_console_asks_for_the_token_once(guarded, console):
     console.submit("login-form", {"token": TOKEN})
     assert console.driver.current_url == f"{guarded}/console/models"
     console.check("signed-in")
-    cookie = page.get_cookie("sluice_console")
+    cookie = page.get_cookie(_cookie(guarded))
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
     assert TOKEN not in cookie["value"]
     assert page.execute_script("return document.cookie;") == ""  # HttpOnly: out of scripts
@@ -127,14 +134,14 @@ def test_a_link_from_another_site_keeps_the_session(guarded, console):
     link = f'<a id="away" href="{guarded}/console/models">the console</a>'
     page = f'<!doctype html><link rel="icon" href="data:,">{link}'.encode()  # no favicon fetch
     with serving(page) as port:
-        signed = console.driver.get_cookie("sluice_console")["value"]
+        signed = console.driver.get_cookie(_cookie(guarded))["value"]
         console.driver.get(f"http://localhost:{port}/")
         requests_sent(console.driver)  # that page is not the console's
         console.driver.find_element(By.ID, "away").click()
         console.wait(lambda driver: console.text("h1") == "Models")
     console.check("signed-in")
     assert console.driver.current_url == f"{guarded}/console/models"
-    assert console.driver.get_cookie("sluice_console")["value"] == signed
+    assert console.driver.get_cookie(_cookie(guarded))["value"] == signed
 
 
 @contextlib.contextmanager
