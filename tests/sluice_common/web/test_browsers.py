@@ -9,6 +9,7 @@ every request, and each app's views are wrapped to count the calls that reach th
 from __future__ import annotations
 
 import functools
+import html
 import io
 import re
 
@@ -108,9 +109,15 @@ def _send(client, method, url, headers, host=HOST, **body):
 
 
 def _refusal(answer, code: str) -> str:
-    """The message of a JSON refusal with `code` (the console's paths answer JSON too)."""
-    assert answer.get_json()["error"]["code"] == code, answer.data
-    return answer.get_json()["error"]["message"]
+    """The message of a refusal with `code`: JSON on the API's paths; on the console's, its
+    HTML error page (the same code and message, unescaped here)."""
+    if answer.is_json:
+        assert answer.get_json()["error"]["code"] == code, answer.data
+        return answer.get_json()["error"]["message"]
+    assert answer.mimetype == "text/html", answer.data
+    page = html.unescape(answer.get_data(as_text=True))
+    assert code in page and 'role="alert"' in page, page
+    return page
 
 
 def _evidence(headers: dict) -> str:
