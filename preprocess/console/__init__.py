@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from preprocess.console import access
+from preprocess.console import access, cleaning
 from preprocess.console.api import ConsoleError
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
@@ -212,3 +212,8 @@ def _num(value) -> str:
 @bp.app_template_filter("pct")
 def _pct(value) -> str:
     return percent(value)
+
+
+bp.add_app_template_global(cleaning.summary, "cleaning_summary")
+bp.add_app_template_global(cleaning.tables, "cleaning_tables")
+bp.add_app_template_global(cleaning.feature_details, "feature_details")

@@ -1,0 +1,67 @@
+"""The train result shows the answer's whole `cleaning` report and each feature's formats
+(a real dev answer on a messy file, captured from the stack, replayed by the stand-in)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+
+from tests.preprocess.console_helpers import csrf_of, train
+from tests.preprocess.console_standin import REAL_DEV_ANSWER
+
+pytestmark = pytest.mark.quick
+
+
+def _section(text: str) -> str:
+    found = re.search(r'<section id="cleaning".*?</section>', text, re.S)
+    assert found, "no cleaning section"
+    return html.unescape(re.sub(r"<[^>]+>", " ", found.group(0)))
+
+
+def _cells(text: str, table_id: str) -> dict[str, str]:
+    table = re.search(rf'<table id="{table_id}">.*?</table>', text, re.S).group(0)
+    rows = re.findall(r'<th scope="row">(.*?)</th><td[^>]*>(.*?)</td>', table, re.S)
+    return {html.unescape(k): html.unescape(v) for k, v in rows}
+
+
+def test_every_count_of_the_cleaning_report_is_on_the_train_page(make_client):
+    with open(REAL_DEV_ANSWER, encoding="utf-8") as handle:
+        cleaning = json.load(handle)["cleaning"]
+    client = make_client()
+    answer = train(client, csrf_of(client), model="real")
+    assert answer.status_code == 200
+    words = _section(answer.text)
+    assert "What Sluice did to your file" in words
+    assert f"read {cleaning['rows_in']} rows of {cleaning['columns_in']} columns" in words
+    assert f"kept {cleaning['rows_out']} rows" in words
+    assert f"{cleaning['duplicate_rows']} rows repeat an earlier row" in words
+    assert f"Encoding: {cleaning['encoding']}" in words
+    assert f"Delimiter: “{cleaning['delimiter']}”" in words
+    dropped = _cells(answer.text, "dropped-rows")
+    assert dropped["rows without a target value"] == str(cleaning["dropped_rows"]["missing_target"])
+    assert dropped["empty rows"] == str(cleaning["dropped_rows"]["empty"])
+    assert _cells(answer.text, "missing-values") == {
+        k: str(v) for k, v in cleaning["missing_values"].items()
+    }
+    assert _cells(answer.text, "unreadable-cells") == {
+        k: str(v) for k, v in cleaning["unreadable_treated_as_missing"].items()
+    }
+
+
+def test_feature_formats_and_unknown_cleaning_keys_are_shown(make_client, trainer):
+    client = make_client()
+    text = train(client, csrf_of(client), model="real").text
+    features = _cells(text, "features-used")
+    assert "numeric" in features["income"]  # the second cell is the format column
+    row = re.search(r'<th scope="row">income</th>(.*?)</tr>', text, re.S).group(1)
+    assert "decimal “,”" in html.unescape(row) and "no thousands separator" in html.unescape(row)
+    row = re.search(r'<th scope="row">signup</th>(.*?)</tr>', text, re.S).group(1)
+    assert "dates as ISO8601" in row
+    from preprocess.console import cleaning
+
+    tables = cleaning.tables({"rows_in": 3, "sep_line": True, "files": [{"path": "a.csv"}]})
+    other = {row[0]: row[1] for row in tables[-1]["rows"]}
+    assert other == {"sep line": "yes", "files": '[{"path": "a.csv"}]'}
