@@ -169,7 +169,18 @@ def _model(name: str) -> dict:
         "challenger": None,
         "versions": [
             {**version, "version": "2", "run_id": "2" * 32},
-            {**version, "version": "1", "run_id": "1" * 32, "metrics": {"valid_log_loss": 0.6}},
+            {
+                **version,
+                "version": "1",
+                "run_id": "1" * 32,
+                "metrics": {"valid_log_loss": 0.6},
+                "promotion": {
+                    "promoted": False,
+                    "rule": None,
+                    "metric": "log_loss",
+                    "reason": "promote=never: registered without promotion",
+                },
+            },
         ],
         "versions_total": 2,
         "history": [{"at": "2026-01-01T00:00:00Z", "from": None, "to": "1", "reason": HOSTILE}],

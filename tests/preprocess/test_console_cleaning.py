@@ -65,3 +65,14 @@ def test_feature_formats_and_unknown_cleaning_keys_are_shown(make_client, traine
     tables = cleaning.tables({"rows_in": 3, "sep_line": True, "files": [{"path": "a.csv"}]})
     other = {row[0]: row[1] for row in tables[-1]["rows"]}
     assert other == {"sep line": "yes", "files": '[{"path": "a.csv"}]'}
+
+
+def test_a_decision_without_a_rule_and_a_first_version_read_as_words(make_client):
+    client = make_client()
+    page = client.get("/console/models/churn").text
+    row = re.search(r'<tr id="version-1".*?</tr>', page, re.S).group(0)
+    assert "not promoted</summary>" in row and "None" not in row
+    text = train(client, csrf_of(client), model="real").text
+    decision = re.search(r'<p id="decision".*?</p>', text, re.S).group(0)
+    assert "no champion yet" in decision and "version none" not in decision
+    assert "(None)" not in text
