@@ -53,7 +53,10 @@ def label(text: object, length: int, **attrs: object) -> str:
     extra = "".join(
         f' {key.strip("_").replace("_", "-")}="{esc(value)}"' for key, value in attrs.items()
     )
-    return f"<text{extra}><title>{esc(text)}</title>{esc(clip(text, length))}</text>"
+    shown = clip(text, length)
+    # The tooltip only when the text was cut: a screen reader would read it twice otherwise.
+    title = f"<title>{esc(text)}</title>" if shown != str(text) else ""
+    return f"<text{extra}>{title}{esc(shown)}</text>"
 
 
 def downsample(
@@ -170,11 +173,15 @@ def lines(
     y_label: str = "",
     from_zero: bool = True,
     x_label: str = "batch time (UTC)",
+    ceiling: float | None = None,
+    every_tick: bool = False,
 ) -> str:
     """Lines over time, one per (name, values) with gaps at None, and dashed horizontal rules
     (label, value, css class) such as thresholds or baselines. The y axis starts at 0 unless
-    `from_zero` is False (then it spans the values). `times` that are not times (version
-    numbers, say) are spaced evenly and named by `x_label`."""
+    `from_zero` is False (then it spans the values), and never goes below 0 when no value
+    does, nor above `ceiling` (a bounded metric's top) when none does. `times` that are not
+    times (version numbers, say) are spaced evenly and named by `x_label`; `every_tick`
+    names each of them (up to 30) instead of the first, middle and last."""
     left, right, top, bottom, width, height = 56, 16, 16, 46, 720, 260
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, vals in series for v in vals if finite(v)]
@@ -182,6 +189,12 @@ def lines(
     low, high = min(values, default=0.0), max(values, default=1.0)
     low = min(low, 0.0) if from_zero else low - (high - low) * 0.1
     low, high = _round_range(low, high)
+    if values and min(values) >= 0:
+        low = max(low, 0.0)
+    if values and ceiling is not None and max(values) <= ceiling:
+        high = min(high, ceiling)
+    if high <= low:
+        high = low + 1.0
     xs = [left + p * plot_w for p in _x_positions(times)]
 
     def y_of(value: float) -> float:
@@ -226,7 +239,8 @@ def lines(
                 for x, v, t in zip(xs, vals, times, strict=False)
                 if finite(v)
             )
-    for i in sorted({0, len(times) // 2, len(times) - 1}):
+    shown = range(len(times)) if every_tick and len(times) <= 30 else ()
+    for i in sorted(set(shown) or {0, len(times) // 2, len(times) - 1}):
         anchor = "start" if i == 0 else "end" if i == len(times) - 1 else "middle"
         stamp = str(times[i])[:16].replace("T", " ")
         body.append(

@@ -8,6 +8,7 @@ from markupsafe import Markup
 from sluice_common.svg import finite, lines, number
 
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mse", "squared_error"}
+AT_MOST_ONE = {"accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall", "r2"}
 
 
 def primary_metric(versions: list[dict]) -> str | None:
@@ -38,6 +39,8 @@ def metric_over_versions(model: str, versions: list[dict], metric: str) -> Marku
         y_label=metric,
         from_zero=False,
         x_label="version",
+        ceiling=1.0 if metric in AT_MOST_ONE else None,
+        every_tick=True,
     )
     return Markup(svg)  # built by sluice_common.svg, which escapes every string
 

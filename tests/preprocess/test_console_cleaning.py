@@ -76,3 +76,23 @@ def test_a_decision_without_a_rule_and_a_first_version_read_as_words(make_client
     decision = re.search(r'<p id="decision".*?</p>', text, re.S).group(0)
     assert "no champion yet" in decision and "version none" not in decision
     assert "(None)" not in text
+
+
+def _ticks(svg: str) -> list[str]:
+    return re.findall(r'class="tick"[^>]*>([^<]*)<', str(svg))
+
+
+def test_the_metric_chart_axis_stays_in_the_metric_range_with_one_tick_per_version():
+    from preprocess.console.charts import metric_over_versions
+
+    one = metric_over_versions(
+        "m", [{"version": "1", "metrics": {"valid_log_loss": 0.336}}], "log_loss"
+    )
+    assert all(float(t) >= 0 for t in _ticks(one)[:3])
+    assert re.sub(r"<[^>]+>", " ", str(one)).split().count("v1") == 1
+    versions = [
+        {"version": str(i), "metrics": {"valid_accuracy": 0.95 + i / 100}} for i in range(1, 5)
+    ]
+    svg = metric_over_versions("m", versions, "accuracy")
+    assert max(float(t) for t in _ticks(svg)[:3]) <= 1.0
+    assert _ticks(svg)[3:] == ["v1", "v2", "v3", "v4"]
