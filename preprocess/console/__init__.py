@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from preprocess.console import access, cleaning
+from preprocess.console import access, alerts, cleaning
 from preprocess.console.api import ConsoleError
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
@@ -57,6 +57,11 @@ FORM_PAGES = {
     "console.train": "train.html",
     "console.predict": "predict.html",
     "console.login": "login.html",
+}
+FORM_FIELDS = {  # the fields an error can be about, per form page
+    "train.html": ("data_file", "model", "target", "task", "promote"),
+    "predict.html": ("data_file", "model", "proba"),
+    "login.html": ("token",),
 }
 OPEN_ENDPOINTS = ("console.static", "console.login", "console.console_root")
 
@@ -152,9 +157,12 @@ def _template_helpers():
     }
 
 
-def render_error(status: int, message: str):
-    """The page of the failed request: its form with the alert when it has one."""
+def render_error(status: int, message: str, code: str | None = None):
+    """The page of the failed request: its form with the alert when it has one, the field
+    the error is about marked."""
     template = FORM_PAGES.get(request.endpoint or "", "error.html")
+    fields = FORM_FIELDS.get(template, ())
+    alerts.mark(alerts.field_of(code, fields, upload=alerts.UPLOAD_FIELD in fields))
     try:
         values = request.form if template != "error.html" else {}
     except (HTTPException, ValueError):  # the form itself could not be read (too large, cut off)
@@ -165,13 +173,13 @@ def render_error(status: int, message: str):
 @bp.errorhandler(ApiError)
 @bp.errorhandler(ConsoleError)
 def _api_error(err):
-    return render_error(err.status, err.message)
+    return render_error(err.status, err.message, err.code)
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(err: HTTPException):
-    status, _, message = describe_http_error(err, current_app.config["MAX_UPLOAD_MB"])
-    return render_error(status, message)
+    status, code, message = describe_http_error(err, current_app.config["MAX_UPLOAD_MB"])
+    return render_error(status, message, code)
 
 
 def results_dir(app: Flask) -> str:
@@ -214,6 +222,7 @@ def _pct(value) -> str:
     return percent(value)
 
 
+bp.add_app_template_global(alerts.field_state, "field_state")
 bp.add_app_template_global(cleaning.summary, "cleaning_summary")
 bp.add_app_template_global(cleaning.tables, "cleaning_tables")
 bp.add_app_template_global(cleaning.feature_details, "feature_details")

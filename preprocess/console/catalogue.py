@@ -8,7 +8,7 @@ import re
 
 from flask import current_app, g, redirect, render_template, request, url_for
 
-from preprocess.console import bp, charts, results
+from preprocess.console import alerts, bp, charts, results
 from preprocess.console.api import ConsoleError, call, model_path
 from sluice_common.errors import ApiError
 
@@ -68,6 +68,7 @@ def champion(name: str):
     try:
         answer = call("POST", model_path(name, "champion"), body=body)
     except (ConsoleError, ApiError) as err:
+        alerts.mark(alerts.field_of(err.code, ("version", "reason"), False), "champion-error")
         return _model_page(name, err.status, champion=err.message)
     version = answer.get("champion") or body["version"]
     return redirect(url_for("console.model", name=name, changed=version), 303)

@@ -9,7 +9,7 @@ from flask import current_app, g, redirect, render_template, request, send_file,
 from werkzeug.datastructures import MultiDict
 
 from preprocess.analyze import analyze_upload
-from preprocess.console import access, bp, results, set_cookie
+from preprocess.console import access, alerts, bp, results, set_cookie
 from preprocess.console.api import ConsoleError, bearer, decoded
 from sluice_common.web.params import Params, parse_params
 from sluice_common.web.upload import read_form_upload
@@ -57,6 +57,7 @@ def login():
     if request.method == "GET":
         return render_template("login.html", next=target, values={})
     if not access.token_matches(request.form.get("token", ""), token):
+        alerts.mark("token")
         return render_template(
             "login.html", next=target, values={}, error="That is not this stack's API token."
         ), 401

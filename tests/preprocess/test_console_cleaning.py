@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 
@@ -96,3 +97,50 @@ def test_the_metric_chart_axis_stays_in_the_metric_range_with_one_tick_per_versi
     svg = metric_over_versions("m", versions, "accuracy")
     assert max(float(t) for t in _ticks(svg)[:3]) <= 1.0
     assert _ticks(svg)[3:] == ["v1", "v2", "v3", "v4"]
+
+
+def _tag(text: str, element_id: str) -> str:
+    return re.search(rf'<(?:input|select)[^>]*id="{element_id}"[^>]*>', text).group(0)
+
+
+def test_an_error_page_is_titled_and_marks_the_field_it_is_about(make_client):
+    client = make_client()
+    csrf = csrf_of(client)
+    empty = client.post(
+        "/console/train",
+        data={"data_file": (io.BytesIO(b""), "empty.csv"), "csrf_token": csrf},
+        content_type="multipart/form-data",
+    )
+    assert empty.status_code == 400
+    assert re.search(r"<title>Error: Train", empty.text)
+    alert = re.search(r'<p role="alert"[^>]*id="([^"]+)"', empty.text).group(1)
+    file_input = _tag(empty.text, "data_file")
+    assert 'aria-invalid="true"' in file_input and f'aria-describedby="{alert}"' in file_input
+    assert "aria-invalid" not in _tag(empty.text, "target")
+    bad_task = client.post(
+        "/console/train",
+        data={
+            "data_file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv"),
+            "task": "guess",
+            "csrf_token": csrf,
+        },
+        content_type="multipart/form-data",
+    )
+    assert bad_task.status_code == 400
+    assert 'aria-invalid="true"' in _tag(bad_task.text, "task")
+    assert "aria-invalid" not in _tag(bad_task.text, "data_file")
+    fine = client.get("/console/train").text
+    assert "<title>Train" in fine and "aria-invalid" not in fine
+    first = re.search(r"<body>\s*<a ([^>]*)>", fine).group(1)
+    assert 'href="#main"' in first and '<main id="main"' in fine
+
+
+def test_a_champion_change_without_a_reason_marks_the_reason(make_client):
+    client = make_client()
+    csrf = csrf_of(client, "/console/models/churn")
+    answer = client.post(
+        "/console/models/churn/champion", data={"version": "1", "reason": "", "csrf_token": csrf}
+    )
+    assert answer.status_code == 400 and "<title>Error: " in answer.text
+    reason = _tag(answer.text, "champion-reason")
+    assert 'aria-invalid="true"' in reason and 'aria-describedby="champion-error"' in reason

@@ -30,7 +30,7 @@ def test_the_home_page_links_to_every_page_and_each_renders(make_client):
     for name in ("Models", "Train", "Predict", "Jobs", "Monitoring"):
         answer = client.get(home.links[name])
         assert answer.status_code == 200, name
-        assert '<html lang="en">' in answer.text and "<main>" in answer.text
+        assert '<html lang="en">' in answer.text and '<main id="main"' in answer.text
     for url in PAGES:
         assert client.get(url).status_code == 200, url
 
