@@ -151,7 +151,8 @@ def set_cookie(response, value: str, max_age: int | None = None) -> None:
 def _template_helpers():
     session = g.get("session")
     return {
-        "csrf_token": (lambda: access.csrf_token(session.sid, _token())) if session else None,
+        # No session only on a page rendered before _check_access ran: a token no post accepts.
+        "csrf_token": (lambda: access.csrf_token(session.sid, _token())) if session else str,
         "token_required": bool(_token()),
         "signed_in": bool(session and session.signed_in and _token()),
     }
@@ -162,6 +163,8 @@ def render_error(status: int, message: str, code: str | None = None):
     the error is about marked."""
     template = FORM_PAGES.get(request.endpoint or "", "error.html")
     fields = FORM_FIELDS.get(template, ())
+    if g.get("session") is None:  # an error raised before _check_access read the cookie
+        g.session = access.read_session(request.cookies.get(_cookie_name()), _token())
     alerts.mark(alerts.field_of(code, fields, upload=alerts.UPLOAD_FIELD in fields))
     try:
         values = request.form if template != "error.html" else {}

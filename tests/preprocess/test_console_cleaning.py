@@ -144,3 +144,19 @@ def test_a_champion_change_without_a_reason_marks_the_reason(make_client):
     assert answer.status_code == 400 and "<title>Error: " in answer.text
     reason = _tag(answer.text, "champion-reason")
     assert 'aria-invalid="true"' in reason and 'aria-describedby="champion-error"' in reason
+
+
+def test_an_api_error_before_the_console_read_its_session_is_the_error_page(make_client):
+    from sluice_common import error_codes
+    from sluice_common.errors import ApiError
+
+    client = make_client()
+
+    def refuse():
+        raise ApiError(error_codes.BUSY, "The stack is busy: try again in a minute.")
+
+    client.application.before_request_funcs.setdefault(None, []).insert(0, refuse)
+    for url in ("/console/train", "/console/login", "/console/models"):
+        answer = client.get(url)
+        assert answer.status_code == 503, url
+        assert "The stack is busy" in answer.text and "<title>Error: " in answer.text
