@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from preprocess.console import access, alerts, cleaning
+from preprocess.console import access, alerts, cleaning, leftovers
 from preprocess.console.api import ConsoleError
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
@@ -197,6 +197,8 @@ def init_app(app: Flask) -> None:
     # Imported here: the view modules import `bp` from this module (cycle).
     from preprocess.console import catalogue, pages  # noqa: F401
 
+    if not app.config.get("CONSOLE_RESULTS_DIR"):  # the default place: sweep stopped stacks
+        leftovers.remove_stale(tempfile.gettempdir(), results_dir(app))
     app.config["CONSOLE_RESULTS_DIR"] = results_dir(app)
     app.register_blueprint(bp)
     add_html_error_pages(app, _error_page, paths=("/", "/console"), under=("/console/",))
