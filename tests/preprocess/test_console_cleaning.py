@@ -160,3 +160,11 @@ def test_an_api_error_before_the_console_read_its_session_is_the_error_page(make
         answer = client.get(url)
         assert answer.status_code == 503, url
         assert "The stack is busy" in answer.text and "<title>Error: " in answer.text
+
+
+def test_a_run_id_shows_8_characters_and_keeps_the_rest_for_screen_readers(make_client):
+    page = make_client().get("/console/models/churn").text
+    cell = re.search(r'<tr id="version-2".*?<td class="run">(.*?)</td>', page, re.S).group(1)
+    shown = re.sub(r'<span class="visually-hidden">.*?</span>', "", cell)
+    assert re.sub(r"<[^>]+>", "", shown) == "2" * 8
+    assert re.sub(r"<[^>]+>", "", cell) == "2" * 32 and f'title="{"2" * 32}"' in cell

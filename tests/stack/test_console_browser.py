@@ -121,6 +121,14 @@ def test_another_version_made_champion_through_the_form(stack, console, trained)
     console.submit("champion-form", {"reason": reason})
     console.check("model")
     assert console.text("#changed") == f"Version {other} is now the champion."
+    size = console.driver.get_window_size()
+    console.driver.set_window_size(1280, 900)
+    overflow = console.driver.execute_script(
+        "const t = document.getElementById('versions');"
+        "return t.scrollWidth - t.parentElement.clientWidth;"
+    )
+    console.driver.set_window_size(size["width"], size["height"])
+    assert overflow <= 0, f"the versions table is {overflow}px wider than the page at 1280px"
     assert "champion" in console.text(f"#version-{other} th")
     assert "champion" not in console.text(f"#version-{before} th")
     assert console.text("#champion-line").startswith(f"champion: version {other}")
@@ -184,6 +192,10 @@ def test_a_bad_file_shows_the_apis_message_by_its_form(
     alert = page.find_element(By.CSS_SELECTOR, f"#{form}-form [role=alert]")
     assert alert.text == message
     assert page.find_element(By.ID, "model").get_attribute("value") == MODEL  # kept
+    assert console.driver.title.startswith("Error: ")
+    file_input = page.find_element(By.ID, "data_file")
+    assert file_input.get_attribute("aria-invalid") == "true"
+    assert file_input.get_attribute("aria-describedby") == alert.get_attribute("id")
 
 
 def test_a_refused_retrain_shows_the_apis_message_by_its_button(stack, console, trained):
