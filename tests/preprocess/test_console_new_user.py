@@ -1,5 +1,7 @@
-"""The train result shows the answer's whole `cleaning` report and each feature's formats
-(a real dev answer on a messy file, captured from the stack, replayed by the stand-in)."""
+"""What a new user's pass asked of the console: the train result shows the answer's whole
+`cleaning` report and each feature's formats (a real dev answer on a messy file, captured from the
+stack, replayed by the stand-in), decisions in words, the metric chart's axis, errors marked for
+screen readers, an error before the session was read, short run ids."""
 
 from __future__ import annotations
 
