@@ -129,8 +129,8 @@ def install_browser_checks(app: Flask, allowed_hosts: str | None) -> None:
     allowed = parse_allowed_hosts(allowed_hosts)
     check_host = "*" not in allowed
 
-    # Answered here rather than raised: the console's error pages need what its own
-    # before_request sets up, which has not run yet. JSON on every path, the console's too.
+    # Answered here rather than raised, before any other hook: error_response gives the API's
+    # paths JSON and the console's its HTML error page (add_html_error_pages).
     @app.before_request
     def _check_browser():
         host = request.headers.get("Host")
