@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -201,3 +202,25 @@ def session_fixture(name: str, make: Callable[[], Throwaway], unavailable: Calla
             yield server
 
     return fixture
+
+
+@contextlib.contextmanager
+def in_thread(server) -> Iterator[str]:
+    """Serve `server` (an http.server or werkzeug server bound on HOST) from a daemon thread;
+    yields its base URL, then stops and closes it."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def serve_wsgi(app) -> contextlib.AbstractContextManager[str]:
+    """A WSGI app served on a free loopback port from a thread; yields its base URL."""
+    # Imported here: most users of this module start subprocesses and need no werkzeug.
+    from werkzeug.serving import make_server
+
+    return in_thread(make_server(HOST, free_port(), app, threaded=True))

@@ -5,14 +5,12 @@ real stack, preprocess/openapi/examples), for tests of preprocess that need no M
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
 
 from preprocess.openapi.examples import answer_example
 from sluice_common.web.errors import register_error_handlers
+from testkit.servers import serve_wsgi
 
 
 def _accepted():
@@ -96,14 +94,6 @@ def _model_routes(app: Flask) -> None:
         return _accepted()
 
 
-@contextlib.contextmanager
-def running_stand_in() -> Iterator[str]:
+def running_stand_in() -> contextlib.AbstractContextManager[str]:
     """The stand-in trainer served on a free loopback port; yields its URL."""
-    server = make_server("127.0.0.1", 0, stand_in_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    return serve_wsgi(stand_in_app())

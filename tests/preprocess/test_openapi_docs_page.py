@@ -4,35 +4,21 @@ and /analyze offers a file picker for data_file."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
 
 from preprocess import create_app
 from testkit.browser import console_errors, network_requests
+from testkit.servers import serve_wsgi
 from testkit.stand_in_trainer import running_stand_in
 
 WAIT_SECONDS = 20
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE_CSV = os.path.join(ROOT, "examples", "churn_query.csv")
-
-
-@contextlib.contextmanager
-def _serving(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +31,7 @@ def base(tmp_path_factory):
                 "ADMISSION_DIR": str(tmp_path_factory.mktemp("admission")),
             }
         )
-        with _serving(app) as url:
+        with serve_wsgi(app) as url:
             yield url
 
 

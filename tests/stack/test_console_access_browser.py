@@ -14,20 +14,18 @@ import contextlib
 import http.server
 import os
 import secrets
-import threading
 from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
 import requests
 from selenium.webdriver.common.by import By
-from werkzeug.serving import make_server
 
 from preprocess import create_app
 from preprocess.console.access import cookie_name
 from testkit.browser import axe_missing, requests_sent
 from testkit.console_pages import ConsolePages
-from testkit.servers import HOST, free_port
+from testkit.servers import HOST, free_port, in_thread, serve_wsgi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "examples", "churn_train.csv")
@@ -51,12 +49,8 @@ def guarded(stack, tmp_path_factory):
             "CONSOLE_RESULTS_DIR": str(work / "results"),
         }
     )
-    server = make_server(HOST, free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve_wsgi(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -159,13 +153,8 @@ def serving(body: bytes):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer((HOST, free_port()), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_thread(http.server.ThreadingHTTPServer((HOST, free_port()), Page)) as url:
+        yield urlsplit(url).port
 
 
 def test_signing_out_asks_for_the_token_again(guarded, console):

@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import re
-import threading
 
 import pytest
 from PIL import Image
@@ -24,7 +23,7 @@ from testkit.browser import (
 )
 from testkit.console_pages import ConsolePages
 from testkit.screenshots import save_page_png
-from testkit.servers import HOST, free_port
+from testkit.servers import HOST, free_port, in_thread
 
 # An input without a label (critical), grey on white text (serious), an image from elsewhere.
 FLAWED = b"""<!doctype html>
@@ -76,12 +75,8 @@ class Pages(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site():
-    server = http.server.ThreadingHTTPServer((HOST, free_port()), Pages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with in_thread(http.server.ThreadingHTTPServer((HOST, free_port()), Pages)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
