@@ -81,6 +81,11 @@ def dev_rows(name: str, dev: dict, op: str = "<=", limit: float = 1.5) -> list[l
             f" + {reference['stop_rows']:,} stop rows, {reference['columns']} columns;"
             f" plain read_csv + DMatrix {prepare:.2f} s"
         ),
+        detail(
+            f"plain xgboost.train on 1 thread: {dev['plain_one_thread_seconds']:.2f} s"
+            if "plain_one_thread_seconds" in dev
+            else "plain xgboost.train on 1 thread: not measured"
+        ),
         detail(f"Sluice dev stages (s): {stage_text(stages)}"),
     ]
     rows.append(detail(f"outside the trainer's stages (s): {sluice - sum(stages.values()):.2f}"))
