@@ -227,7 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rows and pairs (~4 min)")
     parser.add_argument("--out", default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs)")
+    parser.add_argument("--table-from", metavar="JSON", help="print the table of an earlier run")
     args = parser.parse_args(argv)
+    if args.table_from:
+        with open(args.table_from, "rb") as handle:
+            results = orjson.loads(handle.read())
+        rows = floor_table.build_rows(results)
+        print(floor_table.text_table(rows, results["meta"]))
+        print(floor_table.markdown_table(rows, results["meta"]))
+        return 0
     plan = make_plan(args.quick)
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()

@@ -175,6 +175,18 @@ def header_lines(meta: dict) -> list[str]:
     ]
 
 
+def load_warning(meta: dict) -> str | None:
+    """A caution when the load average passed the core count: 2-thread XGBoost then stalls
+    (both sides), and the dev ratios say more about the other tenants than about Sluice."""
+    loads = [meta["loadavg_start"][0], *(meta.get("loadavg_end") or (0.0,))[:1]]
+    if max(loads) <= meta["cpus"]:
+        return None
+    return (
+        f"CAUTION: load average {max(loads):.1f} on {meta['cpus']} cores: 2-thread XGBoost stalls"
+        " on both sides (see the 1-thread lines); rerun at a load near 1 before trusting a ratio"
+    )
+
+
 def text_table(rows: list[list[str]], meta: dict) -> str:
     """Fixed-width table for the terminal."""
     full = [r for r in rows if any(r[1:])]
@@ -189,6 +201,9 @@ def text_table(rows: list[list[str]], meta: dict) -> str:
             lines.append(row[0])
     passed, compared = verdicts(rows)
     lines += [rule, f"{passed}/{compared} targets met"]
+    warning = load_warning(meta)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)
 
 
@@ -203,4 +218,5 @@ def markdown_table(rows: list[list[str]], meta: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         else:
             lines.append(f"| {row[0].strip()} | | | | | |")
-    return "\n".join(lines)
+    warning = load_warning(meta)
+    return "\n".join(lines + ([f"\n{warning}"] if warning else []))

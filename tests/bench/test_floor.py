@@ -152,3 +152,10 @@ def test_features_of_each_shape():
         assert matrix.shape == (1500, columns) and matrix.dtype == np.float32
         assert types.count("c") == (12 if shape == "text_heavy" else 4)
         assert set(np.unique(y)) == {0.0, 1.0}
+
+
+def test_a_load_above_the_cores_is_flagged():
+    meta = _results()["meta"]
+    assert floor_table.load_warning(meta) is None
+    meta["loadavg_end"] = (12.5, 10.0, 8.0)
+    assert "load average 12.5 on 2 cores" in floor_table.load_warning(meta)
