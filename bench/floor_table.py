@@ -176,14 +176,14 @@ def header_lines(meta: dict) -> list[str]:
 
 
 def load_warning(meta: dict) -> str | None:
-    """A caution when the load average passed the core count: 2-thread XGBoost then stalls
-    (both sides), and the dev ratios say more about the other tenants than about Sluice."""
+    """A caution when the load average passed the core count: a 2-thread XGBoost team can then
+    stall at its barriers, and the dev ratios say more about the other tenants than Sluice."""
     loads = [meta["loadavg_start"][0], *(meta.get("loadavg_end") or (0.0,))[:1]]
     if max(loads) <= meta["cpus"]:
         return None
     return (
-        f"CAUTION: load average {max(loads):.1f} on {meta['cpus']} cores: 2-thread XGBoost stalls"
-        " on both sides (see the 1-thread lines); rerun at a load near 1 before trusting a ratio"
+        f"CAUTION: load average {max(loads):.1f} on {meta['cpus']} cores: 2-thread XGBoost can"
+        " stall (compare the 1-thread lines); rerun at a load near 1 before trusting a ratio"
     )
 
 
