@@ -13,6 +13,7 @@ the app (and prometheus_client) after the fork, so their values go to files ther
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import os
@@ -169,6 +170,17 @@ def on_starting(server) -> None:
 def when_ready(server) -> None:
     """Before any worker is forked: the process's mask is the `umask` setting."""
     os.umask(server.cfg.umask)
+
+
+def post_worker_init(worker) -> None:
+    """After the app is loaded (and the trainer warmed up): what the worker holds now (modules,
+    the app, ~260,000 objects in the trainer) goes to the collector's permanent generation.
+    A full collection scanned all of it: ~0.3-1 s with the worker stopped, every few thousand
+    requests, and a tenth of that in the younger generations' passes. Objects freed by their
+    reference counts still go as before; only cycles among these (never collected in practice:
+    they live as long as the worker) are left alone."""
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:
