@@ -176,10 +176,9 @@ def post_worker_init(worker) -> None:
     """After the app is loaded (and the trainer warmed up): what the worker holds now (modules,
     the app, ~260,000 objects in the trainer) goes to the collector's permanent generation.
     A full collection scanned all of it: ~0.3-1 s with the worker stopped, every few thousand
-    requests, and a tenth of that in the younger generations' passes. Objects freed by their
-    reference counts still go as before; only cycles among these (never collected in practice:
-    they live as long as the worker) are left alone."""
-    gc.collect()
+    requests; now it scans what came later (0.25 ms). Objects freed by their reference counts
+    go as before. No collection first: the warm-up leaves ~60 unreachable objects, and one
+    costs 0.2-0.5 s of the start."""
     gc.freeze()
 
 
