@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
+import pyarrow as pa
 
 from sluice_common import error_codes
 from sluice_common.errors import ApiError
+from sluice_common.tables import fast_csv
 from sluice_common.tables.encoding import decode_text
+from sluice_common.tables.transport import text_table
 
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -20,6 +25,7 @@ MAX_COLUMNS = 20_000
 # The header and the first rows are read whole even when longer than the samples above (20,000
 # columns named like `feature_00001` are a 280 KB header), up to this many characters.
 MAX_HEAD_CHARS = 16 * 2**20
+UTF8 = ("utf-8", "utf-8-sig")  # read as uploaded; other encodings are re-encoded once
 
 
 # Up to this many rows, small batches skip pandas (parsing simple uploads, prod cleaning,
@@ -43,13 +49,18 @@ class SmallCsv:
 
 @dataclass(frozen=True)
 class ParsedCsv:
-    """A CSV read as strings, with what was detected about it."""
+    """A CSV read as Arrow string columns, with what was detected about it."""
 
-    frame: pd.DataFrame
+    table: pa.Table
     encoding: str
     delimiter: str
     comment_lines: int = 0  # leading `#` lines skipped before the header
     sep_line: bool = False  # Excel's `sep=;` first line named the delimiter
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The cells as a DataFrame (built when asked: the services pass the table on)."""
+        return as_frame(self.table)
 
 
 _LINE_END = re.compile(r"\r\n?|\n")
@@ -263,7 +274,7 @@ def read_header(text: str, delimiter: str) -> list[str]:
 
 
 def parse_csv(raw: bytes) -> ParsedCsv:
-    """Parse an uploaded CSV into a DataFrame of strings (no type conversion yet)."""
+    """Parse an uploaded CSV into a table of strings (no type conversion yet)."""
     text, encoding = decode_text(raw)  # validates the whole upload decodes
     declared, start = sep_line(text)
     if declared:
@@ -276,12 +287,36 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         # Classic Mac line ends (Excel's "CSV (Macintosh)", which writes a line break inside a
         # cell as LF): pandas' C reader splits rows on \n.
         text = text.replace("\r", "\n")
-    if mac or comments or declared:  # a second copy, only for these files
-        raw = text.encode(encoding)
+    if mac or comments or declared or encoding not in UTF8:
+        # One copy, only for these files: both readers take UTF-8 (pandas would decode the
+        # bytes again and re-encode them to UTF-8 as it reads).
+        raw, encoding_read = text.encode("utf-8"), "utf-8"
+    else:
+        encoding_read = encoding
     sample = head(text, 4 * SNIFF_BYTES)
-    del text  # pandas reads the bytes itself: no second copy of a large upload
+    del text  # the readers take the bytes: no second copy of a large upload
     delimiter = declared or sniff_delimiter(sample)
     names = read_header(sample, delimiter)
+    body = memoryview(raw)[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+    table = fast_csv.read_cells(body, delimiter, names, _longest_line(sample))
+    if table is None:  # where pyarrow could read otherwise, pandas decides
+        table = text_table(
+            pa.Table.from_pandas(
+                read_with_pandas(raw, encoding_read, delimiter, names), preserve_index=False
+            )
+        )
+    if table.num_rows == 0:
+        raise ApiError(error_codes.NO_ROWS, "The file has a header but no data rows.")
+    return ParsedCsv(table, encoding, delimiter, comments, bool(declared))
+
+
+def _longest_line(sample: str) -> int:
+    return max(map(len, sample.splitlines()), default=0)
+
+
+def read_with_pandas(raw: bytes, encoding: str, delimiter: str, names: list[str]) -> pd.DataFrame:
+    """The rows below the header as pandas' C parser reads them, all as text: the strict
+    reader, and the definition the fast one is tested against."""
     try:
         # A row wider than the header is an error of the C tokenizer ("Expected N fields"),
         # raised at once; only a wider first data row would become an index instead, and
@@ -306,9 +341,12 @@ def parse_csv(raw: bytes) -> ParsedCsv:
         raise _malformed(_first_line(err)) from err
     if not isinstance(frame.index, pd.RangeIndex):  # a first row wider beyond the sample
         raise _malformed("the first data row has more fields than the header")
-    if frame.empty:
-        raise ApiError(error_codes.NO_ROWS, "The file has a header but no data rows.")
-    return ParsedCsv(frame, encoding, delimiter, comments, bool(declared))
+    return frame
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """A table of text cells as the DataFrame pandas' C parser gives for the same cells."""
+    return table.to_pandas()
 
 
 def _first_line(err: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -20,14 +21,44 @@ ARROW_PER_CSV_BYTE = 4.2
 def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
     """Serialise a DataFrame of text cells as an Arrow IPC stream, with the parsing report
     as metadata."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    try:  # 4-byte offsets: half the size of large_string for short cells
-        table = table.cast(pa.schema([pa.field(name, pa.string()) for name in table.column_names]))
-    except pa.ArrowInvalid:  # over 2 GB of text in one column
-        table = table.cast(
-            pa.schema([pa.field(name, pa.large_string()) for name in table.column_names])
-        )
-    return _write(table, report)
+    return _write(text_table(pa.Table.from_pandas(frame, preserve_index=False)), report)
+
+
+def table_to_arrow(table: pa.Table, report: dict | None = None) -> bytes:
+    """Serialise an Arrow table of text cells (`ParsedCsv.table`) as `frame_to_arrow` writes
+    the same cells, without a DataFrame between."""
+    return _write(text_table(table), report)
+
+
+def text_table(table: pa.Table) -> pa.Table:
+    """Text columns as string (4-byte offsets: half the size of large_string for short
+    cells), or all as large_string when a column holds 2 GB of text or more."""
+    if all(pa.types.is_string(kind) for kind in table.schema.types):
+        # Chunks under 2 GB each (pyarrow's CSV reader) can hold more in one column.
+        if table.nbytes < LARGE_TEXT or all(_text_bytes(c) < LARGE_TEXT for c in table.columns):
+            return table
+        return _cast(table, pa.large_string())
+    try:
+        return _cast(table, pa.string())
+    except pa.ArrowInvalid:  # a chunk of 2 GB of text or more
+        return _cast(table, pa.large_string())
+
+
+LARGE_TEXT = 2**31  # where string's 4-byte offsets end
+
+
+def _cast(table: pa.Table, kind: pa.DataType) -> pa.Table:
+    return table.cast(pa.schema([pa.field(name, kind) for name in table.column_names]))
+
+
+def _text_bytes(column: pa.ChunkedArray) -> int:
+    """Bytes of text in a string column's cells (not its buffers': chunks may be slices)."""
+    total = 0
+    for chunk in column.chunks:
+        if len(chunk):
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+            total += int(offsets[chunk.offset + len(chunk)]) - int(offsets[chunk.offset])
+    return total
 
 
 def columns_to_arrow(columns: dict[str, list[str]], report: dict) -> bytes:

@@ -1,0 +1,77 @@
+"""pyarrow's CSV reader held to pandas' C parser (`parsing.read_with_pandas`, the strict
+reader): the same cells as string columns, or None where its reading could differ, and
+parse_csv asks pandas. Tested against pandas in tests/sluice_common/tables/test_fast_csv.py.
+
+Where the two readers differ, pyarrow refuses the row: a short row (pandas pads it with ""),
+a wider one (pandas' error), a quoted cell that never closes, a row longer than a block. Any
+refusal hands the file to pandas, which reads it or raises its own error. The one difference
+pyarrow would not refuse is a line of spaces and tabs: pandas skips it as blank, pyarrow reads
+it as a row of one cell. With several columns pyarrow refuses that row and it is skipped here
+as pandas does; a one-column file holding such a line goes to pandas.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+# Blocks are parsed one after another (use_threads=False: a gunicorn worker shares 2 cores
+# with the others); a row must fit in one block, so a block holds several of the longest
+# lines sampled. Each block becomes one chunk of every column.
+BLOCK_BYTES = 1 << 20
+MAX_BLOCK_BYTES = 256 << 20
+_WHITESPACE_LINE = re.compile(rb"(?:^|[\r\n])[ \t]+(?:[\r\n]|$)")
+
+
+def read_cells(
+    data: bytes | pa.Buffer, delimiter: str, names: list[str], longest_line: int = 0
+) -> pa.Table | None:
+    """The rows of UTF-8 CSV `data` below its header as string columns named `names`, or
+    None when pandas must decide. `data` was decoded once already (valid UTF-8), so it is not
+    checked again; `longest_line` (characters of the longest sampled line) sizes the blocks."""
+    if len(names) == 1 and _WHITESPACE_LINE.search(memoryview(data)):
+        return None
+
+    def blank_or_refused(row) -> str:
+        # pandas skips a line of spaces and tabs (its WHITESPACE_LINE state) unless the
+        # delimiter is among them; pyarrow refuses it as a row too short.
+        blank = not row.text.strip(" \t") and delimiter not in row.text
+        return "skip" if blank else "error"
+
+    block = min(max(BLOCK_BYTES, 16 * longest_line), MAX_BLOCK_BYTES)
+    # Columns f0, f1, ...: the header is read as the first row, so that pyarrow holds every
+    # row to its width (as pandas does), then sliced off; the names are read_header's.
+    types = {f"f{i}": pa.string() for i in range(len(names))}
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, block_size=block, autogenerate_column_names=True
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=True,
+                ignore_empty_lines=True,
+                invalid_row_handler=blank_or_refused,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                check_utf8=False,
+                column_types=types,
+                null_values=[],
+                true_values=[],
+                false_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                auto_dict_encode=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None  # pandas reads it, or says what is wrong in its own words
+    if table.num_columns != len(names) or table.num_rows == 0:
+        return None  # pyarrow split the header otherwise than read_header did
+    return table.slice(1).rename_columns(names)
