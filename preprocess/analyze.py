@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import current_app
 
 from preprocess.forward import TrainerAnswer, forward_to_trainer
-from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow
+from sluice_common.tables.transport import columns_to_arrow, table_to_arrow
 from sluice_common.web.app import heavy_slot
 from sluice_common.web.internal import read_token
 from sluice_common.web.params import Params
@@ -23,10 +23,10 @@ def analyze_upload(params: Params, raw: bytes, authorization: str | None) -> Tra
     with heavy_slot(params.phase, raw, "parsing uploads"):  # by bytes and by cells
         table, report, target = parse_upload(raw, params.phase, params.target)
         del raw
-        if isinstance(table, dict):  # a few rows, parsed without pandas
+        if isinstance(table, dict):  # a few rows, parsed without pandas or Arrow
             payload = columns_to_arrow(table, report)
-        else:
-            payload = frame_to_arrow(table, report)
+        else:  # the string columns as parsed: no DataFrame between
+            payload = table_to_arrow(table, report)
         del table
     query = params.as_query()
     if len_raw > config["JOBS_UPLOAD_MB"] * 2**20:

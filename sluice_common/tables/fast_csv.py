@@ -7,7 +7,8 @@ a wider one (pandas' error), a quoted cell that never closes, a row longer than 
 refusal hands the file to pandas, which reads it or raises its own error. The one difference
 pyarrow would not refuse is a line of spaces and tabs: pandas skips it as blank, pyarrow reads
 it as a row of one cell. With several columns pyarrow refuses that row and it is skipped here
-as pandas does; a one-column file holding such a line goes to pandas.
+as pandas does; a one-column file holding such a line goes to pandas. And a quoted cell left
+open at the end of the file: pyarrow reads it to the end, pandas refuses it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ import pyarrow.csv as pacsv
 BLOCK_BYTES = 1 << 20
 MAX_BLOCK_BYTES = 256 << 20
 _WHITESPACE_LINE = re.compile(rb"(?:^|[\r\n])[ \t]+(?:[\r\n]|$)")
+_BLANK_BY_LONE_CR = re.compile(rb"(?:^|[\r\n])[ \t]*\r(?!\n)")
 
 
 def read_cells(
-    data: bytes | pa.Buffer, delimiter: str, names: list[str], longest_line: int = 0
+    data: bytes, delimiter: str, names: list[str], longest_line: int = 0
 ) -> pa.Table | None:
-    """The rows of UTF-8 CSV `data` below its header as string columns named `names`, or
-    None when pandas must decide. `data` was decoded once already (valid UTF-8), so it is not
-    checked again; `longest_line` (characters of the longest sampled line) sizes the blocks."""
-    if len(names) == 1 and _WHITESPACE_LINE.search(memoryview(data)):
+    """The rows of UTF-8 CSV `data` (a BOM is skipped) below its header as string columns
+    named `names`, or None when pandas must decide. `data` was decoded once already (valid
+    UTF-8), so it is not checked again; `longest_line` (characters of the longest sampled
+    line) sizes the blocks."""
+    if len(names) == 1 and _WHITESPACE_LINE.search(data):
+        return None
+    if _blank_by_lone_cr(data):
         return None
 
     def blank_or_refused(row) -> str:
@@ -74,4 +79,23 @@ def read_cells(
         return None  # pandas reads it, or says what is wrong in its own words
     if table.num_columns != len(names) or table.num_rows == 0:
         return None  # pyarrow split the header otherwise than read_header did
+    if _ends_in_quotes(data, table.column(-1)[-1].as_py()):
+        return None
     return table.slice(1).rename_columns(names)
+
+
+def _blank_by_lone_cr(data: bytes) -> bool:
+    """True when a blank or whitespace line may end with a lone CR: after one, pandas drops
+    a delimiter that starts the next line (`\\r,x` is read as the one cell x)."""
+    crs = data.count(b"\r")
+    if not crs or crs == data.count(b"\r\n"):  # two scans in C, no regex: LF or CRLF files
+        return False
+    return _BLANK_BY_LONE_CR.search(data) is not None
+
+
+def _ends_in_quotes(data: bytes, last_cell: str) -> bool:
+    """True when the data may end inside a quoted cell, which pyarrow reads to the end and
+    pandas refuses ("EOF inside string"). Such a cell is the last one and was opened by a
+    quote and never closed, so the data ends with `"` and the cell's text, its quotes
+    doubled. (A closed cell can end so too, `""x`: pandas decides that one also.)"""
+    return data.endswith(b'"' + last_cell.encode("utf-8").replace(b'"', b'""'))

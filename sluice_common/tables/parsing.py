@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
@@ -297,8 +296,7 @@ def parse_csv(raw: bytes) -> ParsedCsv:
     del text  # the readers take the bytes: no second copy of a large upload
     delimiter = declared or sniff_delimiter(sample)
     names = read_header(sample, delimiter)
-    body = memoryview(raw)[3:] if raw.startswith(codecs.BOM_UTF8) else raw
-    table = fast_csv.read_cells(body, delimiter, names, _longest_line(sample))
+    table = fast_csv.read_cells(raw, delimiter, names, _longest_line(sample))
     if table is None:  # where pyarrow could read otherwise, pandas decides
         table = text_table(
             pa.Table.from_pandas(

@@ -4,7 +4,7 @@ mean (at training time for dev, with its stored rules for prod)."""
 
 from __future__ import annotations
 
-import pandas as pd
+import pyarrow as pa
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
@@ -25,26 +25,27 @@ from sluice_common.web.params import read_upload
 
 def parse_upload(
     raw: bytes, phase: str, requested_target: str | None
-) -> tuple[pd.DataFrame | dict[str, list[str]], dict, str | None]:
-    """The upload's cells as text, what was detected about the file, and the target (dev).
+) -> tuple[pa.Table | dict[str, list[str]], dict, str | None]:
+    """The upload's cells as Arrow string columns, what was detected about the file, and the
+    target (dev).
 
     A prod upload of a few simple rows comes back as a dict of column lists, built without
-    pandas, whose per-call costs would be most of a single-row request.
+    pandas or Arrow, whose per-call costs would be most of a single-row request.
     """
     small = parse_small_csv(raw) if phase == "prod" else None
     if small is not None:
         report = _report(small.n_rows, len(small.columns), small)
         return small.columns, report, None
     parsed = parse_csv(raw)
-    frame = parsed.frame
-    report = _report(len(frame), len(frame.columns), parsed)
+    table = parsed.table
+    report = _report(table.num_rows, table.num_columns, parsed)
     target = None
     if phase == "dev":
-        columns = [str(c) for c in frame.columns]
+        columns = table.column_names
         if len(columns) == 1:  # said before any target rule can misread the one column
             raise one_column_error(columns[0])
         target = resolve_target(columns, requested_target)
-    return frame, report, target
+    return table, report, target
 
 
 def _report(rows: int, columns: int, parsed: ParsedCsv | SmallCsv) -> dict:

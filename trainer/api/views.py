@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 
-import pyarrow as pa
 from flask import Blueprint, Response, current_app, has_app_context, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.choices import resolve_target
 from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
-from sluice_common.tables.parsing import MAX_COLUMNS
+from sluice_common.tables.parsing import MAX_COLUMNS, as_frame
 from sluice_common.tables.transport import ARROW_MEDIA_TYPE, read_arrow
 from sluice_common.web import internal
 from sluice_common.web.app import heavy_slot
@@ -43,14 +42,12 @@ HEALTH_PROBE_SECONDS = 1.0
 
 
 def _table(raw: bytes, media_type: str, phase: str, target: str | None):
-    """The upload's cells (an Arrow table, a DataFrame, or a dict of column lists for a few
-    prod rows), what was detected while parsing, and the resolved target (dev). Prod cells
-    are converted later, only in the columns the champion reads."""
+    """The upload's cells (an Arrow table, or a dict of column lists for a few prod rows),
+    what was detected while parsing, and the resolved target (dev). Prod cells are converted
+    later, only in the columns the champion reads."""
     if media_type != ARROW_MEDIA_TYPE:
-        cells, report, target = parse_upload(raw, phase, target)
-        if phase == "dev" and not isinstance(cells, dict):
-            cells = pa.Table.from_pandas(cells, preserve_index=False)
-        return cells, report, target
+        # A CSV posted here: the string columns preprocess would have sent.
+        return parse_upload(raw, phase, target)
     # Parsed by the preprocess service. The caps bound what decoding may cost: no CSV under
     # the upload limit has more rows than half its bytes (each row is at least "x\n").
     # Each cell takes at least one byte of CSV (its delimiter).
@@ -218,7 +215,7 @@ def feedback():
         del raw
         if table_rows(cells) == 0:
             raise ApiError(error_codes.NO_ROWS, "The file has no data rows.")
-        answer = monitor.feedback(model, cells)
+        answer = monitor.feedback(model, as_frame(cells))
     return jsonify({**answer, **after_labels(model, answer), **challenger_after_labels(model)})
 
 

@@ -594,7 +594,11 @@ def read_cells(item: DataFile, settings: DataSettings) -> tuple[pa.Table, dict]:
             return _empty_csv(raw), {"format": "csv", "rows": 0}
         raise ApiError(err.error_code, f"{item.name[:200]}: {err.message}") from err
     del raw
-    table = pa.Table.from_pandas(parsed.frame, preserve_index=False)
+    # large_string, as every text column of a data_uri's files (_empty_csv, unify): a cast
+    # of the offsets only.
+    table = parsed.table.cast(
+        pa.schema([pa.field(name, pa.large_string()) for name in parsed.table.column_names])
+    )
     return table, {
         "format": "csv",
         "rows": table.num_rows,
