@@ -24,10 +24,18 @@ def frame_to_arrow(frame: pd.DataFrame, report: dict | None = None) -> bytes:
     return _write(text_table(pa.Table.from_pandas(frame, preserve_index=False)), report)
 
 
-def table_to_arrow(table: pa.Table, report: dict | None = None) -> bytes:
+def table_to_arrow(table: pa.Table, report: dict | None = None) -> bytearray:
     """Serialise an Arrow table of text cells (`ParsedCsv.table`) as `frame_to_arrow` writes
-    the same cells, without a DataFrame between."""
-    return _write(text_table(table), report)
+    the same cells, without a DataFrame between. Written once, into a body of its exact size
+    (measured first, metadata only): no growing buffer, no copy into bytes."""
+    table = _with_report(text_table(table), report)
+    measured = pa.MockOutputStream()
+    with pa.ipc.new_stream(measured, table.schema) as writer:
+        writer.write_table(table)
+    body = bytearray(measured.size())
+    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(pa.py_buffer(body)), table.schema) as writer:
+        writer.write_table(table)
+    return body
 
 
 def text_table(table: pa.Table) -> pa.Table:
@@ -68,9 +76,14 @@ def columns_to_arrow(columns: dict[str, list[str]], report: dict) -> bytes:
     return _write(pa.table(arrays), report)
 
 
+def _with_report(table: pa.Table, report: dict | None) -> pa.Table:
+    if report is None:
+        return table
+    return table.replace_schema_metadata({REPORT_KEY: orjson.dumps(report)})
+
+
 def _write(table: pa.Table, report: dict | None) -> bytes:
-    if report is not None:
-        table = table.replace_schema_metadata({REPORT_KEY: orjson.dumps(report)})
+    table = _with_report(table, report)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
