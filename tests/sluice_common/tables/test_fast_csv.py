@@ -81,7 +81,7 @@ def csv_files(draw) -> tuple[bytes, str, list[str]]:
     return text.encode("utf-8"), delimiter, names
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(csv_files())
 def test_the_fast_reader_reads_what_pandas_reads_or_declines(case):
     raw, delimiter, names = case
@@ -107,7 +107,7 @@ def _pandas_only(raw: bytes):
         return _outcome(raw)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(csv_files(), st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16"]))
 def test_parse_csv_gives_what_pandas_alone_gives(case, encoding):
     raw, _, _ = case
