@@ -31,7 +31,7 @@ _WHITESPACE_LINE = re.compile(rb"(?:^|[\r\n])[ \t]+(?:[\r\n]|$)")
 _BLANK_BY_LONE_CR = re.compile(rb"(?:^|[\r\n])[ \t]*\r(?!\n)")
 
 
-def read_cells(
+def read_text_columns(
     data: bytes, delimiter: str, names: list[str], longest_line: int = 0
 ) -> pa.Table | None:
     """The rows of UTF-8 CSV `data` (a BOM is skipped) below its header as string columns

@@ -296,7 +296,7 @@ def parse_csv(raw: bytes) -> ParsedCsv:
     del text  # the readers take the bytes: no second copy of a large upload
     delimiter = declared or sniff_delimiter(sample)
     names = read_header(sample, delimiter)
-    table = fast_csv.read_cells(raw, delimiter, names, _longest_line(sample))
+    table = fast_csv.read_text_columns(raw, delimiter, names, _longest_line(sample))
     if table is None:  # where pyarrow could read otherwise, pandas decides
         table = text_table(
             pa.Table.from_pandas(

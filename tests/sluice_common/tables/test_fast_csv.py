@@ -85,7 +85,7 @@ def csv_files(draw) -> tuple[bytes, str, list[str]]:
 @given(csv_files())
 def test_the_fast_reader_reads_what_pandas_reads_or_declines(case):
     raw, delimiter, names = case
-    table = fast_csv.read_cells(raw, delimiter, names)
+    table = fast_csv.read_text_columns(raw, delimiter, names)
     if table is None:
         return  # pandas decides
     assert table.schema.types == [pa.string()] * len(names)
@@ -103,7 +103,7 @@ def _outcome(raw: bytes):
 
 
 def _pandas_only(raw: bytes):
-    with mock.patch.object(fast_csv, "read_cells", return_value=None):
+    with mock.patch.object(fast_csv, "read_text_columns", return_value=None):
         return _outcome(raw)
 
 
@@ -167,11 +167,11 @@ TAKEN = {
 @pytest.mark.parametrize("raw", TAKEN.values(), ids=TAKEN.keys())
 def test_common_files_take_the_fast_reader(raw):
     # The fast reader must answer for ordinary files, not hand everything to pandas.
-    with mock.patch.object(fast_csv, "read_cells", wraps=fast_csv.read_cells) as spy:
+    with mock.patch.object(fast_csv, "read_text_columns", wraps=fast_csv.read_text_columns) as spy:
         parsed = parse_csv(raw)
     assert spy.call_count == 1
     body, delimiter, names, longest = spy.call_args.args
-    assert fast_csv.read_cells(body, delimiter, names, longest) is not None
+    assert fast_csv.read_text_columns(body, delimiter, names, longest) is not None
     assert parsed.table.schema.types == [pa.string()] * len(names)
 
 
