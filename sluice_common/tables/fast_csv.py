@@ -2,13 +2,15 @@
 reader): the same cells as string columns, or None where its reading could differ, and
 parse_csv asks pandas. Tested against pandas in tests/sluice_common/tables/test_fast_csv.py.
 
-Where the two readers differ, pyarrow refuses the row: a short row (pandas pads it with ""),
-a wider one (pandas' error), a quoted cell that never closes, a row longer than a block. Any
-refusal hands the file to pandas, which reads it or raises its own error. The one difference
-pyarrow would not refuse is a line of spaces and tabs: pandas skips it as blank, pyarrow reads
-it as a row of one cell. With several columns pyarrow refuses that row and it is skipped here
-as pandas does; a one-column file holding such a line goes to pandas. And a quoted cell left
-open at the end of the file: pyarrow reads it to the end, pandas refuses it.
+A row pyarrow refuses (short: pandas pads it with ""; wider: pandas' error; a row longer than
+a block) hands the file to pandas, which reads it or raises its own error. What pyarrow
+would read otherwise without refusing it is found here:
+- a line of spaces and tabs, which pandas skips as blank: skipped too (with several columns
+  pyarrow refuses it as short); a one-column file holding one goes to pandas;
+- a blank line ended by a lone CR, after which pandas drops a delimiter starting the next
+  line: such a file goes to pandas;
+- a quoted cell still open at the end, which pyarrow reads to the end and pandas refuses:
+  pandas decides.
 """
 
 from __future__ import annotations
