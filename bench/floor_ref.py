@@ -194,13 +194,13 @@ def prod_steps(csv: bytes, model, reps: int) -> dict:
         return out
 
     try:
-        from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow, read_arrow
+        from sluice_common.tables.transport import columns_to_arrow, read_arrow, table_to_arrow
         from sluice_common.web.upload import parse_upload
         from trainer.model.sluice_model import feature_matrix
 
         for _ in range(reps):
             table, report, _ = timed("parse", parse_upload, csv, "prod", None)
-            write = columns_to_arrow if isinstance(table, dict) else frame_to_arrow
+            write = columns_to_arrow if isinstance(table, dict) else table_to_arrow
             payload = timed("arrow_write", write, table, report)
             received, report = timed("arrow_read", read_arrow, payload)
             matrix, _ = timed("feature_matrix", feature_matrix, received, model.spec, model.rules)

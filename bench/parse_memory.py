@@ -19,7 +19,7 @@ def measure(columns: int, mb: float) -> None:
     import numpy as np
 
     from sluice_common.tables.parsing import parse_csv
-    from sluice_common.tables.transport import frame_to_arrow
+    from sluice_common.tables.transport import table_to_arrow
 
     rng = np.random.default_rng(0)
     row = ",".join(str(x) for x in rng.integers(0, 10, columns)) + "\n"
@@ -28,7 +28,7 @@ def measure(columns: int, mb: float) -> None:
     ).encode()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    payload = frame_to_arrow(parse_csv(data).frame, {})
+    payload = table_to_arrow(parse_csv(data).table, {})
     growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
     seconds = time.perf_counter() - started
     print(

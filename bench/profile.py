@@ -27,7 +27,7 @@ from bench.data import TARGET, query_csv, train_csv
 
 def prod_pipeline(csv: bytes, model) -> bytes:
     """What preprocess and trainer do for a prod request, minus HTTP and multipart."""
-    from sluice_common.tables.transport import columns_to_arrow, frame_to_arrow, read_arrow
+    from sluice_common.tables.transport import columns_to_arrow, read_arrow, table_to_arrow
     from sluice_common.web.upload import parse_upload
     from trainer.model.sluice_model import SMALL_ROWS
 
@@ -35,7 +35,7 @@ def prod_pipeline(csv: bytes, model) -> bytes:
     if isinstance(table, dict):
         payload = columns_to_arrow(table, report)
     else:
-        payload = frame_to_arrow(table, report)
+        payload = table_to_arrow(table, report)
     received, report = read_arrow(payload)
     if received.num_rows <= SMALL_ROWS:
         received = received.to_pydict()
@@ -51,12 +51,10 @@ def prod_pipeline(csv: bytes, model) -> bytes:
 
 
 def _parsed_table(csv: bytes):
-    import pyarrow as pa
-
     from sluice_common.web.upload import parse_upload
 
-    frame, report, _ = parse_upload(csv, "dev", TARGET)
-    return pa.Table.from_pandas(frame, preserve_index=False), report
+    table, report, _ = parse_upload(csv, "dev", TARGET)
+    return table, report
 
 
 def trained_model(rows: int):
@@ -71,7 +69,7 @@ def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
     """What a dev request does after the upload: parse, Arrow, train, log, register, alias."""
     import mlflow
 
-    from sluice_common.tables.transport import frame_to_arrow, read_arrow
+    from sluice_common.tables.transport import read_arrow, table_to_arrow
     from sluice_common.web.upload import parse_upload
     from trainer.lifecycle import registry
     from trainer.pipeline.training import train_model
@@ -83,8 +81,8 @@ def dev_pipeline(csv: bytes, tracking_dir: str) -> dict:
             registry.experiment_name("profile"), artifact_location=f"{tracking_dir}/artifacts"
         )
     marks = {"start": time.perf_counter()}
-    frame, report, _ = parse_upload(csv, "dev", TARGET)
-    table, report = read_arrow(frame_to_arrow(frame, report))
+    table, report, _ = parse_upload(csv, "dev", TARGET)
+    table, report = read_arrow(table_to_arrow(table, report))
     marks["parsed"] = time.perf_counter()
     trained = train_model(table, TARGET, delimiter=report["delimiter"])
     marks["trained"] = time.perf_counter()

@@ -294,7 +294,7 @@ def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
     from sluice_common.tables.parsing import parse_csv
-    from sluice_common.tables.transport import frame_to_arrow, read_arrow
+    from sluice_common.tables.transport import read_arrow, table_to_arrow
     from trainer.model.sluice_model import feature_matrix
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -311,7 +311,7 @@ def inprocess_floor(tracking_uri: str, csv: bytes, rows: int, reps: int) -> dict
 
     for _ in range(reps):
         parsed = timed("parse_csv", parse_csv, csv)
-        payload = timed("frame_to_arrow", frame_to_arrow, parsed.frame, {})
+        payload = timed("table_to_arrow", table_to_arrow, parsed.table, {})
         received, _ = timed("read_arrow", read_arrow, payload)
         timed("score_frame", model.score_frame, received)
         matrix, _ = timed("feature_matrix", feature_matrix, received, model.spec, model.rules)
@@ -682,7 +682,7 @@ def summarise(results: dict) -> tuple[list[list[str]], dict]:
         f"{name} {floor[name]:.3f}"
         for name in (
             "parse_csv",
-            "frame_to_arrow",
+            "table_to_arrow",
             "read_arrow",
             "feature_matrix",
             "inplace_predict",
