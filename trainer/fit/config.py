@@ -16,7 +16,11 @@ class TrainingConfig:
     max_depth: int = 6
     max_rounds: int = 1000
     early_stopping_rounds: int = 100
-    refit_max_rows: int = 200_000
+    # The refit on every training row (trainer/fit/booster.py::refit_rounds) up to this many
+    # training rows: on bench.quality's real tables (263-4,870 rows) it lowered the loss on 4
+    # of 6; from 16k rows on (bench.floor_data, bench.data) it changed nothing beyond the
+    # noise and cost ~2/3 of the early-stopped fit again.
+    refit_max_rows: int = 10_000
     max_categories: int = 1000
     min_category_rows: int = 5
     nthread: int = 0
