@@ -118,11 +118,15 @@ def observations(read: dict[str, np.ndarray], target: str, content: np.ndarray) 
     distinct row has (a measurement, a timestamp) makes its copies one record; rows made of
     shared values (a few categories) repeat because the table is small in those columns.
 
-    Counted for the columns of one dtype at once: a value is a (column, value) pair. Distinct
-    pairs by hashing (`pd.unique`), not sorting: their order does not matter to the counts,
-    and numpy's `unique` took seconds on the 2M pairs of 100k rows x 21 columns."""
-    row_ids, _ = pd.factorize(content)  # dense codes 0..k-1: k distinct rows
-    n_rows, n_ids = len(content), max(1, int(row_ids.max(initial=-1)) + 1)
+    Counted for the columns of one dtype at once: a value is a (column, value) pair. The
+    distinct rows holding a value are counted on each distinct row's first copy (copies hold
+    the same values), so no (value, row) pairs are deduplicated."""
+    row_ids, _ = pd.factorize(content)  # codes in order of first appearance
+    n_rows = len(content)
+    # A row is the first copy of its content where its code exceeds every code before it.
+    first = np.empty(n_rows, dtype=bool)
+    first[:1] = True
+    first[1:] = row_ids[1:] > np.maximum.accumulate(row_ids)[:-1]
     shared = np.ones(n_rows, dtype=bool)
     for names in _by_type(read, skip=target):
         codes, uniques = pd.factorize(
@@ -130,8 +134,8 @@ def observations(read: dict[str, np.ndarray], target: str, content: np.ndarray) 
         )
         column = np.repeat(np.arange(len(names), dtype="int64"), n_rows)
         values, _ = pd.factorize(column * max(1, len(uniques)) + codes)  # (column, value)
-        pairs = pd.unique(values * n_ids + np.tile(row_ids, len(names)))
-        rows_per_value = np.bincount(pairs // n_ids, minlength=values.max(initial=0) + 1)
+        firsts = values[np.tile(first, len(names))]
+        rows_per_value = np.bincount(firsts, minlength=values.max(initial=0) + 1)
         sharing = (rows_per_value[values] >= MIN_SHARING_ROWS).reshape(len(names), n_rows)
         shared &= sharing.all(axis=0)
     return shared
