@@ -126,7 +126,8 @@ def classes_of(column: pa.Array, name: str, reason: str) -> Target:
     """The classes rule: labels as category keys (text as written, numbers written one way),
     at least two and at most MAX_CLASSES of them; codes by label order (numbers first)."""
     labels = cells.category_keys(column)
-    present = sorted((key for key in pd.unique(labels) if key is not None), key=_label_order)
+    positions, distinct = pd.factorize(labels)  # missing labels (None) at -1
+    present = sorted((key for key in distinct if key is not None), key=_label_order)
     if len(present) < 2:
         raise ApiError(
             error_codes.SINGLE_CLASS,
@@ -140,7 +141,9 @@ def classes_of(column: pa.Array, name: str, reason: str) -> Target:
             "supported. Use task=regression for a numeric target.",
         )
     index = {label: code for code, label in enumerate(present)}
-    codes = np.array([index.get(label, -1) for label in labels], dtype="float64")
+    # Each distinct label looked up once; the last entry is the missing labels' (-1).
+    codes = np.array([index.get(label, -1) for label in distinct] + [-1], dtype="float64")
+    codes = codes[positions]
     keep = codes >= 0
     return Target("classification", reason, codes[keep], present, None, keep)
 
