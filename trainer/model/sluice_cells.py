@@ -155,18 +155,37 @@ class NumberFormat:
 
     def parse_array(self, cells: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """`parse` over cleaned Arrow cells: float64 values (NaN where missing or unreadable)
-        and a mask of the present cells that did not fit."""
-        present = pc.is_valid(cells)
-        plain = pc.match_substring_regex(cells, self.plain_pattern)
-        if pc.all(pc.or_kleene(plain, pc.invert(present))).as_py() is not False:
-            # Every present cell is a signed body: cast it as `parse` would read it.
-            numbers = _cast_float(self._plain_body_array(cells))
-        else:
-            numbers = self._parse_parts(cells)
-        values = numbers.to_numpy(zero_copy_only=False).astype("float64", copy=False)
-        values = np.where(np.isfinite(values), values, np.nan)
-        present_np = present.to_numpy(zero_copy_only=False)
-        return values, present_np & np.isnan(values)
+        and a mask of the present cells that did not fit.
+
+        Each step reads only the cells the previous ones left: bodies without grouping
+        (`read_plain`: most cells of most columns), bodies in this format's grouping, then
+        the whole pattern, whose parts are extracted from the cells that match it (a match
+        costs a tenth of an extraction)."""
+        plain, values = read_plain(cells, self.decimal)
+        rest = ~plain if cells.null_count == 0 else ~plain & _valid(cells)
+        if rest.any():
+            index = np.flatnonzero(rest)
+            values[index] = self._parse_rest(cells.take(pa.array(index)))
+        infinite = np.isinf(values)  # a body beyond float64 (1e999): not a number
+        values[infinite] = np.nan
+        return values, (rest & np.isnan(values)) | infinite
+
+    def _parse_rest(self, texts: pa.Array) -> np.ndarray:
+        """Present cells that are not plain bodies: float64 (NaN where they do not fit)."""
+        numbers = np.full(len(texts), np.nan)
+        left = np.arange(len(texts))
+        if self.thousands:  # grouped bodies: the separators dropped, then cast
+            grouped = _matches(texts, self.plain_pattern)
+            if grouped.any():
+                numbers[grouped] = _to_numpy(
+                    _cast_float(self._plain_body_array(texts.filter(pa.array(grouped))))
+                )
+                left, texts = left[~grouped], texts.filter(pa.array(~grouped))
+        fits = _matches(texts, self.pattern)
+        if fits.any():
+            parts = self._parse_parts(texts.filter(pa.array(fits)))
+            numbers[left[fits]] = _to_numpy(parts)
+        return numbers
 
     def _plain_body_array(self, bodies: pa.Array) -> pa.Array:
         if self.thousands:
@@ -208,6 +227,51 @@ def _compiled(pattern: str) -> re.Pattern:
 def _cast_float(bodies: pa.Array) -> pa.Array:
     """Bodies that matched a number pattern as float64 (each one a valid float literal)."""
     return pc.cast(bodies, pa.float64())
+
+
+def _to_numpy(numbers: pa.Array) -> np.ndarray:
+    """float64 values, NaN where null (a writable copy)."""
+    return np.array(numbers.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def _valid(cells: pa.Array) -> np.ndarray:
+    return cells.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _matches(cells: pa.Array, pattern: str) -> np.ndarray:
+    """Which cells match a pattern (False where null)."""
+    matched = pc.match_substring_regex(cells, pattern)
+    if matched.true_count == 0:
+        return np.zeros(len(cells), dtype=bool)
+    return matched.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def read_plain(cells: pa.Array, decimal: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells are only an optionally signed body without grouping (`1.5`, `-3`, `2e5`),
+    and their numbers: float64, NaN for the other cells, infinite where a body overflows.
+
+    Such a cell reads the same in every format with this decimal mark (no separator is in
+    it), and cleaning leaves it as it is (no whitespace, and a missing-value token has no
+    digit or is not plain). One match and one cast read a whole column of them."""
+    pattern = NumberFormat(decimal).plain_pattern
+    matched = pc.match_substring_regex(cells, pattern)
+    hits = matched.true_count
+    if hits == 0:
+        return np.zeros(len(cells), dtype=bool), np.full(len(cells), np.nan)
+    if hits == len(cells) - cells.null_count:  # every present cell: cast the column as it is
+        plain = _valid(cells) if cells.null_count else np.ones(len(cells), dtype=bool)
+        bodies = cells
+    else:
+        plain = matched.fill_null(False).to_numpy(zero_copy_only=False)
+        bodies = cells.filter(matched)
+    if decimal != ".":
+        bodies = pc.replace_substring(bodies, decimal, ".")
+    numbers = _to_numpy(_cast_float(bodies))
+    if len(numbers) == len(cells):
+        return plain, numbers
+    values = np.full(len(cells), np.nan)
+    values[plain] = numbers
+    return plain, values
 
 
 # Candidate formats, in the order that breaks ties (plain first; see fit_number_format).
@@ -466,6 +530,23 @@ def read_number_texts(
     return numbers, bad, regrouped
 
 
+def _read_raw_texts(
+    values: pa.Array, fmt: NumberFormat
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`read_number_texts(clean_array(values), fmt)`, cleaning only the cells that are not
+    plain bodies: a plain body is its own cleaned cell (see `read_plain`), read in one cast."""
+    plain, numbers = read_plain(values, fmt.decimal)
+    bad = np.isinf(numbers)
+    numbers[bad] = np.nan
+    regrouped = np.zeros(len(values), dtype=bool)
+    rest = ~plain if values.null_count == 0 else ~plain & _valid(values)
+    if rest.any():
+        index = np.flatnonzero(rest)
+        cleaned = clean_array(values.take(pa.array(index)))
+        numbers[index], bad[index], regrouped[index] = read_number_texts(cleaned, fmt)
+    return numbers, bad, regrouped
+
+
 def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> NumberCells:
     """A column as float64 (see `read_number`), with the rows read another way or not at all."""
     if isinstance(values, list):
@@ -480,7 +561,7 @@ def read_numbers(values: list | pa.Array, fmt: NumberFormat) -> NumberCells:
     kind = values.type
     none = np.zeros(len(values), dtype=bool)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        numbers, bad, regrouped = read_number_texts(clean_array(values), fmt)
+        numbers, bad, regrouped = _read_raw_texts(values, fmt)
         return NumberCells(numbers, int(bad.sum()), int(regrouped.sum()), bad, regrouped)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         numbers = values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
