@@ -16,6 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trainer.fit import rows, text_columns
+from trainer.fit.number_formats import (
+    Entries,
+    Readings,
+    fit_number_formats,
+    format_order,
+)
 from trainer.fit.text_columns import Block, TextColumns, is_text
 from trainer.model import sluice_cells as cells
 from trainer.model.sluice_cells import DATE_FORMATS, DATE_PARTS, NUMBER_FORMATS, TIME_PARTS
@@ -95,78 +101,26 @@ def fit_number_format(
     model reads them (`sluice_cells.read_numbers`: the decimal mark fixed, any grouping), so
     the choice is the decimal mark, then the grouping most cells use. A tie between decimal
     marks that read some cell differently is broken by the file (a `;` file prefers decimal
-    commas) and reported as ambiguous. (`fit_number_formats` for one column.)
+    commas) and reported as ambiguous. (`number_formats.fit_number_formats` for one column.)
     """
     if distinct.total == 0:
         return None
     order = format_order(prefer_comma)
-    readings = [cells.read_number_texts(distinct.values, fmt) for fmt in order]
-    entries = Entries(np.zeros(len(distinct.counts), "int64"), np.arange(len(distinct.counts)))
-    fits = fit_number_formats(readings, entries, distinct.counts, 1, share)
+    readings = Readings(distinct.values)
+    n = len(distinct.counts)
+    entries = Entries(np.zeros(n, "int64"), np.arange(n))
+    fits = fit_number_formats(readings, entries, distinct.counts, 1, share, order)
     chosen = int(fits.chosen[0])
     if chosen < 0:
         return None
-    values, bad, _ = readings[chosen]
+    f = NUMBER_FORMATS.index(order[chosen])
     return {
         "format": order[chosen],
         "unreadable": int(fits.unreadable[0]),
         "ambiguous": bool(fits.ambiguous[0]),
-        "values": values,
-        "bad": bad,
+        "values": readings.values[f].copy(),
+        "bad": readings.bad[f].copy(),
     }
-
-
-def format_order(prefer_comma: bool) -> list:
-    """The candidate number formats in the order that breaks ties."""
-    return sorted(NUMBER_FORMATS, key=lambda f: (f.decimal != ",") if prefer_comma else 0)
-
-
-@dataclass(frozen=True)
-class Entries:
-    """Distinct cells of many columns: each one's column and position among the readings."""
-
-    column: np.ndarray
-    code: np.ndarray
-
-
-@dataclass(frozen=True)
-class NumberFits:
-    """Per column: the chosen format's position in `format_order` (-1: none reads `share` of
-    the cells), the cells it does not read, and whether another format ties and reads some
-    cell differently."""
-
-    chosen: np.ndarray
-    unreadable: np.ndarray
-    ambiguous: np.ndarray
-
-
-def fit_number_formats(
-    readings: list, entries: Entries, counts: np.ndarray, n_columns: int, share: float
-) -> NumberFits:
-    """`fit_number_format` of many columns at once, from each distinct cell's readings in
-    every format (`sluice_cells.read_number_texts`, in `format_order`) and its count."""
-    column, code = entries.column, entries.code
-
-    def per_column(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(column, weights=weights, minlength=n_columns).astype("int64")
-
-    total = per_column(counts)
-    read = np.stack([per_column(counts * ~bad[code]) for _, bad, _ in readings])
-    native = np.stack(
-        [per_column(counts * ~(bad | regrouped)[code]) for _, bad, regrouped in readings]
-    )
-    # The most cells read, then the most read in the format's own grouping; the first such
-    # format in the order (argmax takes the first maximum).
-    chosen = np.argmax(read * (total.max(initial=0) + 1) + native, axis=0)
-    best = read[chosen, np.arange(n_columns)]
-    values = np.stack([value[code] for value, _, _ in readings])
-    best_values = values[chosen[column], np.arange(len(column))]
-    ambiguous = np.zeros(n_columns, dtype=bool)
-    for i, other in enumerate(values):
-        same = (other == best_values) | (np.isnan(other) & np.isnan(best_values))
-        ambiguous |= (read[i] == best) & (per_column(~same) > 0)
-    chosen = np.where((total > 0) & (best >= share * total), chosen, -1)
-    return NumberFits(chosen, total - best, ambiguous)
 
 
 def _date_reads(texts: np.ndarray) -> dict[str, np.ndarray]:
@@ -400,13 +354,13 @@ def _distinct_in(block: Block, i: int) -> Distinct:
 
 def _block_facts(block: Block, prefer_comma: bool) -> tuple[list, ...]:
     """Per column of a block, as lists: present cells, distinct cells, the number fit
-    (`fit_number_formats`) and the leading-zero rule: whether at least LEADING_ZERO_SHARE of
-    the column's cells are integers written with a leading zero (ZIP codes, account numbers:
-    codes, not quantities)."""
-    readings = [text_columns.readings(block, fmt) for fmt in format_order(prefer_comma)]
+    (`number_formats.fit_number_formats`) and the leading-zero rule: whether at least
+    LEADING_ZERO_SHARE of the column's cells are integers written with a leading zero (ZIP
+    codes, account numbers: codes, not quantities)."""
     entries = Entries(block.entry_column, block.entry_code)
     n = len(block.names)
-    fits = fit_number_formats(readings, entries, block.entry_count, n, NUMERIC_SHARE)
+    readings, order = text_columns.number_readings(block), format_order(prefer_comma)
+    fits = fit_number_formats(readings, entries, block.entry_count, n, NUMERIC_SHARE, order)
     zero = pc.match_substring_regex(block.dictionary, _LEADING_ZERO)
     zero = zero.to_numpy(zero_copy_only=False)[block.entry_code]
     total = block.per_column(np.ones(len(block.entry_code)))

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trainer.fit.number_formats import Readings
 from trainer.model import sluice_cells as cells
 
 # Cells and bytes joined into one array at most: bounds the copy a block makes (a tall table
@@ -141,8 +142,7 @@ class TextColumns:
     def numbers(self, name: str, fmt: cells.NumberFormat) -> np.ndarray:
         """`sluice_cells.read_numbers(column, fmt).values`, from each distinct cell's reading."""
         block, i = self.where[name]
-        values = block.memo(("numbers", fmt), lambda: np.append(readings(block, fmt)[0], np.nan))
-        return values[block.codes[i]]  # -1 (a missing cell): the trailing NaN
+        return number_readings(block).numbers(fmt, block.codes[i])
 
     def keys(self, name: str) -> np.ndarray:
         """`sluice_cells.category_keys(column)`: each cell's category key (None: missing)."""
@@ -174,6 +174,6 @@ class TextColumns:
         return [known.get(code) for code in codes.tolist()]
 
 
-def readings(block: Block, fmt: cells.NumberFormat):
-    """`sluice_cells.read_number_texts` of a block's distinct cells in one format, once."""
-    return block.memo(("read", fmt), lambda: cells.read_number_texts(block.dictionary, fmt))
+def number_readings(block: Block) -> Readings:
+    """The block's distinct cells as numbers, each read in a format at most once."""
+    return block.memo("numbers", lambda: Readings(block.dictionary))

@@ -252,27 +252,37 @@ def read_plain(cells: pa.Array, decimal: str) -> tuple[np.ndarray, np.ndarray]:
 
     Such a cell reads the same in every format with this decimal mark (no separator is in
     it), and cleaning leaves it as it is (no whitespace, and a missing-value token has no
-    digit or is not plain). One match and one cast read a whole column of them."""
+    digit or is not plain). A column of them is read by one cast: Arrow's float parser reads
+    a finite number from exactly the texts that are plain bodies with a decimal point (held
+    to the pattern by a property test), and the other texts it reads ("nan", "inf") come out
+    NaN or infinite, so only those are matched against the pattern."""
+    if decimal == ".":
+        try:
+            numbers = _to_numpy(_cast_float(cells))
+        except pa.ArrowInvalid:
+            pass  # some cell is not a number: match the pattern
+        else:
+            plain = _valid(cells) if cells.null_count else np.ones(len(cells), dtype=bool)
+            odd = np.flatnonzero(plain & ~np.isfinite(numbers))
+            if len(odd):
+                spelled = odd[~_matches(cells.take(pa.array(odd)), _PLAIN_POINT)]
+                plain[spelled], numbers[spelled] = False, np.nan
+            return plain, numbers
     pattern = NumberFormat(decimal).plain_pattern
     matched = pc.match_substring_regex(cells, pattern)
     hits = matched.true_count
     if hits == 0:
         return np.zeros(len(cells), dtype=bool), np.full(len(cells), np.nan)
-    if hits == len(cells) - cells.null_count:  # every present cell: cast the column as it is
-        plain = _valid(cells) if cells.null_count else np.ones(len(cells), dtype=bool)
-        bodies = cells
-    else:
-        plain = matched.fill_null(False).to_numpy(zero_copy_only=False)
-        bodies = cells.filter(matched)
+    plain = matched.fill_null(False).to_numpy(zero_copy_only=False)
+    bodies = cells.filter(matched)
     if decimal != ".":
         bodies = pc.replace_substring(bodies, decimal, ".")
-    numbers = _to_numpy(_cast_float(bodies))
-    if len(numbers) == len(cells):
-        return plain, numbers
     values = np.full(len(cells), np.nan)
-    values[plain] = numbers
+    values[plain] = _to_numpy(_cast_float(bodies))
     return plain, values
 
+
+_PLAIN_POINT = NumberFormat(".").plain_pattern
 
 # Candidate formats, in the order that breaks ties (plain first; see fit_number_format).
 NUMBER_FORMATS = (

@@ -4,8 +4,11 @@ values bit for bit, the same unreadable and regrouped masks."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,3 +75,37 @@ def test_the_values_are_writable():
     for texts in (["1.5", "2"], ["1.5", "x"], ["1,5"]):
         values = cells.read_numbers(pa.array(texts), cells.NumberFormat()).values
         values[0] = 0.0
+
+
+_FLOAT_LIKE = st.text(
+    alphabet="0123456789.eE+-" * 2 + "infatyINFATY_, \t\n\u00a0\u0661()x", max_size=10
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_FLOAT_LIKE)
+def test_arrow_reads_a_finite_number_from_exactly_the_plain_bodies(text):
+    # read_plain casts a whole column first: its meaning is the pattern's only if Arrow's
+    # parser reads a finite number from exactly the texts the pattern calls plain bodies.
+    plain = pa.array([text]).cast(pa.large_string())
+    matched = pc.match_substring_regex(plain, cells.NumberFormat().plain_pattern)[0].as_py()
+    try:
+        number = pc.cast(plain, pa.float64())[0].as_py()
+    except pa.ArrowInvalid:
+        number = None
+    finite = number is not None and math.isfinite(number)
+    assert finite == (matched and math.isfinite(float(text)))
+    assert matched <= (number is not None)  # every plain body is cast (1e999 as infinity)
+
+
+@pytest.mark.parametrize(
+    "text", ["nan", "NaN", "-nan", "inf", "-Infinity", "+inf", "nan(1)", "1e999", "-1e999"]
+)
+def test_what_arrow_reads_beyond_the_bodies_is_read_by_the_pattern(text):
+    for texts in ([text], [text, "1.5"], [text, None]):
+        for fmt in cells.NUMBER_FORMATS[:2]:
+            column = pa.array(texts, pa.string())
+            read = cells.read_numbers(column, fmt)
+            values, bad, regrouped = reference.read_text_numbers(column, fmt)
+            _same_floats(read.values, values)
+            assert read.unreadable_rows.tolist() == bad.tolist()
