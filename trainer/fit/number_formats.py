@@ -150,11 +150,8 @@ def _tally(readings: Readings, ranked: _Ranked, formats: list[int], active, befo
     every distinct cell has been read. Counted again for the active columns only: the others
     are settled (the alive formats read every cell), whatever is read for another column."""
     rows = np.flatnonzero(active[ranked.column])
-    column, code, count = ranked.column[rows], ranked.code[rows], ranked.count[rows]
-
-    def per_column(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(column, weights=weights, minlength=ranked.n_columns).astype("int64")
-
+    code, count = ranked.code[rows], ranked.count[rows]
+    starts = np.searchsorted(ranked.column[rows], np.arange(ranked.n_columns + 1))
     shape = (len(formats), ranked.n_columns)
     reads, fails = np.zeros(shape, "int64"), np.zeros(shape, "int64")
     complete = np.zeros(shape, dtype=bool)
@@ -164,10 +161,16 @@ def _tally(readings: Readings, ranked: _Ranked, formats: list[int], active, befo
         )
     for i, f in enumerate(formats):
         known, bad = readings.known[f, code], readings.bad[f, code]
-        reads[i] += per_column(count * (known & ~bad))
-        fails[i] += per_column(count * (known & bad))
-        complete[i] |= active & (per_column(~known) == 0)
+        reads[i] += _sums(np.where(known & ~bad, count, 0), starts)
+        fails[i] += _sums(np.where(known & bad, count, 0), starts)
+        complete[i] |= active & (_sums(~known, starts) == 0)
     return reads, fails, complete
+
+
+def _sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of consecutive runs of `values`: run i is [starts[i], starts[i + 1])."""
+    running = np.concatenate([[0], np.cumsum(values, dtype="int64")])
+    return running[starts[1:]] - running[starts[:-1]]
 
 
 def _decide(readings, ranked, formats, alive, reads, total, share) -> NumberFits:
@@ -203,7 +206,10 @@ class _Ranked:
     """Entries grouped by column, each column's most frequent first (then first seen)."""
 
     def __init__(self, entries: Entries, counts: np.ndarray, n_columns: int):
-        order = np.lexsort((-counts, entries.column))  # stable: first seen among equals
+        # By column, then count (descending); stable: first seen among equals. Runs of equal
+        # keys are the common case (unique cells), which a stable sort passes through fast.
+        key = entries.column * (int(counts.max(initial=0)) + 1) - counts
+        order = np.argsort(key, kind="stable")
         self.column = entries.column[order]
         self.code = entries.code[order]
         self.count = counts[order].astype("int64")
@@ -213,7 +219,7 @@ class _Ranked:
         self.mass = np.concatenate([[0], np.cumsum(self.count)])  # counts before each entry
 
     def per_column(self, weights: np.ndarray) -> np.ndarray:
-        return np.bincount(self.column, weights=weights, minlength=self.n_columns).astype("int64")
+        return _sums(weights, self.starts)
 
     def reach_for(self, reach: np.ndarray, need: np.ndarray) -> np.ndarray:
         """Per column, how many entries (by rank) hold `need` more cells than the first
