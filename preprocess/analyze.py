@@ -7,7 +7,12 @@ from __future__ import annotations
 from flask import current_app
 
 from preprocess.forward import TrainerAnswer, forward_to_trainer
-from sluice_common.tables.transport import columns_to_arrow, table_to_arrow
+from sluice_common.tables.transport import (
+    ARROW_MEDIA_TYPE,
+    COLUMNS_MEDIA_TYPE,
+    columns_to_json,
+    table_to_arrow,
+)
 from sluice_common.web.app import heavy_slot
 from sluice_common.web.internal import read_token
 from sluice_common.web.params import Params
@@ -24,9 +29,9 @@ def analyze_upload(params: Params, raw: bytes, authorization: str | None) -> Tra
         table, report, target = parse_upload(raw, params.phase, params.target)
         del raw
         if isinstance(table, dict):  # a few rows, parsed without pandas or Arrow
-            payload = columns_to_arrow(table, report)
+            payload, media_type = columns_to_json(table, report), COLUMNS_MEDIA_TYPE
         else:  # the string columns as parsed: no DataFrame between
-            payload = table_to_arrow(table, report)
+            payload, media_type = table_to_arrow(table, report), ARROW_MEDIA_TYPE
         del table
     query = params.as_query()
     if len_raw > config["JOBS_UPLOAD_MB"] * 2**20:
@@ -45,6 +50,7 @@ def analyze_upload(params: Params, raw: bytes, authorization: str | None) -> Tra
         token,
         config["TRAINER_CONNECT_TIMEOUT"],
         config["TRAINER_READ_TIMEOUT"],
+        media_type,
     )
     if answer.status == 403:
         current_app.extensions.pop("internal_token", None)

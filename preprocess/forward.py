@@ -87,12 +87,14 @@ def forward_to_trainer(
     internal_token: str | None,
     connect_timeout: float,
     read_timeout: float,
+    media_type: str = ARROW_MEDIA_TYPE,
 ) -> TrainerAnswer:
-    """POST the Arrow table as the raw body of the trainer's /ml; 503/504 when it fails.
+    """POST the parsed table (an Arrow stream, or `media_type`'s body) as the raw body of the
+    trainer's /ml; 503/504 when it fails.
 
     Raw body rather than multipart: no encoding or form parsing on either side.
     """
-    headers = {"Content-Type": ARROW_MEDIA_TYPE}
+    headers = {"Content-Type": media_type}
     if internal_token:
         headers[HEADER] = internal_token
     return relay(

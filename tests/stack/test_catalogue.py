@@ -15,6 +15,7 @@ import uuid
 import zipfile
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -630,6 +631,68 @@ def test_hostile_arrow_to_trainer_is_4xx(stack, champion, case, model_name):
     status = response.status_code
     assert 400 <= status < 500, f"{status}: {response.text[:500]}"
     assert_error(response, status, code)
+
+
+COLUMNS = "application/vnd.sluice.columns+json"
+COLUMN_CASES = {  # preprocess's JSON column body of a few rows, broken as an attacker would
+    "not json": (b'{"columns": [', "malformed_arrow"),
+    "not an object": (b"[1, 2]", "malformed_arrow"),
+    "number cells": (b'{"columns": [["a", [1]]], "report": {}}', "malformed_arrow"),
+    "null cells": (b'{"columns": [["a", [null]]], "report": {}}', "malformed_arrow"),
+    "ragged": (b'{"columns": [["a", ["1"]], ["b", []]], "report": {}}', "malformed_arrow"),
+    "repeated name": (b'{"columns": [["a", ["1"]], ["a", ["2"]]], "report": {}}', None),
+    "too many rows": (
+        orjson.dumps({"columns": [["a", ["1"] * 65]], "report": {}}),
+        "upload_too_large",
+    ),
+    "too large": (b" " * (2**20 + 1), "upload_too_large"),
+}
+
+
+def test_column_bodies_from_anyone_but_preprocess_are_403(stack, champion):
+    raw = orjson.dumps({"columns": [["x", ["1"]]], "report": {}})
+    for headers in ({}, {"X-Sluice-Internal": "guess"}):
+        response = requests.post(
+            stack.ml_url,
+            params={"phase": "prod", "model": CHAMPION},
+            data=raw,
+            headers={"Content-Type": COLUMNS, **headers},
+            timeout=120,
+        )
+        assert_error(response, 403, "arrow_not_allowed", "column bodies")
+
+
+@pytest.mark.parametrize("case", sorted(COLUMN_CASES))
+def test_hostile_column_bodies_to_trainer_are_4xx(stack, champion, case):
+    raw, code = COLUMN_CASES[case]
+    response = requests.post(
+        stack.ml_url,
+        params={"phase": "prod", "model": CHAMPION},
+        data=raw,
+        headers={"Content-Type": COLUMNS, **internal_header(stack)},
+        timeout=120,
+    )
+    status = response.status_code
+    assert 400 <= status < 500, f"{status}: {response.text[:500]}"
+    assert_error(response, status, code or "duplicate_columns")
+
+
+def test_column_body_scores_as_the_csv(stack, champion):
+    # What preprocess sends for a few rows is read as the CSV posted to the trainer is.
+    csv = champion["query"].to_csv(index=False).encode()
+    cells = pd.read_csv(io.BytesIO(csv), dtype=str, keep_default_na=False)
+    body = {"columns": [[name, list(cells[name])] for name in cells.columns], "report": {}}
+    response = requests.post(
+        stack.ml_url,
+        params={"phase": "prod", "model": CHAMPION},
+        data=orjson.dumps(body),
+        headers={"Content-Type": COLUMNS, **internal_header(stack)},
+        timeout=120,
+    )
+    answer = assert_ok(response)
+    csv_answer = assert_ok(post_csv(stack.ml_url, csv, phase="prod", model=CHAMPION))
+    assert answer["predictions"] == csv_answer["predictions"]
+    assert answer["warnings"] == csv_answer["warnings"]
 
 
 @settings(

@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 import secrets
 
+import pyarrow as pa
 from flask import Blueprint, Response, current_app, has_app_context, jsonify, request
 
 from sluice_common import error_codes
 from sluice_common.choices import resolve_target
 from sluice_common.database import utcnow
 from sluice_common.errors import ApiError
-from sluice_common.tables.parsing import MAX_COLUMNS, as_frame
-from sluice_common.tables.transport import ARROW_MEDIA_TYPE, read_arrow
+from sluice_common.tables.parsing import MAX_COLUMNS, SMALL_ROWS, as_frame
+from sluice_common.tables.transport import (
+    ARROW_MEDIA_TYPE,
+    COLUMNS_MEDIA_TYPE,
+    read_arrow,
+    read_columns_json,
+)
 from sluice_common.web import internal
 from sluice_common.web.app import heavy_slot
 from sluice_common.web.params import (
@@ -39,12 +45,23 @@ from trainer.pipeline.training import InMemory
 bp = Blueprint("trainer", __name__)
 REPORT_POLICY = CSP + "; frame-ancestors 'none'; form-action 'none'"
 HEALTH_PROBE_SECONDS = 1.0
+# Bodies only preprocess sends (with the internal token): its parsed table as Arrow, or a few
+# rows as JSON column lists.
+INTERNAL_BODIES = (ARROW_MEDIA_TYPE, COLUMNS_MEDIA_TYPE)
 
 
 def _table(raw: bytes, media_type: str, phase: str, target: str | None):
     """The upload's cells (an Arrow table, or a dict of column lists for a few prod rows),
     what was detected while parsing, and the resolved target (dev). Prod cells are converted
     later, only in the columns the champion reads."""
+    if media_type == COLUMNS_MEDIA_TYPE:  # a few rows, as parse_upload gives them
+        columns, report = read_columns_json(raw, SMALL_ROWS, MAX_COLUMNS)
+        if phase == "dev":  # training reads Arrow tables only
+            table = pa.table(
+                {name: pa.array(cells, pa.string()) for name, cells in columns.items()}
+            )
+            return table, report, resolve_target(list(columns), target)
+        return columns, report, None
     if media_type != ARROW_MEDIA_TYPE:
         # A CSV posted here: the string columns preprocess would have sent.
         return parse_upload(raw, phase, target)
@@ -71,18 +88,20 @@ def ml():
             )
         work = reference_work(params)
         return accepted(job_runner().submit(params.phase, params.model, _described(params), work))
-    raw, media_type = read_form_upload(request, raw_types=(ARROW_MEDIA_TYPE,))
-    if media_type == ARROW_MEDIA_TYPE and not internal.matches(
+    raw, media_type = read_form_upload(request, raw_types=INTERNAL_BODIES)
+    if media_type in INTERNAL_BODIES and not internal.matches(
         current_app.config["INTERNAL_TOKEN"], request.headers.get(internal.HEADER)
     ):
         raise ApiError(
             error_codes.ARROW_NOT_ALLOWED,
-            "Arrow bodies are accepted only from the preprocess service; send the CSV as the "
+            "Arrow and column bodies are accepted only from the preprocess service; send the CSV "
+            "as the "
             "multipart field data_file instead.",
         )
     # An Arrow body's size says little about its CSV's: preprocess sets async for large files.
     large = (
-        media_type != ARROW_MEDIA_TYPE and len(raw) > current_app.config["JOBS_UPLOAD_MB"] * 2**20
+        media_type not in INTERNAL_BODIES
+        and len(raw) > current_app.config["JOBS_UPLOAD_MB"] * 2**20
     )
     if params.run_async or large:
         return accepted(_upload_job(params, raw, media_type, state))
