@@ -159,3 +159,15 @@ def test_a_load_above_the_cores_is_flagged():
     assert floor_table.load_warning(meta) is None
     meta["loadavg_end"] = (12.5, 10.0, 8.0)
     assert "load average 12.5 on 2 cores" in floor_table.load_warning(meta)
+
+
+def test_other_shapes_are_reported_without_a_verdict():
+    rows = [
+        ["prod batch wide", "1 s", "0.1 s", "10.00x", "<= 1.15x", "FAIL"],
+        ["  detail", "", "", "", "", ""],
+    ]
+    assert floor_table.reported(rows) == [
+        ["prod batch wide", "1 s", "0.1 s", "10.00x", "(report)", ""],
+        ["  detail", "", "", "", "", ""],
+    ]
+    assert floor_table.verdicts(floor_table.reported(rows)) == (0, 0)
