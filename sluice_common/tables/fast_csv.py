@@ -6,7 +6,8 @@ A row pyarrow refuses (short: pandas pads it with ""; wider: pandas' error; a ro
 a block) hands the file to pandas, which reads it or raises its own error. What pyarrow
 would read otherwise without refusing it is found here:
 - a line of spaces and tabs, which pandas skips as blank: skipped too (with several columns
-  pyarrow refuses it as short); a one-column file holding one goes to pandas;
+  pyarrow refuses it as short); a one-column file holding one, or a file holding more than
+  MAX_SKIPPED_LINES, goes to pandas;
 - a blank line ended by a lone CR, after which pandas drops a delimiter starting the next
   line: such a file goes to pandas;
 - a quoted cell still open at the end, which pyarrow reads to the end and pandas refuses:
@@ -29,6 +30,7 @@ import pyarrow.csv as pacsv
 BLOCK_BYTES = 1 << 20
 BLOCK_BYTES_PER_COLUMN = 4096
 MAX_BLOCK_BYTES = 256 << 20
+MAX_SKIPPED_LINES = 1000
 _WHITESPACE_LINE = re.compile(rb"(?:^|[\r\n])[ \t]+(?:[\r\n]|$)")
 _BLANK_BY_LONE_CR = re.compile(rb"(?:^|[\r\n])[ \t]*\r(?!\n)")
 
@@ -45,11 +47,17 @@ def read_text_columns(
     if _blank_by_lone_cr(data):
         return None
 
+    skipped = 0
+
     def blank_or_refused(row) -> str:
         # pandas skips a line of spaces and tabs (its WHITESPACE_LINE state) unless the
-        # delimiter is among them; pyarrow refuses it as a row too short.
+        # delimiter is among them; pyarrow refuses it as a row too short. This runs in Python
+        # for each such line (~1.3 us; pandas skips them in C): past MAX_SKIPPED_LINES, a file
+        # padded with them goes to pandas, so its cost stays that of its size.
+        nonlocal skipped
         blank = not row.text.strip(" \t") and delimiter not in row.text
-        return "skip" if blank else "error"
+        skipped += blank
+        return "skip" if blank and skipped <= MAX_SKIPPED_LINES else "error"
 
     wanted = max(BLOCK_BYTES, 16 * longest_line, BLOCK_BYTES_PER_COLUMN * len(names))
     block = min(wanted, MAX_BLOCK_BYTES)

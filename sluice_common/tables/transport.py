@@ -99,7 +99,7 @@ def read_columns_json(raw: bytes, max_rows: int, max_columns: int) -> tuple[dict
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        raise _malformed_columns("not JSON") from err
+        raise _malformed_columns("JSON") from err
     pairs = body.get("columns") if isinstance(body, dict) else None
     report = body.get("report") if isinstance(body, dict) else None
     if not isinstance(pairs, list) or not isinstance(report, dict):
