@@ -169,6 +169,7 @@ def test_duplicate_rows_are_kept_and_teach_the_class_frequencies(stack, model_na
     assert cleaning["rows_in"] == cleaning["rows_out"] == 1000
     assert cleaning["duplicate_rows"] == 1000 - len(frame.drop_duplicates())
     assert answer["training"]["rows_train"] + answer["training"]["rows_validation"] == 1000
+    assert answer["training"]["refit"] is True  # at most 10,000 training rows: refit on all
     assert answer["metrics"]["accuracy"] > 0.75, answer["metrics"]
     combos = pd.DataFrame([{"a": x, "b": z} for x in "pqr" for z in "uvw"])
     served = prod(stack, model_name, to_csv(combos))

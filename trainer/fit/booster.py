@@ -92,7 +92,8 @@ def refit_rounds(best_rounds: int, n_train: int, config: TrainingConfig) -> int 
 
 
 def boost(train, n_train: int, config: TrainingConfig):
-    """The booster and its rounds: early stopping, then a refit or the best rounds kept.
+    """The booster, its rounds and whether it was refit: early stopping, then a refit or the
+    best rounds kept.
 
     `train(rows, rounds, early_stopping)` trains on the fit rows with the stop rows watched
     (rows="fit"), or on every training row (rows="train"), in memory or on a cluster."""
@@ -100,5 +101,5 @@ def boost(train, n_train: int, config: TrainingConfig):
     best_rounds = booster.best_iteration + 1
     rounds = refit_rounds(best_rounds, n_train, config)
     if rounds is None:
-        return booster[:best_rounds], best_rounds
-    return train("train", rounds, None), rounds
+        return booster[:best_rounds], best_rounds, False
+    return train("train", rounds, None), rounds, True

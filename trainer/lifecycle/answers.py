@@ -42,6 +42,7 @@ def dev_answer(
             "rows_validation": trained.n_valid,
             "split": trained.spec["split"],
             "rounds": trained.best_rounds,
+            "refit": trained.refit,  # rounds are the refit's (small data) or early stopping's
             "booster_seconds": round(trained.train_seconds, 4),
             "stage_seconds": timings,
         },

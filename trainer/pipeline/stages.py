@@ -105,6 +105,7 @@ class TrainedModel:
     report: dict = field(default_factory=dict)  # rows and cells: what was dropped or unread
     table: pa.Table | None = None  # the rows trained and validated on (cleaned cells)
     split_keys: np.ndarray | None = None  # every row's key: held out when below the fraction
+    refit: bool = False  # retrained on every training row with the rounds early stopping found
     profile: dict | None = None  # the monitoring reference (trainer/monitoring/profile.py)
 
 
@@ -205,7 +206,7 @@ def train(engine: Engine, requested_target: str | None, task: str, config: Train
     params = booster_params(target.task, len(target.classes or []), config, len(names))
     params.update(engine.booster_overrides)
     started = time.perf_counter()
-    booster, best_rounds = boost(engine.trainer(params, types, names), split.n_train, config)
+    booster, best_rounds, refit = boost(engine.trainer(params, types, names), split.n_train, config)
     train_seconds = time.perf_counter() - started
 
     engine.progress("validating")
@@ -231,6 +232,7 @@ def train(engine: Engine, requested_target: str | None, task: str, config: Train
         metrics=metrics,
         params=params,
         best_rounds=best_rounds,
+        refit=refit,
         train_seconds=train_seconds,
         n_train=split.n_train,
         n_valid=split.rows - split.n_train,

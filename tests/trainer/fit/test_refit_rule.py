@@ -35,18 +35,18 @@ def test_the_default_refits_up_to_ten_thousand_training_rows():
 
 @pytest.mark.parametrize("n_train", [10, 4_000, 10_000])
 def test_small_data_is_refit_on_every_training_row(n_train):
-    (booster, rounds), calls = _boost(n_train, TrainingConfig())
+    (booster, rounds, refit), calls = _boost(n_train, TrainingConfig())
     assert calls == [("fit", 1000, 100), ("train", 40, None)]
-    assert (booster, rounds) == (("refit", 40), 40)
+    assert (booster, rounds, refit) == (("refit", 40), 40, True)
 
 
 @pytest.mark.parametrize("n_train", [10_001, 80_000, 1_000_000])
 def test_larger_data_keeps_the_early_stopped_booster_trained_once(n_train):
-    (booster, rounds), calls = _boost(n_train, TrainingConfig())
+    (booster, rounds, refit), calls = _boost(n_train, TrainingConfig())
     assert calls == [("fit", 1000, 100)]
-    assert (booster, rounds) == (("kept", 34), 34)
+    assert (booster, rounds, refit) == (("kept", 34), 34, False)
 
 
 def test_refit_max_rows_zero_never_refits():
-    (_, rounds), calls = _boost(50, TrainingConfig(refit_max_rows=0))
-    assert len(calls) == 1 and rounds == 34
+    (_, rounds, refit), calls = _boost(50, TrainingConfig(refit_max_rows=0))
+    assert len(calls) == 1 and rounds == 34 and refit is False
