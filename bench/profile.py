@@ -27,18 +27,22 @@ from bench.data import TARGET, query_csv, train_csv
 
 def prod_pipeline(csv: bytes, model) -> bytes:
     """What preprocess and trainer do for a prod request, minus HTTP and multipart."""
-    from sluice_common.tables.transport import columns_to_arrow, read_arrow, table_to_arrow
+    from sluice_common.tables.transport import (
+        columns_to_json,
+        read_arrow,
+        read_columns_json,
+        table_to_arrow,
+    )
     from sluice_common.web.upload import parse_upload
     from trainer.model.sluice_model import SMALL_ROWS
 
     table, report, _ = parse_upload(csv, "prod", None)
-    if isinstance(table, dict):
-        payload = columns_to_arrow(table, report)
+    if isinstance(table, dict):  # a few rows cross the hop as JSON column lists
+        received, report = read_columns_json(columns_to_json(table, report), SMALL_ROWS, 20_000)
     else:
-        payload = table_to_arrow(table, report)
-    received, report = read_arrow(payload)
-    if received.num_rows <= SMALL_ROWS:
-        received = received.to_pydict()
+        received, report = read_arrow(table_to_arrow(table, report))
+        if received.num_rows <= SMALL_ROWS:
+            received = received.to_pydict()
     scored = model.score_frame(received)
     predictions = scored.predictions
     answer = {
