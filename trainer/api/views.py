@@ -95,8 +95,7 @@ def ml():
         raise ApiError(
             error_codes.ARROW_NOT_ALLOWED,
             "Arrow and column bodies are accepted only from the preprocess service; send the CSV "
-            "as the "
-            "multipart field data_file instead.",
+            "as the multipart field data_file instead.",
         )
     # An Arrow body's size says little about its CSV's: preprocess sets async for large files.
     large = (
