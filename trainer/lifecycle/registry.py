@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from mlflow import MlflowClient
-from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -123,27 +122,13 @@ def table_digest(table: pa.Table) -> str:
     return hashed.hexdigest()[:16]
 
 
-class _TableDataset(PandasDataset):
-    """MLflow's pandas dataset record of an Arrow table, without converting the table to
-    pandas (a Python string per text cell: ~0.2 s for 100k rows x 22 columns): the record
-    holds the digest, the source, the schema and the profile, all read from the table."""
-
-    def __init__(self, table: pa.Table, **record):
-        super().__init__(pd.DataFrame(columns=table.column_names), **record)
-        self._rows, self._columns = table.num_rows, table.num_columns
-
-    @property
-    def profile(self) -> dict:
-        """What MLflow's profile counts from the frame (`len(df)`, `df.size`)."""
-        return {"num_rows": self._rows, "num_elements": self._rows * self._columns}
-
-
 def _training_dataset(table: pa.Table, target: str, name: str, digest: str | None):
     """The run's dataset record: MLflow's own for a pandas frame of `table`, with the digest
     (the table's when None) and the schema given."""
-    source = mlflow.data.from_pandas(pd.DataFrame({target: []}), targets=target).source
-    dataset = _TableDataset(
-        table, source=source, targets=target, name=name, digest=digest or table_digest(table)
+    # A pandas copy of the cells (~0.03 s per 100k rows): a record built from the table alone
+    # would subclass MLflow's PandasDataset, for no measurable gain.
+    dataset = mlflow.data.from_pandas(
+        table.to_pandas(), targets=target, name=name, digest=digest or table_digest(table)
     )
     # PandasDataset.schema is a cached_property that MLflow infers cell by cell (~2 s per
     # 100k rows of text); the dtypes say the same thing.
